@@ -1,0 +1,163 @@
+//! Data sets of small images with (multi-)labels: readers for Fashion-MNIST IDX files and
+//! CIFAR-10 binary batches, the embedded default set, the DeepHash-pytorch split protocol,
+//! multi-label mosaics and the batcher that turns images into tensors.
+
+mod batch;
+mod cifar;
+mod fashion;
+mod idx;
+mod labels;
+mod mosaic;
+mod source;
+mod split;
+
+pub use batch::{Augment, to_tensor};
+pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, read_cifar10_batch};
+pub use fashion::{DataSource, FASHION_CLASSES, load_fashion_mnist, resolve_fashion_source};
+pub use idx::{IdxArray, parse_idx};
+pub use labels::LabelSet;
+pub use mosaic::make_mosaics;
+pub use source::DatasetKind;
+pub use split::{Split, SplitConfig, TrainSize};
+
+use crate::{Error, Result};
+
+/// A set of equally sized images with their labels, stored compactly as bytes.
+///
+/// Pixels are laid out image by image in channel-height-width order; a pixel value `v`
+/// stands for the intensity `v / 255` in `[0, 1]`.
+#[derive(Clone, Debug)]
+pub struct ImageSet {
+    /// Human-readable name, recorded in reports (e.g. `fashion-mnist`).
+    pub name: String,
+    /// Where the images came from (a directory, or `embedded`).
+    pub origin: String,
+    /// Channels per image (1 for grey, 3 for RGB).
+    pub channels: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// `len * channels * height * width` bytes.
+    pub pixels: Vec<u8>,
+    /// One label set per image.
+    pub labels: Vec<LabelSet>,
+    /// Names of the classes, indexed by class number.
+    pub class_names: Vec<String>,
+}
+
+impl ImageSet {
+    /// Builds a set, checking that pixel and label counts agree.
+    pub fn new(
+        name: impl Into<String>,
+        origin: impl Into<String>,
+        [channels, height, width]: [usize; 3],
+        pixels: Vec<u8>,
+        labels: Vec<LabelSet>,
+        class_names: Vec<String>,
+    ) -> Result<Self> {
+        let name = name.into();
+        let per_image = channels * height * width;
+        if per_image == 0 || pixels.len() != labels.len() * per_image {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: {} pixel bytes do not hold {} images of {channels}x{height}x{width}",
+                pixels.len(),
+                labels.len()
+            )));
+        }
+        if class_names.len() > LabelSet::MAX_CLASSES {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: {} classes, at most {} are supported",
+                class_names.len(),
+                LabelSet::MAX_CLASSES
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|l| l.max_class() >= Some(class_names.len())) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: label {bad:?} names a class beyond the {} known",
+                class_names.len()
+            )));
+        }
+        Ok(Self {
+            name,
+            origin: origin.into(),
+            channels,
+            height,
+            width,
+            pixels,
+            labels,
+            class_names,
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Bytes per image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// The bytes of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// Whether any image carries more than one label.
+    pub fn is_multi_label(&self) -> bool {
+        self.labels.iter().any(|l| l.count() > 1)
+    }
+
+    /// A new set holding the images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            name: self.name.clone(),
+            origin: self.origin.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Concatenates `other` after `self`; both must have the same image shape and classes.
+    pub fn concat(mut self, other: &ImageSet) -> Result<ImageSet> {
+        if [self.channels, self.height, self.width] != [other.channels, other.height, other.width]
+            || self.class_names != other.class_names
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cannot join {} ({}x{}x{}) and {} ({}x{}x{})",
+                self.name,
+                self.channels,
+                self.height,
+                self.width,
+                other.name,
+                other.channels,
+                other.height,
+                other.width
+            )));
+        }
+        self.pixels.extend_from_slice(&other.pixels);
+        self.labels.extend_from_slice(&other.labels);
+        Ok(self)
+    }
+}

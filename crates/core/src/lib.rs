@@ -1,0 +1,14 @@
+//! hashguard-core: deep hashing models, their packed Hamming index and retrieval metrics,
+//! with the data sets and training loops they need. Every algorithm lives here and runs on
+//! whichever Burn device the caller hands it; the crate itself enables no backend.
+
+pub mod adv_train;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod retrieval;
+pub mod run;
+
+pub use error::{Error, Result};

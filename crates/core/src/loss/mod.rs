@@ -1,0 +1,9 @@
+//! Hashing losses and the hash centres they pull codes towards. CSQ (central similarity
+//! quantisation) is the first: Hadamard centres, BCE to the item's centre plus a quantisation
+//! penalty.
+
+mod centres;
+mod csq;
+
+pub use centres::{HashCentres, hadamard};
+pub use csq::{CsqLoss, CsqLossConfig, CsqLossParts};

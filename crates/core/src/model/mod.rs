@@ -1,0 +1,20 @@
+//! Hashing networks: a small CNN for low-resolution images that maps pixels in `[0, 1]` to a
+//! relaxed code `f(x) = tanh(z)` in `[-1, 1]^K`; the binary code is `h(x) = sign(f(x))`.
+//! Input normalisation happens inside the model, so attacks can work in pixel space.
+
+mod encode;
+mod hashnet;
+
+pub use encode::encode_images;
+pub use hashnet::{HashNet, HashNetConfig};
+
+use burn::prelude::*;
+
+/// Binary codes `sign(f)` with `sign(0) = +1`, so every bit is defined.
+///
+/// # Shapes
+/// - `relaxed`: `[batch, bits]`
+/// - output: `[batch, bits]`, entries in `{-1, +1}`
+pub fn sign_codes(relaxed: Tensor<2>) -> Tensor<2> {
+    relaxed.greater_equal_elem(0.0).float() * 2.0 - 1.0
+}

@@ -1,0 +1,261 @@
+//! Run directories: `config.json` (everything needed to rebuild the run), `model.bpk` (the
+//! latest weights), `checkpoint.bin` (weights, optimiser state and history for `--resume`) and
+//! the outputs of later commands. Every file is written to a temporary name, synced, then
+//! renamed, so a crash never leaves a half-written file under a real name.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::adv_train::{EpochStats, TrainConfig};
+use crate::data::{DatasetKind, SplitConfig};
+use crate::loss::HashCentres;
+use crate::model::HashNet;
+use crate::{Error, Result};
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("{} is not a file path", path.display()))
+    })?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename itself.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Where the data of a run came from and how it was split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// Data set kind.
+    pub kind: DatasetKind,
+    /// Data set name (`fashion-mnist`, `fashion-mnist-mosaic`, `cifar-10`).
+    pub dataset: String,
+    /// The directory read, or `embedded`.
+    pub source: String,
+    /// The split protocol.
+    pub split: SplitConfig,
+}
+
+/// The contents of `config.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Format version of this file.
+    pub version: u32,
+    /// Data set and split.
+    pub data: DataSpec,
+    /// Training hyper-parameters and model configuration.
+    pub train: TrainConfig,
+    /// The hash centres trained towards.
+    pub centres: HashCentres,
+}
+
+/// The contents of `checkpoint.bin`.
+pub struct Checkpoint {
+    /// Completed epochs' statistics (its length is the number of epochs done).
+    pub history: Vec<EpochStats>,
+    /// Model record (burnpack bytes).
+    pub model: Vec<u8>,
+    /// Optimiser record (burnpack bytes).
+    pub optim: Vec<u8>,
+}
+
+const CHECKPOINT_MAGIC: &[u8; 8] = b"HGCKPT01";
+const RUN_VERSION: u32 = 1;
+
+/// A run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// A handle on `root` (nothing is read or created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file inside the run directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Opens an existing run, failing with a hint when it is missing or not a run.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let run = Self::new(root);
+        if !run.file("config.json").is_file() {
+            return Err(Error::DataNotFound(format!(
+                "{} is not a hashguard run (no config.json): train one with `hashguard train --out {}`",
+                run.root.display(),
+                run.root.display()
+            )));
+        }
+        Ok(run)
+    }
+
+    /// Creates the directory if needed.
+    pub fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
+    }
+
+    /// Deletes temporary files left by a write that was interrupted (a killed process).
+    pub fn remove_stale_temps(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `config.json`.
+    pub fn write_config(&self, data: DataSpec, train: TrainConfig, centres: HashCentres) -> Result<()> {
+        let cfg = RunConfig {
+            version: RUN_VERSION,
+            data,
+            train,
+            centres,
+        };
+        let json = serde_json::to_vec_pretty(&cfg).expect("config serialises");
+        write_atomic(&self.file("config.json"), &json)
+    }
+
+    /// Reads `config.json`.
+    pub fn read_config(&self) -> Result<RunConfig> {
+        let path = self.file("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let cfg: RunConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::record(&path, format!("unreadable run configuration ({e})")))?;
+        if cfg.version != RUN_VERSION {
+            return Err(Error::record(&path, format!("run format {} is not supported (expected {RUN_VERSION})", cfg.version)));
+        }
+        cfg.train.model.validate().map_err(|e| Error::record(&path, e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Writes `model.bpk` from `model`.
+    pub fn write_model(&self, model: &HashNet) -> Result<()> {
+        let bytes = model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Numeric(format!("serialising the model: {e}")))?;
+        write_atomic(&self.file("model.bpk"), &bytes)
+    }
+
+    /// Rebuilds the trained model on `device` from `config.json` and `model.bpk`.
+    pub fn load_model(&self, config: &RunConfig, device: &Device) -> Result<HashNet> {
+        let path = self.file("model.bpk");
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::record(&path, "no trained model yet: run `hashguard train` (or `--resume`) first"),
+            _ => Error::io(&path, e),
+        })?;
+        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::record(&path, format!("corrupt model record ({e}); retrain or restore it")))?;
+        config
+            .train
+            .model
+            .init(device)
+            .try_load_record(record)
+            .map_err(|e| Error::record(&path, format!("model record does not fit config.json ({e})")))
+    }
+
+    /// Writes `checkpoint.bin`.
+    pub fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<()> {
+        let history = serde_json::to_vec(&ckpt.history).expect("history serialises");
+        let mut out = Vec::with_capacity(32 + history.len() + ckpt.model.len() + ckpt.optim.len());
+        out.extend_from_slice(CHECKPOINT_MAGIC);
+        for part in [&history, &ckpt.model, &ckpt.optim] {
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        write_atomic(&self.file("checkpoint.bin"), &out)
+    }
+
+    /// Reads `checkpoint.bin`, or `None` when there is none.
+    pub fn read_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let path = self.file("checkpoint.bin");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let corrupt = || Error::record(&path, "corrupt checkpoint: delete it to restart training from scratch");
+        if bytes.len() < 8 || &bytes[..8] != CHECKPOINT_MAGIC {
+            return Err(corrupt());
+        }
+        let mut parts = Vec::new();
+        let mut at = 8;
+        for _ in 0..3 {
+            let len_bytes = bytes.get(at..at + 8).ok_or_else(corrupt)?;
+            let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
+            at += 8;
+            let part = bytes.get(at..at.checked_add(len).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            parts.push(part.to_vec());
+            at += len;
+        }
+        if at != bytes.len() {
+            return Err(corrupt());
+        }
+        let optim = parts.pop().expect("three parts");
+        let model = parts.pop().expect("three parts");
+        let history = serde_json::from_slice(&parts[0]).map_err(|_| corrupt())?;
+        Ok(Some(Checkpoint { history, model, optim }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        assert!(run.read_checkpoint().unwrap().is_none());
+        let ckpt = Checkpoint {
+            history: vec![EpochStats { epoch: 0, loss: 1.0, bce: 0.9, quantisation: 0.1, seconds: 2.0 }],
+            model: vec![1, 2, 3],
+            optim: vec![4, 5],
+        };
+        run.write_checkpoint(&ckpt).unwrap();
+        let back = run.read_checkpoint().unwrap().unwrap();
+        assert_eq!((back.history, back.model, back.optim), (ckpt.history, ckpt.model, ckpt.optim));
+        let path = run.file("checkpoint.bin");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(run.read_checkpoint().unwrap_err().to_string().contains("corrupt checkpoint"));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn opening_a_missing_run_says_what_to_do() {
+        let err = RunDir::open("/no/such/run").unwrap_err().to_string();
+        assert!(err.contains("hashguard train"), "{err}");
+    }
+}

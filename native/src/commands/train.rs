@@ -1,0 +1,206 @@
+//! `hashguard train`: CSQ training with a progress bar, `config.json` written first, and after
+//! every epoch the model and a checkpoint, both atomically; `--resume` continues from the
+//! last checkpoint with the saved configuration.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hashguard_core::adv_train::{TrainConfig, Trainer};
+use hashguard_core::data::{DatasetKind, SplitConfig, TrainSize};
+use hashguard_core::loss::{CsqLossConfig, HashCentres};
+use hashguard_core::model::HashNetConfig;
+use hashguard_core::run::{Checkpoint, DataSpec, RunDir, write_atomic};
+use serde_json::json;
+
+use super::load_run_data;
+use crate::backend::Selected;
+use crate::progress::bar;
+
+/// Flags of `hashguard train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Run directory to create (or to continue with --resume).
+    #[arg(long)]
+    out: PathBuf,
+    /// Data set: `fashion-mnist`, `fashion-mosaic` (multi-label 2x2 mosaics of it) or
+    /// `cifar10` (binary batches; needs --data).
+    #[arg(long, value_parser = parse_dataset)]
+    dataset: Option<DatasetKind>,
+    /// Data directory (Fashion-MNIST IDX files, plain or .gz; or CIFAR-10 binary batches).
+    /// Default for Fashion-MNIST: $HASHGUARD_DATA, then /usr/share/datasets/fashion-mnist
+    /// (Debian's dataset-fashion-mnist), then the embedded 10,000-image test set.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Code length K in bits.
+    #[arg(long)]
+    bits: Option<usize>,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per optimiser step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate (Adam, cosine schedule).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Training images per class (DeepHash-pytorch protocol: 500), or `all` to train on every
+    /// non-query image with the database equal to the training set.
+    #[arg(long)]
+    train_size: Option<TrainSize>,
+    /// Seed of the split, initialisation, shuffling and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Weight of CSQ's quantisation term.
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Continue the run in --out from its last checkpoint, with its saved configuration.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl TrainArgs {
+    fn overrides(&self) -> Vec<&'static str> {
+        [
+            ("--dataset", self.dataset.is_some()),
+            ("--data", self.data.is_some()),
+            ("--bits", self.bits.is_some()),
+            ("--epochs", self.epochs.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--train-size", self.train_size.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--lambda", self.lambda.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+    DatasetKind::parse(s).map_err(|e| e.to_string())
+}
+
+/// Runs `hashguard train`.
+pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
+    let run = RunDir::new(&args.out);
+    let started = std::time::Instant::now();
+    let (config, set, split, mut trainer) = if args.resume {
+        let overrides = args.overrides();
+        if !overrides.is_empty() {
+            bail!(
+                "--resume continues with the run's saved configuration; drop {}",
+                overrides.join(", ")
+            );
+        }
+        let run = RunDir::open(&args.out)?;
+        let config = run.read_config()?;
+        let (set, split) = load_run_data(&config, None)?;
+        let mut trainer = Trainer::new(config.train.clone(), config.centres.clone(), &selected.device)?;
+        match run.read_checkpoint()? {
+            Some(ckpt) => {
+                trainer.restore(ckpt.model, ckpt.optim, ckpt.history)?;
+                eprintln!("resuming {} after epoch {}", args.out.display(), trainer.epochs_done());
+            }
+            None => eprintln!("no checkpoint in {} yet: starting from epoch 1", args.out.display()),
+        }
+        (config, set, split, trainer)
+    } else {
+        if run.file("config.json").exists() {
+            bail!(
+                "{} already holds a run: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
+        let source = kind.resolve(args.data.as_deref())?;
+        let set = kind.load(&source)?;
+        let split_cfg = SplitConfig {
+            train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
+            seed: args.seed.unwrap_or(0),
+            ..SplitConfig::default()
+        };
+        let split = split_cfg.split(&set)?;
+        let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
+            .with_mean(vec![0.5; set.channels])
+            .with_std(vec![0.5; set.channels]);
+        let mut train = TrainConfig::new(model, CsqLossConfig::new().with_lambda(args.lambda.unwrap_or(1e-4)))
+            .with_seed(args.seed.unwrap_or(0));
+        if let Some(e) = args.epochs {
+            train = train.with_epochs(e);
+        }
+        if let Some(b) = args.batch_size {
+            train = train.with_batch_size(b);
+        }
+        if let Some(lr) = args.lr {
+            train = train.with_lr(lr);
+        }
+        train.validate()?;
+        let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
+        run.create()?;
+        let data = DataSpec {
+            kind,
+            dataset: set.name.clone(),
+            source: source.to_string(),
+            split: split_cfg,
+        };
+        run.write_config(data, train.clone(), centres.clone())?;
+        let trainer = Trainer::new(train, centres, &selected.device)?;
+        let config = run.read_config()?;
+        (config, set, split, trainer)
+    };
+
+    run.remove_stale_temps()?;
+    let epochs = config.train.epochs;
+    eprintln!(
+        "training {}-bit CSQ on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
+        config.train.model.bits,
+        set.name,
+        split.train.len(),
+        split.query.len(),
+        split.database.len(),
+        config.data.source,
+        selected.info.kind,
+        selected.info.adapter
+    );
+    let steps = split.train.len().div_ceil(config.train.batch_size) as u64;
+    let pb = bar(steps * epochs as u64, "train");
+    pb.set_position(steps * trainer.epochs_done() as u64);
+    pb.reset_eta();
+    while trainer.epochs_done() < epochs {
+        let stats = trainer.train_epoch(&set, &split.train, |s| {
+            pb.set_message(format!("epoch {}/{epochs} loss {:.4}", s.epoch + 1, s.loss));
+            pb.inc(1);
+        })?;
+        // Model first, then the checkpoint: a kill between the two loses nothing.
+        run.write_model(trainer.model())?;
+        let (model, optim) = trainer.checkpoint()?;
+        run.write_checkpoint(&Checkpoint { history: trainer.history.clone(), model, optim })?;
+        pb.println(format!(
+            "epoch {:>3}/{epochs}: loss {:.4} (bce {:.4}, quantisation {:.4}) in {:.1}s",
+            stats.epoch + 1,
+            stats.loss,
+            stats.bce,
+            stats.quantisation,
+            stats.seconds
+        ));
+    }
+    pb.finish_and_clear();
+    let total: f64 = trainer.history.iter().map(|h| h.seconds).sum();
+    let summary = json!({
+        "epochs": trainer.history,
+        "train_seconds": total,
+        "this_invocation_seconds": started.elapsed().as_secs_f64(),
+        "backend": selected.info,
+    });
+    write_atomic(&run.file("train.json"), &serde_json::to_vec_pretty(&summary)?)
+        .context("writing train.json")?;
+    eprintln!(
+        "trained {} epochs in {:.0}s; next: hashguard eval --run {} --report report.json",
+        epochs,
+        total,
+        args.out.display()
+    );
+    Ok(())
+}

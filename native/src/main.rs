@@ -1,0 +1,59 @@
+//! `hashguard`: the command-line lab for deep hashing. It parses flags, picks the backend,
+//! shows progress and writes reports; every algorithm lives in `hashguard-core`.
+
+mod backend;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use backend::BackendChoice;
+
+/// Train deep hashing models, index their binary codes and measure retrieval.
+#[derive(Parser, Debug)]
+#[command(name = "hashguard", version, about, long_about = None)]
+struct Cli {
+    /// Compute backend: `cpu` (Burn Flex), `wgpu` (Vulkan/Metal/DX12), or `auto` (wgpu when a
+    /// hardware GPU adapter is found, else cpu).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    backend: BackendChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a CSQ hashing model into a run directory (checkpointed every epoch).
+    Train(commands::train::TrainArgs),
+    /// Encode the run's database images into packed binary codes (`database.codes`).
+    Encode(commands::encode::EncodeArgs),
+    /// Measure retrieval (mAP@all, mAP@1000, precision, PR curve) of a trained run.
+    Eval(commands::eval::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| {
+        let selected = backend::select(cli.backend)?;
+        match cli.command {
+            Command::Train(args) => commands::train::run(args, selected),
+            Command::Encode(args) => commands::encode::run(args, selected),
+            Command::Eval(args) => commands::eval::run(args, selected),
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}

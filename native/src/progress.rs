@@ -1,0 +1,16 @@
+//! Progress bars on stderr (hidden when stderr is not a terminal, so logs stay clean).
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar over `len` units with a message slot.
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what:>9} [{{bar:30}}] {{pos}}/{{len}} {{msg}} (ETA {{eta}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb
+}

@@ -1,0 +1,232 @@
+//! End-to-end tests of the `hashguard` binary: a tiny train/eval round trip, resume after
+//! SIGKILL, and a clear one-line error (never a panic) for each kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn hashguard() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hashguard"));
+    cmd.env_remove("HASHGUARD_DATA").arg("--backend").arg("cpu");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    hashguard().args(args).output().expect("hashguard runs")
+}
+
+/// Asserts failure with a single-line, panic-free message containing `needle`.
+fn assert_clean_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(last.contains(needle), "expected `{needle}` in the error line, got: {stderr}");
+}
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// A Fashion-MNIST-shaped test set: 110 images per class, each class a distinct stripe.
+fn write_tiny_fashion(dir: &Path) {
+    let per_class = 110;
+    let n = 10 * per_class;
+    let mut images = Vec::with_capacity(n * 784);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 10;
+        for y in 0..28 {
+            for x in 0..28 {
+                let stripe = (x + y * (c % 3)) / 3 % 10 == c;
+                images.push(if stripe { 220 } else { ((i * 7 + x * 3 + y) % 40) as u8 });
+            }
+        }
+        labels.push(c as u8);
+    }
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &images)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], &labels)).unwrap();
+}
+
+fn tiny_data() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_fashion(dir.path());
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_then_eval_writes_a_complete_report() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = work.path().join("run");
+    let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--epochs", "2", "--train-size", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["config.json", "model.bpk", "checkpoint.bin", "train.json"] {
+        assert!(run_dir.join(f).is_file(), "{f} missing");
+    }
+    let out = run(&["encode", "--run", s(&run_dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = work.path().join("r.json");
+    let out = run(&["eval", "--run", s(&run_dir), "--report", s(&report)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["dataset"], "fashion-mnist");
+    assert_eq!(r["bits"], 16);
+    assert_eq!(r["split"]["query"], 1000);
+    assert_eq!(r["split"]["train"], 50);
+    assert_eq!(r["split"]["database"], 50);
+    assert_eq!(r["backend"]["kind"], "cpu");
+    let map = r["map_all"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&map));
+    assert!(r["map_at_1000"].as_f64().is_some());
+    assert_eq!(r["pr_curve"].as_array().unwrap().len(), 17);
+}
+
+#[test]
+fn a_killed_training_resumes_from_its_last_checkpoint() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = work.path().join("run");
+    let epochs = 60;
+    let mut child = hashguard()
+        .args(["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--train-size", "5"])
+        .args(["--epochs", &epochs.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until at least two epochs are checkpointed, then kill -9 mid-run.
+    let ckpt = run_dir.join("checkpoint.bin");
+    let start = Instant::now();
+    let read_epochs = || -> Option<usize> {
+        let bytes = std::fs::read(&ckpt).ok()?;
+        let len = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?) as usize;
+        let history: Vec<serde_json::Value> = serde_json::from_slice(bytes.get(16..16 + len)?).ok()?;
+        Some(history.len())
+    };
+    while read_epochs().unwrap_or(0) < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint after 5 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done_at_kill = read_epochs().unwrap();
+    assert!(done_at_kill < epochs);
+
+    // Every file under its real name is whole: config parses, the model and checkpoint load.
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["epochs"], epochs);
+    let out = run(&["eval", "--run", s(&run_dir), "--report", s(&work.path().join("mid.json"))]);
+    assert!(out.status.success(), "model.bpk after SIGKILL: {}", String::from_utf8_lossy(&out.stderr));
+
+    let out = run(&["train", "--out", s(&run_dir), "--resume"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let resumed_after: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("resuming {} after epoch ", run_dir.display())))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resume line in: {stderr}"));
+    assert!(resumed_after >= done_at_kill, "lost more than one epoch: {resumed_after} < {done_at_kill}");
+    assert_eq!(read_epochs(), Some(epochs));
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn missing_data_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let out = run(&["train", "--out", s(&work.path().join("r")), "--data", "/no/such/dir"]);
+    assert_clean_error(&out, "does not exist");
+}
+
+#[test]
+fn truncated_garbage_and_wrong_magic_idx() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tiny_data();
+    let images = data.path().join("t10k-images-idx3-ubyte");
+    let good = std::fs::read(&images).unwrap();
+
+    std::fs::write(&images, &good[..good.len() / 2]).unwrap();
+    assert_clean_error(&run(&["train", "--out", s(&work.path().join("a")), "--data", s(data.path())]), "truncated");
+
+    std::fs::write(&images, b"this is not an IDX file at all").unwrap();
+    assert_clean_error(&run(&["train", "--out", s(&work.path().join("b")), "--data", s(data.path())]), "magic");
+
+    let mut wrong = good.clone();
+    wrong[2] = 0x0d; // float IDX, not unsigned bytes
+    std::fs::write(&images, wrong).unwrap();
+    assert_clean_error(&run(&["train", "--out", s(&work.path().join("c")), "--data", s(data.path())]), "magic");
+    // Nothing was left behind by the failed runs.
+    assert!(!work.path().join("a").join("config.json").exists());
+}
+
+#[test]
+fn cifar_file_of_wrong_length() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    for b in 1..=5 {
+        std::fs::write(data.path().join(format!("data_batch_{b}.bin")), vec![0u8; 3073 * 2]).unwrap();
+    }
+    std::fs::write(data.path().join("test_batch.bin"), vec![0u8; 3073 * 2 + 100]).unwrap();
+    let out = run(&["train", "--out", s(&work.path().join("r")), "--dataset", "cifar10", "--data", s(data.path())]);
+    assert_clean_error(&out, "whole number of CIFAR-10 records");
+}
+
+#[test]
+fn unknown_backend_and_bad_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hashguard")).args(["--backend", "tpu", "eval", "--run", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'tpu'"));
+    let out = run(&["train", "--out", "x", "--bits", "many"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
+    let work = tempfile::tempdir().unwrap();
+    let out = run(&["train", "--out", s(&work.path().join("r")), "--bits", "4"]);
+    assert_clean_error(&out, "--bits 4 is out of range");
+}
+
+#[test]
+fn eval_on_a_missing_run() {
+    assert_clean_error(&run(&["eval", "--run", "/no/such/run"]), "not a hashguard run");
+}
+
+#[test]
+fn corrupt_checkpoint_and_model_records() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = work.path().join("run");
+    let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--epochs", "1", "--train-size", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A second train into the same directory refuses to clobber it.
+    let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path())]);
+    assert_clean_error(&out, "already holds a run");
+    // --resume keeps the saved configuration.
+    assert_clean_error(&run(&["train", "--out", s(&run_dir), "--resume", "--bits", "32"]), "drop --bits");
+
+    let ckpt = run_dir.join("checkpoint.bin");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 3]).unwrap();
+    assert_clean_error(&run(&["train", "--out", s(&run_dir), "--resume"]), "corrupt checkpoint");
+
+    let model = run_dir.join("model.bpk");
+    std::fs::write(&model, b"definitely not a burnpack record").unwrap();
+    assert_clean_error(&run(&["eval", "--run", s(&run_dir)]), "model.bpk");
+
+    std::fs::write(run_dir.join("config.json"), b"{ not json").unwrap();
+    assert_clean_error(&run(&["eval", "--run", s(&run_dir)]), "unreadable run configuration");
+}

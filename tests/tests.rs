@@ -1,0 +1,4 @@
+//! hashguard's workspace-level integration tests, compiled into one binary.
+
+/// The same model gives the same codes on Burn's CPU (Flex) and wgpu backends.
+mod parity;
