@@ -2,7 +2,6 @@
 //! relaxed codes. Kept tiny because a software Vulkan adapter (lavapipe) compiles its shaders
 //! on first use.
 
-
 use burn::prelude::*;
 use burn::tensor::DeviceKind;
 use hashguard_core::model::HashNetConfig;
@@ -24,11 +23,26 @@ fn hashnet_forward_matches_between_flex_and_wgpu() {
         .valid();
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let pixels: Vec<f32> = (0..4 * 16 * 16).map(|_| rng.random_range(0.0..1.0)).collect();
-    let input = |d: &Device| Tensor::<4>::from_data(TensorData::new(pixels.clone(), [4, 1, 16, 16]), d);
-    let a: Vec<f32> = model_cpu.forward(input(&cpu)).into_data().try_to_vec::<f32>().unwrap();
-    let b: Vec<f32> = model_gpu.forward(input(&gpu)).into_data().try_to_vec::<f32>().unwrap();
+    let pixels: Vec<f32> = (0..4 * 16 * 16)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let input =
+        |d: &Device| Tensor::<4>::from_data(TensorData::new(pixels.clone(), [4, 1, 16, 16]), d);
+    let a: Vec<f32> = model_cpu
+        .forward(input(&cpu))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = model_gpu
+        .forward(input(&gpu))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(a.len(), b.len());
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(worst < 1e-4, "flex and wgpu disagree by {worst}");
 }

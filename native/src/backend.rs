@@ -51,10 +51,18 @@ fn cpu() -> Selected {
 fn wgpu(require_hardware: bool) -> Result<Option<Selected>> {
     let gpus = Device::enumerate_physical();
     if let Some(gpu) = gpus.first() {
-        let device = gpu.devices.clone().into_iter().next().unwrap_or_else(|| Device::wgpu(Default::default()));
+        let device = gpu
+            .devices
+            .clone()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Device::wgpu(Default::default()));
         return Ok(Some(Selected {
             device,
-            info: BackendInfo { kind: "wgpu".into(), adapter: gpu.name.clone() },
+            info: BackendInfo {
+                kind: "wgpu".into(),
+                adapter: gpu.name.clone(),
+            },
         }));
     }
     if require_hardware {
@@ -65,7 +73,13 @@ fn wgpu(require_hardware: bool) -> Result<Option<Selected>> {
         .identity()
         .map(|id| format!("{} (software or virtual adapter)", id.name))
         .unwrap_or_else(|| "default wgpu adapter".into());
-    Ok(Some(Selected { device, info: BackendInfo { kind: "wgpu".into(), adapter } }))
+    Ok(Some(Selected {
+        device,
+        info: BackendInfo {
+            kind: "wgpu".into(),
+            adapter,
+        },
+    }))
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -73,7 +87,9 @@ fn wgpu(require_hardware: bool) -> Result<Option<Selected>> {
     if require_hardware {
         return Ok(None);
     }
-    bail!("this hashguard was built without wgpu support: rebuild with `--features wgpu` or use --backend cpu")
+    bail!(
+        "this hashguard was built without wgpu support: rebuild with `--features wgpu` or use --backend cpu"
+    )
 }
 
 /// Resolves the flag to a device.
@@ -82,7 +98,9 @@ pub fn select(choice: BackendChoice) -> Result<Selected> {
         BackendChoice::Cpu => cpu(),
         BackendChoice::Wgpu => match wgpu(false)? {
             Some(s) => s,
-            None => bail!("no wgpu adapter found: install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --backend cpu"),
+            None => bail!(
+                "no wgpu adapter found: install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --backend cpu"
+            ),
         },
         BackendChoice::Auto => wgpu(true)?.unwrap_or_else(cpu),
     })

@@ -18,10 +18,19 @@ fn run(args: &[&str]) -> Output {
 /// Asserts failure with a single-line, panic-free message containing `needle`.
 fn assert_clean_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
     let last = stderr.trim_end().lines().last().unwrap_or_default();
-    assert!(last.contains(needle), "expected `{needle}` in the error line, got: {stderr}");
+    assert!(
+        last.contains(needle),
+        "expected `{needle}` in the error line, got: {stderr}"
+    );
 }
 
 fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -44,13 +53,25 @@ fn write_tiny_fashion(dir: &Path) {
         for y in 0..28 {
             for x in 0..28 {
                 let stripe = (x + y * (c % 3)) / 3 % 10 == c;
-                images.push(if stripe { 220 } else { ((i * 7 + x * 3 + y) % 40) as u8 });
+                images.push(if stripe {
+                    220
+                } else {
+                    ((i * 7 + x * 3 + y) % 40) as u8
+                });
             }
         }
         labels.push(c as u8);
     }
-    std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx(&[n as u32, 28, 28], &images)).unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx(&[n as u32], &labels)).unwrap();
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte"),
+        idx(&[n as u32, 28, 28], &images),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte"),
+        idx(&[n as u32], &labels),
+    )
+    .unwrap();
 }
 
 fn tiny_data() -> tempfile::TempDir {
@@ -68,16 +89,40 @@ fn train_then_eval_writes_a_complete_report() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();
     let run_dir = work.path().join("run");
-    let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--epochs", "2", "--train-size", "5"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "train",
+        "--out",
+        s(&run_dir),
+        "--data",
+        s(data.path()),
+        "--bits",
+        "16",
+        "--epochs",
+        "2",
+        "--train-size",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for f in ["config.json", "model.bpk", "checkpoint.bin", "train.json"] {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
     let out = run(&["encode", "--run", s(&run_dir)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = work.path().join("r.json");
     let out = run(&["eval", "--run", s(&run_dir), "--report", s(&report)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["dataset"], "fashion-mnist");
     assert_eq!(r["bits"], 16);
@@ -98,7 +143,17 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
     let run_dir = work.path().join("run");
     let epochs = 60;
     let mut child = hashguard()
-        .args(["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--train-size", "5"])
+        .args([
+            "train",
+            "--out",
+            s(&run_dir),
+            "--data",
+            s(data.path()),
+            "--bits",
+            "16",
+            "--train-size",
+            "5",
+        ])
         .args(["--epochs", &epochs.to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -109,12 +164,19 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
     let read_epochs = || -> Option<usize> {
         let bytes = std::fs::read(&ckpt).ok()?;
         let len = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?) as usize;
-        let history: Vec<serde_json::Value> = serde_json::from_slice(bytes.get(16..16 + len)?).ok()?;
+        let history: Vec<serde_json::Value> =
+            serde_json::from_slice(bytes.get(16..16 + len)?).ok()?;
         Some(history.len())
     };
     while read_epochs().unwrap_or(0) < 2 {
-        assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed");
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint after 5 minutes");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint after 5 minutes"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -123,10 +185,21 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
     assert!(done_at_kill < epochs);
 
     // Every file under its real name is whole: config parses, the model and checkpoint load.
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["train"]["epochs"], epochs);
-    let out = run(&["eval", "--run", s(&run_dir), "--report", s(&work.path().join("mid.json"))]);
-    assert!(out.status.success(), "model.bpk after SIGKILL: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "eval",
+        "--run",
+        s(&run_dir),
+        "--report",
+        s(&work.path().join("mid.json")),
+    ]);
+    assert!(
+        out.status.success(),
+        "model.bpk after SIGKILL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = run(&["train", "--out", s(&run_dir), "--resume"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -136,7 +209,10 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
         .find_map(|l| l.strip_prefix(&format!("resuming {} after epoch ", run_dir.display())))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no resume line in: {stderr}"));
-    assert!(resumed_after >= done_at_kill, "lost more than one epoch: {resumed_after} < {done_at_kill}");
+    assert!(
+        resumed_after >= done_at_kill,
+        "lost more than one epoch: {resumed_after} < {done_at_kill}"
+    );
     assert_eq!(read_epochs(), Some(epochs));
     let leftovers: Vec<PathBuf> = std::fs::read_dir(&run_dir)
         .unwrap()
@@ -149,7 +225,13 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
 #[test]
 fn missing_data_dir() {
     let work = tempfile::tempdir().unwrap();
-    let out = run(&["train", "--out", s(&work.path().join("r")), "--data", "/no/such/dir"]);
+    let out = run(&[
+        "train",
+        "--out",
+        s(&work.path().join("r")),
+        "--data",
+        "/no/such/dir",
+    ]);
     assert_clean_error(&out, "does not exist");
 }
 
@@ -161,15 +243,42 @@ fn truncated_garbage_and_wrong_magic_idx() {
     let good = std::fs::read(&images).unwrap();
 
     std::fs::write(&images, &good[..good.len() / 2]).unwrap();
-    assert_clean_error(&run(&["train", "--out", s(&work.path().join("a")), "--data", s(data.path())]), "truncated");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--out",
+            s(&work.path().join("a")),
+            "--data",
+            s(data.path()),
+        ]),
+        "truncated",
+    );
 
     std::fs::write(&images, b"this is not an IDX file at all").unwrap();
-    assert_clean_error(&run(&["train", "--out", s(&work.path().join("b")), "--data", s(data.path())]), "magic");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--out",
+            s(&work.path().join("b")),
+            "--data",
+            s(data.path()),
+        ]),
+        "magic",
+    );
 
     let mut wrong = good.clone();
     wrong[2] = 0x0d; // float IDX, not unsigned bytes
     std::fs::write(&images, wrong).unwrap();
-    assert_clean_error(&run(&["train", "--out", s(&work.path().join("c")), "--data", s(data.path())]), "magic");
+    assert_clean_error(
+        &run(&[
+            "train",
+            "--out",
+            s(&work.path().join("c")),
+            "--data",
+            s(data.path()),
+        ]),
+        "magic",
+    );
     // Nothing was left behind by the failed runs.
     assert!(!work.path().join("a").join("config.json").exists());
 }
@@ -179,16 +288,35 @@ fn cifar_file_of_wrong_length() {
     let work = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     for b in 1..=5 {
-        std::fs::write(data.path().join(format!("data_batch_{b}.bin")), vec![0u8; 3073 * 2]).unwrap();
+        std::fs::write(
+            data.path().join(format!("data_batch_{b}.bin")),
+            vec![0u8; 3073 * 2],
+        )
+        .unwrap();
     }
-    std::fs::write(data.path().join("test_batch.bin"), vec![0u8; 3073 * 2 + 100]).unwrap();
-    let out = run(&["train", "--out", s(&work.path().join("r")), "--dataset", "cifar10", "--data", s(data.path())]);
+    std::fs::write(
+        data.path().join("test_batch.bin"),
+        vec![0u8; 3073 * 2 + 100],
+    )
+    .unwrap();
+    let out = run(&[
+        "train",
+        "--out",
+        s(&work.path().join("r")),
+        "--dataset",
+        "cifar10",
+        "--data",
+        s(data.path()),
+    ]);
     assert_clean_error(&out, "whole number of CIFAR-10 records");
 }
 
 #[test]
 fn unknown_backend_and_bad_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hashguard")).args(["--backend", "tpu", "eval", "--run", "x"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hashguard"))
+        .args(["--backend", "tpu", "eval", "--run", "x"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'tpu'"));
     let out = run(&["train", "--out", "x", "--bits", "many"]);
@@ -201,7 +329,10 @@ fn unknown_backend_and_bad_flags() {
 
 #[test]
 fn eval_on_a_missing_run() {
-    assert_clean_error(&run(&["eval", "--run", "/no/such/run"]), "not a hashguard run");
+    assert_clean_error(
+        &run(&["eval", "--run", "/no/such/run"]),
+        "not a hashguard run",
+    );
 }
 
 #[test]
@@ -209,24 +340,49 @@ fn corrupt_checkpoint_and_model_records() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();
     let run_dir = work.path().join("run");
-    let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path()), "--bits", "16", "--epochs", "1", "--train-size", "5"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "train",
+        "--out",
+        s(&run_dir),
+        "--data",
+        s(data.path()),
+        "--bits",
+        "16",
+        "--epochs",
+        "1",
+        "--train-size",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A second train into the same directory refuses to clobber it.
     let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path())]);
     assert_clean_error(&out, "already holds a run");
     // --resume keeps the saved configuration.
-    assert_clean_error(&run(&["train", "--out", s(&run_dir), "--resume", "--bits", "32"]), "drop --bits");
+    assert_clean_error(
+        &run(&["train", "--out", s(&run_dir), "--resume", "--bits", "32"]),
+        "drop --bits",
+    );
 
     let ckpt = run_dir.join("checkpoint.bin");
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 3]).unwrap();
-    assert_clean_error(&run(&["train", "--out", s(&run_dir), "--resume"]), "corrupt checkpoint");
+    assert_clean_error(
+        &run(&["train", "--out", s(&run_dir), "--resume"]),
+        "corrupt checkpoint",
+    );
 
     let model = run_dir.join("model.bpk");
     std::fs::write(&model, b"definitely not a burnpack record").unwrap();
     assert_clean_error(&run(&["eval", "--run", s(&run_dir)]), "model.bpk");
 
     std::fs::write(run_dir.join("config.json"), b"{ not json").unwrap();
-    assert_clean_error(&run(&["eval", "--run", s(&run_dir)]), "unreadable run configuration");
+    assert_clean_error(
+        &run(&["eval", "--run", s(&run_dir)]),
+        "unreadable run configuration",
+    );
 }

@@ -18,11 +18,18 @@ use crate::{Error, Result};
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("{} is not a file path", path.display()))
-    })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -67,6 +74,7 @@ pub struct RunConfig {
 }
 
 /// The contents of `checkpoint.bin`.
+#[derive(Debug)]
 pub struct Checkpoint {
     /// Completed epochs' statistics (its length is the number of epochs done).
     pub history: Vec<EpochStats>,
@@ -132,7 +140,12 @@ impl RunDir {
     }
 
     /// Writes `config.json`.
-    pub fn write_config(&self, data: DataSpec, train: TrainConfig, centres: HashCentres) -> Result<()> {
+    pub fn write_config(
+        &self,
+        data: DataSpec,
+        train: TrainConfig,
+        centres: HashCentres,
+    ) -> Result<()> {
         let cfg = RunConfig {
             version: RUN_VERSION,
             data,
@@ -150,16 +163,25 @@ impl RunDir {
         let cfg: RunConfig = serde_json::from_slice(&bytes)
             .map_err(|e| Error::record(&path, format!("unreadable run configuration ({e})")))?;
         if cfg.version != RUN_VERSION {
-            return Err(Error::record(&path, format!("run format {} is not supported (expected {RUN_VERSION})", cfg.version)));
+            return Err(Error::record(
+                &path,
+                format!(
+                    "run format {} is not supported (expected {RUN_VERSION})",
+                    cfg.version
+                ),
+            ));
         }
-        cfg.train.model.validate().map_err(|e| Error::record(&path, e.to_string()))?;
+        cfg.train
+            .model
+            .validate()
+            .map_err(|e| Error::record(&path, e.to_string()))?;
         Ok(cfg)
     }
 
     /// Writes `model.bpk` from `model`.
     pub fn write_model(&self, model: &HashNet) -> Result<()> {
         let bytes = model
-            .clone()
+            .valid()
             .into_record()
             .into_bytes()
             .map_err(|e| Error::Numeric(format!("serialising the model: {e}")))?;
@@ -170,17 +192,31 @@ impl RunDir {
     pub fn load_model(&self, config: &RunConfig, device: &Device) -> Result<HashNet> {
         let path = self.file("model.bpk");
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::record(&path, "no trained model yet: run `hashguard train` (or `--resume`) first"),
+            std::io::ErrorKind::NotFound => Error::record(
+                &path,
+                "no trained model yet: run `hashguard train` (or `--resume`) first",
+            ),
             _ => Error::io(&path, e),
         })?;
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| Error::record(&path, format!("corrupt model record ({e}); retrain or restore it")))?;
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| {
+                    Error::record(
+                        &path,
+                        format!("corrupt model record ({e}); retrain or restore it"),
+                    )
+                })?;
         config
             .train
             .model
             .init(device)
             .try_load_record(record)
-            .map_err(|e| Error::record(&path, format!("model record does not fit config.json ({e})")))
+            .map_err(|e| {
+                Error::record(
+                    &path,
+                    format!("model record does not fit config.json ({e})"),
+                )
+            })
     }
 
     /// Writes `checkpoint.bin`.
@@ -203,7 +239,12 @@ impl RunDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let corrupt = || Error::record(&path, "corrupt checkpoint: delete it to restart training from scratch");
+        let corrupt = || {
+            Error::record(
+                &path,
+                "corrupt checkpoint: delete it to restart training from scratch",
+            )
+        };
         if bytes.len() < 8 || &bytes[..8] != CHECKPOINT_MAGIC {
             return Err(corrupt());
         }
@@ -213,7 +254,9 @@ impl RunDir {
             let len_bytes = bytes.get(at..at + 8).ok_or_else(corrupt)?;
             let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
             at += 8;
-            let part = bytes.get(at..at.checked_add(len).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            let part = bytes
+                .get(at..at.checked_add(len).ok_or_else(corrupt)?)
+                .ok_or_else(corrupt)?;
             parts.push(part.to_vec());
             at += len;
         }
@@ -223,7 +266,11 @@ impl RunDir {
         let optim = parts.pop().expect("three parts");
         let model = parts.pop().expect("three parts");
         let history = serde_json::from_slice(&parts[0]).map_err(|_| corrupt())?;
-        Ok(Some(Checkpoint { history, model, optim }))
+        Ok(Some(Checkpoint {
+            history,
+            model,
+            optim,
+        }))
     }
 }
 
@@ -237,19 +284,36 @@ mod tests {
         let run = RunDir::new(dir.path());
         assert!(run.read_checkpoint().unwrap().is_none());
         let ckpt = Checkpoint {
-            history: vec![EpochStats { epoch: 0, loss: 1.0, bce: 0.9, quantisation: 0.1, seconds: 2.0 }],
+            history: vec![EpochStats {
+                epoch: 0,
+                loss: 1.0,
+                bce: 0.9,
+                quantisation: 0.1,
+                seconds: 2.0,
+            }],
             model: vec![1, 2, 3],
             optim: vec![4, 5],
         };
         run.write_checkpoint(&ckpt).unwrap();
         let back = run.read_checkpoint().unwrap().unwrap();
-        assert_eq!((back.history, back.model, back.optim), (ckpt.history, ckpt.model, ckpt.optim));
+        assert_eq!(
+            (back.history, back.model, back.optim),
+            (ckpt.history, ckpt.model, ckpt.optim)
+        );
         let path = run.file("checkpoint.bin");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(run.read_checkpoint().unwrap_err().to_string().contains("corrupt checkpoint"));
+        assert!(
+            run.read_checkpoint()
+                .unwrap_err()
+                .to_string()
+                .contains("corrupt checkpoint")
+        );
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 

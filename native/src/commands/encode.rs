@@ -30,11 +30,22 @@ pub struct EncodeArgs {
 }
 
 /// Binary codes of `indices`, with a progress bar.
-pub fn encode(model: &HashNet, set: &ImageSet, indices: &[usize], what: &str, selected: &Selected) -> Result<PackedCodes> {
+pub fn encode(
+    model: &HashNet,
+    set: &ImageSet,
+    indices: &[usize],
+    what: &str,
+    selected: &Selected,
+) -> Result<PackedCodes> {
     let pb = bar(indices.len() as u64, what);
-    let relaxed = encode_images(model, set, indices, ENCODE_BATCH, &selected.device, |done| {
-        pb.set_position(done as u64)
-    })?;
+    let relaxed = encode_images(
+        model,
+        set,
+        indices,
+        ENCODE_BATCH,
+        &selected.device,
+        |done| pb.set_position(done as u64),
+    )?;
     pb.finish_and_clear();
     Ok(PackedCodes::from_signs(model.bits(), &relaxed))
 }

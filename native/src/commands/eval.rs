@@ -45,7 +45,10 @@ pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
     let bits = config.train.model.bits;
 
     let start = std::time::Instant::now();
-    let database = match (args.data.is_none()).then(|| cached_database(&run, bits, split.database.len())).flatten() {
+    let database = match (args.data.is_none())
+        .then(|| cached_database(&run, bits, split.database.len()))
+        .flatten()
+    {
         Some(codes) => codes,
         None => encode(&model, &set, &split.database, "database", &selected)?,
     };
@@ -59,7 +62,13 @@ pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
     if !ks.contains(&1000) {
         ks.push(1000);
     }
-    let metrics = evaluate_retrieval(&queries, &query_labels, &HammingIndex::new(database), &db_labels, &ks)?;
+    let metrics = evaluate_retrieval(
+        &queries,
+        &query_labels,
+        &HammingIndex::new(database),
+        &db_labels,
+        &ks,
+    )?;
     let retrieval_seconds = start.elapsed().as_secs_f64();
 
     let report = json!({

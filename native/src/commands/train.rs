@@ -97,13 +97,24 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
         let run = RunDir::open(&args.out)?;
         let config = run.read_config()?;
         let (set, split) = load_run_data(&config, None)?;
-        let mut trainer = Trainer::new(config.train.clone(), config.centres.clone(), &selected.device)?;
+        let mut trainer = Trainer::new(
+            config.train.clone(),
+            config.centres.clone(),
+            &selected.device,
+        )?;
         match run.read_checkpoint()? {
             Some(ckpt) => {
                 trainer.restore(ckpt.model, ckpt.optim, ckpt.history)?;
-                eprintln!("resuming {} after epoch {}", args.out.display(), trainer.epochs_done());
+                eprintln!(
+                    "resuming {} after epoch {}",
+                    args.out.display(),
+                    trainer.epochs_done()
+                );
             }
-            None => eprintln!("no checkpoint in {} yet: starting from epoch 1", args.out.display()),
+            None => eprintln!(
+                "no checkpoint in {} yet: starting from epoch 1",
+                args.out.display()
+            ),
         }
         (config, set, split, trainer)
     } else {
@@ -125,8 +136,11 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
         let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
             .with_mean(vec![0.5; set.channels])
             .with_std(vec![0.5; set.channels]);
-        let mut train = TrainConfig::new(model, CsqLossConfig::new().with_lambda(args.lambda.unwrap_or(1e-4)))
-            .with_seed(args.seed.unwrap_or(0));
+        let mut train = TrainConfig::new(
+            model,
+            CsqLossConfig::new().with_lambda(args.lambda.unwrap_or(1e-4)),
+        )
+        .with_seed(args.seed.unwrap_or(0));
         if let Some(e) = args.epochs {
             train = train.with_epochs(e);
         }
@@ -176,7 +190,11 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
         // Model first, then the checkpoint: a kill between the two loses nothing.
         run.write_model(trainer.model())?;
         let (model, optim) = trainer.checkpoint()?;
-        run.write_checkpoint(&Checkpoint { history: trainer.history.clone(), model, optim })?;
+        run.write_checkpoint(&Checkpoint {
+            history: trainer.history.clone(),
+            model,
+            optim,
+        })?;
         pb.println(format!(
             "epoch {:>3}/{epochs}: loss {:.4} (bce {:.4}, quantisation {:.4}) in {:.1}s",
             stats.epoch + 1,
@@ -194,8 +212,11 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
         "this_invocation_seconds": started.elapsed().as_secs_f64(),
         "backend": selected.info,
     });
-    write_atomic(&run.file("train.json"), &serde_json::to_vec_pretty(&summary)?)
-        .context("writing train.json")?;
+    write_atomic(
+        &run.file("train.json"),
+        &serde_json::to_vec_pretty(&summary)?,
+    )
+    .context("writing train.json")?;
     eprintln!(
         "trained {} epochs in {:.0}s; next: hashguard eval --run {} --report report.json",
         epochs,

@@ -29,13 +29,23 @@ pub enum LrSchedule {
 impl LrSchedule {
     /// The rate at `step` (0-based) of `epoch` (0-based), for `epochs` epochs of
     /// `steps_per_epoch` steps.
-    pub fn rate(&self, base: f64, epoch: usize, step: usize, epochs: usize, steps_per_epoch: usize) -> f64 {
+    pub fn rate(
+        &self,
+        base: f64,
+        epoch: usize,
+        step: usize,
+        epochs: usize,
+        steps_per_epoch: usize,
+    ) -> f64 {
         let steps_per_epoch = steps_per_epoch.max(1);
         let t = (epoch * steps_per_epoch + step) as f64;
         match *self {
             Self::Constant => base,
             Self::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
-            Self::Cosine { floor, warmup_epochs } => {
+            Self::Cosine {
+                floor,
+                warmup_epochs,
+            } => {
                 let warm = (warmup_epochs * steps_per_epoch) as f64;
                 if t < warm {
                     return base * (t + 1.0) / warm;
@@ -55,10 +65,16 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let step = LrSchedule::Step { every: 10, factor: 0.7 };
+        let step = LrSchedule::Step {
+            every: 10,
+            factor: 0.7,
+        };
         assert_eq!(step.rate(1.0, 9, 5, 30, 10), 1.0);
         assert!((step.rate(1.0, 25, 0, 30, 10) - 0.49).abs() < 1e-12);
-        let cos = LrSchedule::Cosine { floor: 0.01, warmup_epochs: 1 };
+        let cos = LrSchedule::Cosine {
+            floor: 0.01,
+            warmup_epochs: 1,
+        };
         assert!((cos.rate(1.0, 0, 4, 10, 10) - 0.5).abs() < 1e-12);
         assert!((cos.rate(1.0, 1, 0, 10, 10) - 1.0).abs() < 1e-12);
         assert!((cos.rate(1.0, 9, 9, 10, 10) - 0.01).abs() < 1e-3);

@@ -119,7 +119,9 @@ impl Trainer {
         device.seed(config.seed);
         let model = config.model.init(&device);
         let optim = AdamConfig::new()
-            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(config.weight_decay as f32)))
+            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
+                config.weight_decay as f32,
+            )))
             .init();
         Ok(Self {
             loss: config.loss.init(),
@@ -171,7 +173,11 @@ impl Trainer {
         let start = web_time::Instant::now();
         let epoch = self.epochs_done();
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed.wrapping_add(1 + epoch as u64));
-        self.device.seed(self.config.seed.wrapping_add(1_000_003 * (epoch as u64 + 1)));
+        self.device.seed(
+            self.config
+                .seed
+                .wrapping_add(1_000_003 * (epoch as u64 + 1)),
+        );
         let mut order = train.to_vec();
         order.shuffle(&mut rng);
         let bs = self.config.batch_size;
@@ -180,10 +186,10 @@ impl Trainer {
         let steps = batches.len();
         let (mut sum_loss, mut sum_bce, mut sum_q) = (0f64, 0f64, 0f64);
         for (step, idx) in batches.into_iter().enumerate() {
-            let lr = self
-                .config
-                .schedule
-                .rate(self.config.lr, epoch, step, self.config.epochs, steps);
+            let lr =
+                self.config
+                    .schedule
+                    .rate(self.config.lr, epoch, step, self.config.epochs, steps);
             let images = to_tensor(set, idx, self.config.augment, &mut rng, &self.device);
             let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
             let targets = self.centres.targets(&labels, &self.device);
@@ -227,9 +233,10 @@ impl Trainer {
 
     /// The model and optimiser state as bytes, for a checkpoint.
     pub fn checkpoint(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        // `valid()` first: it folds batch norm's per-thread running statistics into the record.
         let model = self
             .model()
-            .clone()
+            .valid()
             .into_record()
             .into_bytes()
             .map_err(|e| Error::Numeric(format!("serialising the model: {e}")))?;
@@ -241,14 +248,24 @@ impl Trainer {
     }
 
     /// Restores a checkpoint written by [`Trainer::checkpoint`] after `history.len()` epochs.
-    pub fn restore(&mut self, model: Vec<u8>, optim: Vec<u8>, history: Vec<EpochStats>) -> Result<()> {
+    pub fn restore(
+        &mut self,
+        model: Vec<u8>,
+        optim: Vec<u8>,
+        history: Vec<EpochStats>,
+    ) -> Result<()> {
         let fresh = self.model.take().expect("model present between steps");
-        let record = burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(model))
-            .map_err(|e| Error::record("checkpoint", format!("model record unreadable: {e}")))?;
-        let loaded = fresh
-            .clone()
-            .try_load_record(record)
-            .map_err(|e| Error::record("checkpoint", format!("model record does not fit the configured network: {e}")));
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(model))
+                .map_err(|e| {
+                    Error::record("checkpoint", format!("model record unreadable: {e}"))
+                })?;
+        let loaded = fresh.clone().try_load_record(record).map_err(|e| {
+            Error::record(
+                "checkpoint",
+                format!("model record does not fit the configured network: {e}"),
+            )
+        });
         match loaded {
             Ok(m) => self.model = Some(m),
             Err(e) => {
@@ -259,7 +276,9 @@ impl Trainer {
         let optim_state = std::mem::replace(&mut self.optim, AdamConfig::new().init());
         self.optim = optim_state
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
-            .map_err(|e| Error::record("checkpoint", format!("optimiser record unreadable: {e}")))?;
+            .map_err(|e| {
+                Error::record("checkpoint", format!("optimiser record unreadable: {e}"))
+            })?;
         self.history = history;
         Ok(())
     }
@@ -286,11 +305,22 @@ mod tests {
             }
             labels.push(LabelSet::single(c));
         }
-        ImageSet::new("quadrants", "test", [1, 8, 8], pixels, labels, (0..4).map(|c| c.to_string()).collect()).unwrap()
+        ImageSet::new(
+            "quadrants",
+            "test",
+            [1, 8, 8],
+            pixels,
+            labels,
+            (0..4).map(|c| c.to_string()).collect(),
+        )
+        .unwrap()
     }
 
     fn tiny_config(epochs: usize) -> TrainConfig {
-        let model = HashNetConfig::new(16, 1).with_widths(vec![8, 16]).with_convs_per_stage(1).with_hidden(32);
+        let model = HashNetConfig::new(16, 1)
+            .with_widths(vec![8, 16])
+            .with_convs_per_stage(1)
+            .with_hidden(32);
         TrainConfig::new(model, CsqLossConfig::new())
             .with_epochs(epochs)
             .with_batch_size(16)
@@ -324,9 +354,27 @@ mod tests {
         let mut b = Trainer::new(tiny_config(3).with_seed(99), centres, &device).unwrap();
         b.restore(model, optim, a.history.clone()).unwrap();
         assert_eq!(b.epochs_done(), 1);
-        let x = to_tensor(&set, &idx[..4], Augment::NONE, &mut ChaCha8Rng::seed_from_u64(0), &device);
-        let fa: Vec<f32> = a.model().valid().forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let fb: Vec<f32> = b.model().valid().forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let x = to_tensor(
+            &set,
+            &idx[..4],
+            Augment::NONE,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            &device,
+        );
+        let fa: Vec<f32> = a
+            .model()
+            .valid()
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let fb: Vec<f32> = b
+            .model()
+            .valid()
+            .forward(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (p, q) in fa.iter().zip(&fb) {
             assert!((p - q).abs() < 1e-6);
         }

@@ -41,7 +41,10 @@ pub fn to_tensor(
         let src = set.image(i);
         let s = augment.max_shift as i32;
         let (dy, dx) = if s > 0 {
-            (rng.random_range(-s..=s) as isize, rng.random_range(-s..=s) as isize)
+            (
+                rng.random_range(-s..=s) as isize,
+                rng.random_range(-s..=s) as isize,
+            )
         } else {
             (0, 0)
         };

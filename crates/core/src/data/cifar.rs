@@ -102,7 +102,11 @@ mod tests {
     fn reads_a_directory_in_the_exact_binary_format() {
         let dir = tempfile::tempdir().unwrap();
         for b in 1..=5 {
-            write_batch(&dir.path().join(format!("data_batch_{b}.bin")), 4, (b - 1) * 4);
+            write_batch(
+                &dir.path().join(format!("data_batch_{b}.bin")),
+                4,
+                (b - 1) * 4,
+            );
         }
         write_batch(&dir.path().join("test_batch.bin"), 3, 20);
         let set = load_cifar10_dir(dir.path()).unwrap();
@@ -118,11 +122,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("data_batch_1.bin");
         std::fs::write(&p, vec![0u8; RECORD * 2 - 5]).unwrap();
-        assert!(read_cifar10_batch(&p).unwrap_err().to_string().contains("whole number"));
+        assert!(
+            read_cifar10_batch(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("whole number")
+        );
         let mut bad = vec![0u8; RECORD];
         bad[0] = 12;
         std::fs::write(&p, bad).unwrap();
-        assert!(read_cifar10_batch(&p).unwrap_err().to_string().contains("label 12"));
+        assert!(
+            read_cifar10_batch(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("label 12")
+        );
         assert!(load_cifar10_dir(dir.path()).is_err());
     }
 }

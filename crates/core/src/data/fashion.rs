@@ -27,9 +27,11 @@ pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
 pub const DATA_ENV: &str = "HASHGUARD_DATA";
 
 #[cfg(feature = "embedded-data")]
-const EMBEDDED_IMAGES: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+const EMBEDDED_IMAGES: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/t10k-images-idx3-ubyte.gz");
 #[cfg(feature = "embedded-data")]
-const EMBEDDED_LABELS: &[u8] = include_bytes!("../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+const EMBEDDED_LABELS: &[u8] =
+    include_bytes!("../../assets/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 
 /// Where a data set is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,14 +96,22 @@ pub fn load_fashion_mnist(source: &DataSource) -> Result<ImageSet> {
                 let labels = find(dir, &format!("{prefix}-labels-idx1-ubyte"));
                 let part = match (images, labels) {
                     (None, None) => continue,
-                    (Some(i), Some(l)) => {
-                        pair(read_idx(&i)?, &i, read_idx(&l)?, &l, &dir.display().to_string())?
-                    }
+                    (Some(i), Some(l)) => pair(
+                        read_idx(&i)?,
+                        &i,
+                        read_idx(&l)?,
+                        &l,
+                        &dir.display().to_string(),
+                    )?,
                     (Some(p), None) | (None, Some(p)) => {
                         return Err(Error::DataNotFound(format!(
                             "{} has no matching {} file beside it",
                             p.display(),
-                            if p.to_string_lossy().contains("images") { "labels" } else { "images" }
+                            if p.to_string_lossy().contains("images") {
+                                "labels"
+                            } else {
+                                "images"
+                            }
                         )));
                     }
                 };
@@ -158,24 +168,41 @@ fn pair(
     let [n, h, w] = images.dims[..] else {
         return Err(Error::format(
             image_path,
-            format!("expected a rank-3 image array, found dimensions {:?}", images.dims),
+            format!(
+                "expected a rank-3 image array, found dimensions {:?}",
+                images.dims
+            ),
         ));
     };
     if labels.dims != [n] {
         return Err(Error::format(
             label_path,
-            format!("expected {n} labels to match the images, found dimensions {:?}", labels.dims),
+            format!(
+                "expected {n} labels to match the images, found dimensions {:?}",
+                labels.dims
+            ),
         ));
     }
-    if let Some(bad) = labels.data.iter().find(|&&l| l as usize >= FASHION_CLASSES.len()) {
-        return Err(Error::format(label_path, format!("label {bad} is not a Fashion-MNIST class (0-9)")));
+    if let Some(bad) = labels
+        .data
+        .iter()
+        .find(|&&l| l as usize >= FASHION_CLASSES.len())
+    {
+        return Err(Error::format(
+            label_path,
+            format!("label {bad} is not a Fashion-MNIST class (0-9)"),
+        ));
     }
     ImageSet::new(
         "fashion-mnist",
         origin,
         [1, h, w],
         images.data,
-        labels.data.iter().map(|&l| LabelSet::single(l as usize)).collect(),
+        labels
+            .data
+            .iter()
+            .map(|&l| LabelSet::single(l as usize))
+            .collect(),
         FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
     )
 }
@@ -217,17 +244,31 @@ mod tests {
     fn refuses_half_pairs_and_empty_dirs() {
         let dir = tempfile::tempdir().unwrap();
         let src = DataSource::Dir(dir.path().into());
-        assert!(load_fashion_mnist(&src).unwrap_err().to_string().contains("holds no"));
+        assert!(
+            load_fashion_mnist(&src)
+                .unwrap_err()
+                .to_string()
+                .contains("holds no")
+        );
         write_pair(dir.path(), "t10k", 3, false);
         std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
-        assert!(load_fashion_mnist(&src).unwrap_err().to_string().contains("no matching labels"));
+        assert!(
+            load_fashion_mnist(&src)
+                .unwrap_err()
+                .to_string()
+                .contains("no matching labels")
+        );
     }
 
     #[test]
     fn refuses_label_image_count_mismatch() {
         let dir = tempfile::tempdir().unwrap();
         write_pair(dir.path(), "t10k", 3, false);
-        std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), encode(&[2], &[0, 1], false)).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte"),
+            encode(&[2], &[0, 1], false),
+        )
+        .unwrap();
         let err = load_fashion_mnist(&DataSource::Dir(dir.path().into())).unwrap_err();
         assert!(err.to_string().contains("expected 3 labels"), "{err}");
     }

@@ -72,7 +72,10 @@ impl ImageSet {
                 LabelSet::MAX_CLASSES
             )));
         }
-        if let Some(bad) = labels.iter().find(|l| l.max_class() >= Some(class_names.len())) {
+        if let Some(bad) = labels
+            .iter()
+            .find(|l| l.max_class() >= Some(class_names.len()))
+        {
             return Err(Error::InvalidArgument(format!(
                 "{name}: label {bad:?} names a class beyond the {} known",
                 class_names.len()

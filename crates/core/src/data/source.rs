@@ -5,7 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DataSource, ImageSet, load_cifar10_dir, load_fashion_mnist, make_mosaics, resolve_fashion_source};
+use super::{
+    DataSource, ImageSet, load_cifar10_dir, load_fashion_mnist, make_mosaics,
+    resolve_fashion_source,
+};
 use crate::{Error, Result};
 
 /// A data set kind.

@@ -144,7 +144,12 @@ impl SplitConfig {
         Ok(self.finish(query.to_vec(), train, database))
     }
 
-    fn finish(&self, mut query: Vec<usize>, mut train: Vec<usize>, mut database: Vec<usize>) -> Split {
+    fn finish(
+        &self,
+        mut query: Vec<usize>,
+        mut train: Vec<usize>,
+        mut database: Vec<usize>,
+    ) -> Split {
         for v in [&mut query, &mut train, &mut database] {
             v.sort_unstable();
         }
@@ -184,7 +189,10 @@ mod tests {
             seed: 7,
         };
         let s = cfg.split(&set).unwrap();
-        assert_eq!((s.query.len(), s.train.len(), s.database.len()), (6, 15, 39));
+        assert_eq!(
+            (s.query.len(), s.train.len(), s.database.len()),
+            (6, 15, 39)
+        );
         for c in 0..3 {
             assert_eq!(s.query.iter().filter(|&&i| i % 3 == c).count(), 2);
         }
@@ -219,16 +227,23 @@ mod tests {
     fn multi_label_sets_are_split_uniformly() {
         let mut set = toy(10);
         set.labels[0] = LabelSet::from_classes([0, 1]);
-        let s = SplitConfig { query_per_class: 2, train: TrainSize::PerClass(3), seed: 2 }
-            .split(&set)
-            .unwrap();
+        let s = SplitConfig {
+            query_per_class: 2,
+            train: TrainSize::PerClass(3),
+            seed: 2,
+        }
+        .split(&set)
+        .unwrap();
         assert_eq!((s.query.len(), s.train.len(), s.database.len()), (6, 9, 15));
     }
 
     #[test]
     fn parses_train_size() {
         assert_eq!("all".parse::<TrainSize>().unwrap(), TrainSize::All);
-        assert_eq!("300".parse::<TrainSize>().unwrap(), TrainSize::PerClass(300));
+        assert_eq!(
+            "300".parse::<TrainSize>().unwrap(),
+            TrainSize::PerClass(300)
+        );
         assert!("lots".parse::<TrainSize>().is_err());
     }
 }

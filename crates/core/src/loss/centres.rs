@@ -3,8 +3,8 @@
 //! of two, and the centre of a multi-label item (sign of the summed centres).
 
 use burn::prelude::*;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +50,9 @@ pub struct HashCentres {
 }
 
 fn balanced_random(bits: usize, rng: &mut ChaCha8Rng) -> Vec<i8> {
-    let mut c: Vec<i8> = (0..bits).map(|i| if i < bits / 2 { -1 } else { 1 }).collect();
+    let mut c: Vec<i8> = (0..bits)
+        .map(|i| if i < bits / 2 { -1 } else { 1 })
+        .collect();
     c.shuffle(rng);
     c
 }
@@ -81,8 +83,9 @@ impl HashCentres {
             _ => {
                 let mut best: Option<(usize, Vec<Vec<i8>>)> = None;
                 for _ in 0..RANDOM_TRIES {
-                    let draw: Vec<Vec<i8>> =
-                        (0..num_classes).map(|_| balanced_random(bits, &mut rng)).collect();
+                    let draw: Vec<Vec<i8>> = (0..num_classes)
+                        .map(|_| balanced_random(bits, &mut rng))
+                        .collect();
                     let (mut min, mut sum, mut pairs) = (usize::MAX, 0usize, 0usize);
                     for i in 0..num_classes {
                         for j in i + 1..num_classes {
@@ -92,7 +95,8 @@ impl HashCentres {
                             pairs += 1;
                         }
                     }
-                    let good = pairs == 0 || (min > bits / 4 && sum as f64 / pairs as f64 >= bits as f64 / 2.0);
+                    let good = pairs == 0
+                        || (min > bits / 4 && sum as f64 / pairs as f64 >= bits as f64 / 2.0);
                     if best.as_ref().is_none_or(|(m, _)| min > *m) {
                         best = Some((min, draw));
                     }

@@ -84,7 +84,9 @@ pub fn evaluate_retrieval(
         )));
     }
     if queries.is_empty() || index.is_empty() {
-        return Err(Error::InvalidArgument("retrieval needs at least one query and one database item".into()));
+        return Err(Error::InvalidArgument(
+            "retrieval needs at least one query and one database item".into(),
+        ));
     }
     let bits = queries.bits();
     let n = index.len();
@@ -98,7 +100,11 @@ pub fn evaluate_retrieval(
     for q in 0..queries.len() {
         let ranked = index.rank(queries.code(q));
         relevant.clear();
-        relevant.extend(ranked.iter().map(|nb| query_labels[q].shares(database_labels[nb.index])));
+        relevant.extend(
+            ranked
+                .iter()
+                .map(|nb| query_labels[q].shares(database_labels[nb.index])),
+        );
         map_all += average_precision(&relevant, n);
         for (i, &k) in ks.iter().enumerate() {
             map_at[i] += average_precision(&relevant, k);
@@ -135,11 +141,19 @@ pub fn evaluate_retrieval(
         database: n,
         map_all: map_all / nq,
         map_at: ks.iter().zip(&map_at).map(|(&k, &v)| (k, v / nq)).collect(),
-        precision_at: ks.iter().zip(&prec_at).map(|(&k, &v)| (k, v / nq)).collect(),
+        precision_at: ks
+            .iter()
+            .zip(&prec_at)
+            .map(|(&k, &v)| (k, v / nq))
+            .collect(),
         pr_curve: (0..=bits)
             .map(|r| PrPoint {
                 radius: r as u32,
-                precision: if pr_prec_n[r] > 0 { pr_prec[r] / pr_prec_n[r] as f64 } else { 0.0 },
+                precision: if pr_prec_n[r] > 0 {
+                    pr_prec[r] / pr_prec_n[r] as f64
+                } else {
+                    0.0
+                },
                 recall: pr_recall[r] / with_rel,
             })
             .collect(),
@@ -166,18 +180,30 @@ mod tests {
     #[test]
     fn map_counts_queries_without_relevant_items_as_zero() {
         // Database: two items of class 0 at codes 0000 / 0011, one of class 1 at 1111.
-        let db = PackedCodes::from_signs(4, &[
-            -1., -1., -1., -1., //
-            1., 1., -1., -1., //
-            1., 1., 1., 1.,
-        ]);
-        let db_labels = [LabelSet::single(0), LabelSet::single(0), LabelSet::single(1)];
+        let db = PackedCodes::from_signs(
+            4,
+            &[
+                -1., -1., -1., -1., //
+                1., 1., -1., -1., //
+                1., 1., 1., 1.,
+            ],
+        );
+        let db_labels = [
+            LabelSet::single(0),
+            LabelSet::single(0),
+            LabelSet::single(1),
+        ];
         // Query A (class 0) at 0000 ranks: item0 (d0, rel), item1 (d2, rel), item2 (d4) → AP 1.
         // Query B (class 1) at 0000 ranks the class-1 item last → AP 1/3.
         // Query C (class 2) has no relevant item → AP 0.
         let q = PackedCodes::from_signs(4, &[-1.; 12]);
-        let q_labels = [LabelSet::single(0), LabelSet::single(1), LabelSet::single(2)];
-        let m = evaluate_retrieval(&q, &q_labels, &HammingIndex::new(db), &db_labels, &[1, 2]).unwrap();
+        let q_labels = [
+            LabelSet::single(0),
+            LabelSet::single(1),
+            LabelSet::single(2),
+        ];
+        let m =
+            evaluate_retrieval(&q, &q_labels, &HammingIndex::new(db), &db_labels, &[1, 2]).unwrap();
         assert!((m.map_all - (1.0 + 1.0 / 3.0 + 0.0) / 3.0).abs() < 1e-12);
         assert_eq!(m.queries_without_relevant, 1);
         assert!((m.map_at(1).unwrap() - 1.0 / 3.0).abs() < 1e-12);
@@ -192,6 +218,15 @@ mod tests {
     fn mismatched_inputs_are_errors() {
         let db = HammingIndex::new(PackedCodes::from_signs(4, &[1.; 4]));
         let q = PackedCodes::from_signs(8, &[1.; 8]);
-        assert!(evaluate_retrieval(&q, &[LabelSet::single(0)], &db, &[LabelSet::single(0)], &[1]).is_err());
+        assert!(
+            evaluate_retrieval(
+                &q,
+                &[LabelSet::single(0)],
+                &db,
+                &[LabelSet::single(0)],
+                &[1]
+            )
+            .is_err()
+        );
     }
 }

@@ -29,7 +29,8 @@ pub fn encode_images(
             .map_err(|e| Error::Numeric(format!("reading codes: {e:?}")))?;
         if codes.iter().any(|v| !v.is_finite()) {
             return Err(Error::Numeric(
-                "the model produced NaN codes: the model record is corrupt or training diverged".into(),
+                "the model produced NaN codes: the model record is corrupt or training diverged"
+                    .into(),
             ));
         }
         out.extend(codes);

@@ -4,8 +4,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-    Relu,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
 
@@ -88,9 +87,15 @@ impl HashNetConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.bits < 8 || self.bits > 4096 {
-            return bad(format!("--bits {} is out of range (8..=4096; 16, 32 or 64 are usual)", self.bits));
+            return bad(format!(
+                "--bits {} is out of range (8..=4096; 16, 32 or 64 are usual)",
+                self.bits
+            ));
         }
-        if self.in_channels == 0 || self.mean.len() != self.in_channels || self.std.len() != self.in_channels {
+        if self.in_channels == 0
+            || self.mean.len() != self.in_channels
+            || self.std.len() != self.in_channels
+        {
             return bad(format!(
                 "model expects {} input channels but has {} means and {} standard deviations",
                 self.in_channels,
@@ -101,8 +106,14 @@ impl HashNetConfig {
         if self.std.iter().any(|s| !(*s > 0.0)) {
             return bad("normalisation standard deviations must be positive".into());
         }
-        if self.widths.is_empty() || self.widths.contains(&0) || self.convs_per_stage == 0 || self.hidden == 0 {
-            return bad("model widths, convolutions per stage and hidden size must be positive".into());
+        if self.widths.is_empty()
+            || self.widths.contains(&0)
+            || self.convs_per_stage == 0
+            || self.hidden == 0
+        {
+            return bad(
+                "model widths, convolutions per stage and hidden size must be positive".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} must be in [0, 1)", self.dropout));
@@ -124,9 +135,8 @@ impl HashNetConfig {
                 c_in = w;
             }
         }
-        let channel_tensor = |v: &[f32]| {
-            Tensor::<1>::from_floats(v, device).reshape([1, self.in_channels, 1, 1])
-        };
+        let channel_tensor =
+            |v: &[f32]| Tensor::<1>::from_floats(v, device).reshape([1, self.in_channels, 1, 1]);
         HashNet {
             convs,
             convs_per_stage: self.convs_per_stage,
@@ -163,7 +173,9 @@ impl HashNet {
             }
         }
         let x = self.squeeze.forward(x).flatten::<2>(1, 3);
-        let x = self.dropout.forward(self.activation.forward(self.hidden.forward(x)));
+        let x = self
+            .dropout
+            .forward(self.activation.forward(self.hidden.forward(x)));
         self.hash.forward(x)
     }
 

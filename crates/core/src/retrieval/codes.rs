@@ -94,7 +94,11 @@ impl PackedCodes {
 
     /// Bit `j` of code `i` as ±1.
     pub fn sign(&self, i: usize, j: usize) -> f32 {
-        if self.code(i)[j / 64] >> (j % 64) & 1 == 1 { 1.0 } else { -1.0 }
+        if self.code(i)[j / 64] >> (j % 64) & 1 == 1 {
+            1.0
+        } else {
+            -1.0
+        }
     }
 
     /// Code `i` as ±1 values.
@@ -125,17 +129,27 @@ impl PackedCodes {
 
     /// Parses [`PackedCodes::to_bytes`] output; `origin` names the source in errors.
     pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
-        let bad = |m: &str| Error::format(origin, format!("{m}: not a hashguard codes file, re-run `hashguard encode`"));
+        let bad = |m: &str| {
+            Error::format(
+                origin,
+                format!("{m}: not a hashguard codes file, re-run `hashguard encode`"),
+            )
+        };
         if bytes.len() < 24 || &bytes[..8] != MAGIC {
             return Err(bad("bad header"));
         }
         let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         let (bits, n) = (word(8) as usize, word(16) as usize);
         let words = bits.div_ceil(64);
-        if bits == 0 || n.checked_mul(words).and_then(|w| w.checked_mul(8)) != Some(bytes.len() - 24) {
+        if bits == 0
+            || n.checked_mul(words).and_then(|w| w.checked_mul(8)) != Some(bytes.len() - 24)
+        {
             return Err(bad("length does not match the header"));
         }
-        let data = bytes[24..].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let data = bytes[24..]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
         Ok(Self { bits, words, data })
     }
 }
@@ -146,7 +160,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn naive(a: &[f32], b: &[f32]) -> u32 {
-        a.iter().zip(b).filter(|(x, y)| (**x >= 0.0) != (**y >= 0.0)).count() as u32
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| (**x >= 0.0) != (**y >= 0.0))
+            .count() as u32
     }
 
     proptest! {
@@ -166,9 +183,15 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_corruption_is_refused() {
-        let codes = PackedCodes::from_signs(70, &(0..210).map(|i| (i % 3) as f32 - 1.0).collect::<Vec<_>>());
+        let codes = PackedCodes::from_signs(
+            70,
+            &(0..210).map(|i| (i % 3) as f32 - 1.0).collect::<Vec<_>>(),
+        );
         let bytes = codes.to_bytes();
-        assert_eq!(PackedCodes::from_bytes(&bytes, Path::new("c")).unwrap(), codes);
+        assert_eq!(
+            PackedCodes::from_bytes(&bytes, Path::new("c")).unwrap(),
+            codes
+        );
         assert!(PackedCodes::from_bytes(&bytes[..bytes.len() - 3], Path::new("c")).is_err());
         assert!(PackedCodes::from_bytes(b"garbage garbage garbage!", Path::new("c")).is_err());
     }

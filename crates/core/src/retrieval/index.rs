@@ -41,7 +41,11 @@ impl HammingIndex {
 
     /// Distance from `query` (packed, same length) to every database item, in database order.
     pub fn distances(&self, query: &[u64]) -> Vec<u32> {
-        assert_eq!(query.len(), self.codes.words(), "query code length mismatch");
+        assert_eq!(
+            query.len(),
+            self.codes.words(),
+            "query code length mismatch"
+        );
         (0..self.codes.len())
             .map(|i| hamming(query, self.codes.code(i)))
             .collect()
@@ -66,7 +70,13 @@ impl HammingIndex {
         // Only distances that can reach the top k need placing.
         let k = k.min(distances.len());
         let cutoff = (0..=bits).find(|&d| counts[d + 1] >= k).unwrap_or(bits) as u32;
-        let mut out = vec![Neighbour { index: 0, distance: 0 }; counts[cutoff as usize + 1]];
+        let mut out = vec![
+            Neighbour {
+                index: 0,
+                distance: 0
+            };
+            counts[cutoff as usize + 1]
+        ];
         for (index, &distance) in distances.iter().enumerate() {
             if distance <= cutoff {
                 let slot = &mut counts[distance as usize];
@@ -88,12 +98,15 @@ mod tests {
     fn ranking_equals_a_stable_sort() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let bits = 12; // few bits: many ties
-        let values: Vec<f32> = (0..300 * bits).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let values: Vec<f32> = (0..300 * bits)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let db = PackedCodes::from_signs(bits, &values);
         let index = HammingIndex::new(db.clone());
         let query = db.code(7).to_vec();
-        let mut expected: Vec<(u32, usize)> =
-            (0..db.len()).map(|i| (hamming(&query, db.code(i)), i)).collect();
+        let mut expected: Vec<(u32, usize)> = (0..db.len())
+            .map(|i| (hamming(&query, db.code(i)), i))
+            .collect();
         expected.sort_by_key(|&(d, _)| d); // stable
         let ranked = index.rank(&query);
         assert_eq!(ranked.len(), 300);
@@ -103,6 +116,12 @@ mod tests {
         let top = index.top_k(&query, 25);
         assert_eq!(top, ranked[..25]);
         assert_eq!(index.top_k(&query, 1000).len(), 300);
-        assert_eq!(top[0], Neighbour { index: 7, distance: 0 });
+        assert_eq!(
+            top[0],
+            Neighbour {
+                index: 7,
+                distance: 0
+            }
+        );
     }
 }
