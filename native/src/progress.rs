@@ -14,3 +14,12 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     );
     pb
 }
+
+/// Prints a line above the bar, or plainly on stderr when the bar is hidden (not a terminal).
+pub fn log(pb: &ProgressBar, line: String) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
+    }
+}

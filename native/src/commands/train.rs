@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::load_run_data;
 use crate::backend::Selected;
-use crate::progress::bar;
+use crate::progress::{bar, log};
 
 /// Flags of `hashguard train`.
 #[derive(Args, Debug)]
@@ -195,14 +195,17 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
             model,
             optim,
         })?;
-        pb.println(format!(
-            "epoch {:>3}/{epochs}: loss {:.4} (bce {:.4}, quantisation {:.4}) in {:.1}s",
-            stats.epoch + 1,
-            stats.loss,
-            stats.bce,
-            stats.quantisation,
-            stats.seconds
-        ));
+        log(
+            &pb,
+            format!(
+                "epoch {:>3}/{epochs}: loss {:.4} (bce {:.4}, quantisation {:.4}) in {:.1}s",
+                stats.epoch + 1,
+                stats.loss,
+                stats.bce,
+                stats.quantisation,
+                stats.seconds
+            ),
+        );
     }
     pb.finish_and_clear();
     let total: f64 = trainer.history.iter().map(|h| h.seconds).sum();
