@@ -3,6 +3,7 @@
 
 mod backend;
 mod commands;
+mod plot;
 mod progress;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Encode(commands::encode::EncodeArgs),
     /// Measure retrieval (mAP@all, mAP@1000, precision, PR curve) of a trained run.
     Eval(commands::eval::EvalArgs),
+    /// Attack the run's queries (PGD, HAG, DHTA or CW) and measure the damage.
+    Attack(commands::attack::AttackArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             Command::Train(args) => commands::train::run(args, selected),
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
+            Command::Attack(args) => commands::attack::run(args, selected),
         }
     })();
     match result {

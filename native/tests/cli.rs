@@ -84,21 +84,20 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn train_then_eval_writes_a_complete_report() {
-    let data = tiny_data();
-    let work = tempfile::tempdir().unwrap();
-    let run_dir = work.path().join("run");
+/// Trains a tiny 16-bit run on `data` for `epochs` epochs into `work/run`.
+fn tiny_run(work: &Path, data: &Path, epochs: usize) -> PathBuf {
+    let run_dir = work.join("run");
+    let epochs = epochs.to_string();
     let out = run(&[
         "train",
         "--out",
         s(&run_dir),
         "--data",
-        s(data.path()),
+        s(data),
         "--bits",
         "16",
         "--epochs",
-        "2",
+        &epochs,
         "--train-size",
         "5",
     ]);
@@ -107,6 +106,14 @@ fn train_then_eval_writes_a_complete_report() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    run_dir
+}
+
+#[test]
+fn train_then_eval_writes_a_complete_report() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = tiny_run(work.path(), data.path(), 2);
     for f in ["config.json", "model.bpk", "checkpoint.bin", "train.json"] {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
@@ -339,25 +346,7 @@ fn eval_on_a_missing_run() {
 fn corrupt_checkpoint_and_model_records() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();
-    let run_dir = work.path().join("run");
-    let out = run(&[
-        "train",
-        "--out",
-        s(&run_dir),
-        "--data",
-        s(data.path()),
-        "--bits",
-        "16",
-        "--epochs",
-        "1",
-        "--train-size",
-        "5",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run_dir = tiny_run(work.path(), data.path(), 1);
 
     // A second train into the same directory refuses to clobber it.
     let out = run(&["train", "--out", s(&run_dir), "--data", s(data.path())]);
@@ -384,5 +373,97 @@ fn corrupt_checkpoint_and_model_records() {
     assert_clean_error(
         &run(&["eval", "--run", s(&run_dir)]),
         "unreadable run configuration",
+    );
+}
+
+#[test]
+fn attacks_write_reports_and_figures() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = tiny_run(work.path(), data.path(), 2);
+    for method in ["pgd", "hag", "dhta", "cw"] {
+        let out_dir = work.path().join(method);
+        let out = run(&[
+            "attack",
+            "--run",
+            s(&run_dir),
+            "--method",
+            method,
+            "--steps",
+            "3",
+            "--queries",
+            "20",
+            "--out",
+            s(&out_dir),
+        ]);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(r["method"], method);
+        assert_eq!(r["queries"], 20);
+        assert!((r["eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-6);
+        for key in ["clean_map", "success_rate", "mean_linf", "mean_l2"] {
+            assert!(r[key].as_f64().is_some(), "{method}: {key} missing");
+        }
+        if method == "dhta" {
+            assert!(r["t_map"].as_f64().is_some());
+        } else {
+            assert!(r["adv_map"].as_f64().is_some());
+            assert!(r["theorem1"]["predicted_mean"].as_f64().is_some());
+            assert!(out_dir.join("theorem1.png").is_file());
+        }
+        if method != "cw" {
+            assert!(r["mean_linf"].as_f64().unwrap() <= 8.0 / 255.0 + 1e-6);
+        }
+        assert!(out_dir.join("examples.png").is_file());
+    }
+}
+
+#[test]
+fn attack_bad_input() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = tiny_run(work.path(), data.path(), 2);
+    let attack = |extra: &[&str]| {
+        let mut a = vec![
+            "attack",
+            "--run",
+            s(&run_dir),
+            "--queries",
+            "5",
+            "--steps",
+            "1",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let out = attack(&["--method", "pgd", "--eps", "0"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    );
+    let out = attack(&["--method", "pgd", "--eps", "2"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    );
+    let out = attack(&["--method", "fgsm"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'fgsm'")
+    );
+    assert_clean_error(
+        &attack(&["--method", "dhta", "--target", "42"]),
+        "absent from the database",
+    );
+    assert_clean_error(
+        &attack(&["--method", "pgd", "--queries", "0"]),
+        "--queries 0",
+    );
+    assert_clean_error(
+        &run(&["attack", "--run", "/no/such/run", "--method", "pgd"]),
+        "not a hashguard run",
     );
 }

@@ -3,6 +3,7 @@
 //! whichever Burn device the caller hands it; the crate itself enables no backend.
 
 pub mod adv_train;
+pub mod attacks;
 pub mod data;
 pub mod error;
 pub mod loss;

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the data loading they share.
 
+pub mod attack;
 pub mod encode;
 pub mod eval;
 pub mod train;

@@ -1,0 +1,118 @@
+//! Untargeted Carlini-Wagner for hashing: optimise `w` with `x' = (tanh(w) + 1) / 2` (so the
+//! image is always in `[0, 1]`) by Adam on `‖x' − x‖² + c·max(f(x')·h(x)/K + κ, 0)`, keeping
+//! for each image the smallest perturbation whose code is more than K/2 bits from `h(x)`.
+
+use burn::prelude::*;
+
+use crate::model::{HashNet, sign_codes};
+use crate::{Error, Result};
+
+/// Settings of [`cw_untargeted`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CwConfig {
+    /// Weight `c` of the hashing term.
+    pub c: f32,
+    /// Margin κ: keep pushing until `f·h/K < −κ`.
+    pub kappa: f32,
+    /// Adam learning rate on `w`.
+    pub lr: f32,
+    /// Adam steps.
+    pub steps: usize,
+}
+
+impl Default for CwConfig {
+    fn default() -> Self {
+        Self {
+            c: 5.0,
+            kappa: 0.1,
+            lr: 0.01,
+            steps: 500,
+        }
+    }
+}
+
+/// Runs CW and returns the best adversarial batch and, per image, whether it succeeded
+/// (Hamming distance to `h(x)` above K/2). Failed images are returned unchanged.
+///
+/// # Shapes
+/// - `images`: `[batch, channels, height, width]` in `[0, 1]`; `original`: `[batch, bits]` ±1
+pub fn cw_untargeted(
+    model: &HashNet,
+    images: Tensor<4>,
+    original: Tensor<2>,
+    config: &CwConfig,
+    mut on_step: impl FnMut(usize),
+) -> Result<(Tensor<4>, Vec<bool>)> {
+    if !(config.c > 0.0 && config.lr > 0.0 && config.steps > 0 && config.kappa >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "invalid CW settings {config:?}"
+        )));
+    }
+    let clean = images.detach();
+    let [b, c, h, w_] = clean.dims();
+    let k = original.dims()[1];
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+    // atanh(2x − 1), with x kept off {0, 1} so w is finite.
+    let y = clean.clone().clamp(1e-6, 1.0 - 1e-6) * 2.0 - 1.0;
+    let mut w = ((y.clone() + 1.0) / (-y + 1.0)).log() * 0.5;
+    let mut m = w.zeros_like();
+    let mut v = w.zeros_like();
+    let mut best = clean.clone();
+    let mut best_l2 = vec![f32::INFINITY; b];
+    for step in 0..config.steps {
+        let wa = w.clone().autodiff().require_grad();
+        let x = (wa.clone().tanh() + 1.0) / 2.0;
+        let f = model.forward(x.clone());
+        let l2 = (x.clone() - clean.clone())
+            .powi_scalar(2)
+            .flatten::<2>(1, 3)
+            .sum_dim(1);
+        let hash = ((f.clone() * original.clone()).sum_dim(1) / k as f64 + config.kappa as f64)
+            .clamp_min(0.0);
+        let loss = (l2.clone() + hash * config.c as f64).sum();
+        let grads = loss.backward();
+        let g = wa
+            .grad(&grads)
+            .ok_or_else(|| Error::Numeric("no gradient for the CW variable".into()))?;
+
+        // Keep the smallest successful perturbation seen so far.
+        let x_now = x.inner();
+        let flips: Vec<f32> = sign_codes(f.inner())
+            .not_equal(original.clone())
+            .float()
+            .sum_dim(1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Numeric(format!("{e:?}")))?;
+        let l2s: Vec<f32> = l2
+            .inner()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Numeric(format!("{e:?}")))?;
+        let improved: Vec<f32> = (0..b)
+            .map(|i| {
+                let ok = flips[i] > k as f32 / 2.0 && l2s[i] < best_l2[i];
+                if ok {
+                    best_l2[i] = l2s[i];
+                }
+                ok as u8 as f32
+            })
+            .collect();
+        if improved.iter().any(|&u| u > 0.0) {
+            let mask = Tensor::<1>::from_floats(improved.as_slice(), &clean.device())
+                .reshape([b, 1, 1, 1])
+                .expand([b, c, h, w_]);
+            best = best.clone() * (mask.clone().neg() + 1.0) + x_now * mask;
+        }
+
+        // Adam update of w.
+        let t = (step + 1) as i32;
+        m = m * b1 + g.clone() * (1.0 - b1);
+        v = v * b2 + g.powi_scalar(2) * (1.0 - b2);
+        let m_hat = m.clone() / (1.0 - b1.powi(t));
+        let v_hat = v.clone() / (1.0 - b2.powi(t));
+        w = w - m_hat / (v_hat.sqrt() + eps) * config.lr as f64;
+        on_step(step);
+    }
+    Ok((best, best_l2.iter().map(|l| l.is_finite()).collect()))
+}

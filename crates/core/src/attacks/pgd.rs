@@ -1,0 +1,269 @@
+//! Projected gradient descent on a hashing objective: signed-gradient steps of size `step`,
+//! projected back onto the L∞ ball of radius `eps` around the image and onto `[0, 1]`.
+//! The model should be a `valid()` copy; gradients flow to the input only.
+
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::HashNet;
+use crate::{Error, Result};
+
+/// L∞ budget and schedule of a PGD attack, in pixel units (`8/255` is 8 grey levels).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Budget {
+    /// Radius of the L∞ ball around the clean image.
+    pub eps: f32,
+    /// Size of each signed-gradient step.
+    pub step: f32,
+    /// Number of steps.
+    pub steps: usize,
+    /// Start from a uniform random point of the ball instead of the clean image.
+    pub random_start: bool,
+}
+
+impl Budget {
+    /// Checks `0 < eps <= 1`, `0 < step <= 1` and `steps >= 1`.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.eps > 0.0 && self.eps <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--eps {} must be in (0, 1] (pixel units, e.g. 8/255)",
+                self.eps
+            )));
+        }
+        if !(self.step > 0.0 && self.step <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--step {} must be in (0, 1]",
+                self.step
+            )));
+        }
+        if self.steps == 0 {
+            return Err(Error::InvalidArgument("--steps must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What an attack minimises, given the relaxed codes of the adversarial batch.
+#[derive(Clone, Debug)]
+pub enum Objective {
+    /// UMCD's untargeted form: minimise `f(x')·h(x) / K` (maximise Hamming distance).
+    Untargeted {
+        /// `h(x)` of the clean images, `[batch, bits]` in ±1.
+        original: Tensor<2>,
+    },
+    /// HAG (Yang et al.): `((Σ_j m_j f_j h_j / Σ_j m_j) + 1)² + β·(mean_j f_j)²` with the mask
+    /// `m = 1[|f(x') − h(x)| < 1.5]`, which stops pushing bits that have already flipped.
+    Hag {
+        /// `h(x)` of the clean images, `[batch, bits]` in ±1.
+        original: Tensor<2>,
+        /// Weight of the bit-balance term (1 in the reference).
+        beta: f32,
+    },
+    /// DHTA (Bai et al.): minimise `−f(x')·h_t / K` towards each sample's anchor code `h_t`.
+    Targeted {
+        /// Anchor codes, `[batch, bits]` in ±1.
+        anchors: Tensor<2>,
+    },
+}
+
+/// The objective summed over the batch (so each sample's gradient is its own).
+///
+/// # Shapes
+/// - `f`: `[batch, bits]` relaxed codes
+/// - output: `[1]`
+pub fn objective_loss(objective: &Objective, f: Tensor<2>) -> Tensor<1> {
+    let [_, k] = f.dims();
+    match objective {
+        Objective::Untargeted { original } => (f * original.clone()).sum() / k as f64,
+        Objective::Hag { original, beta } => {
+            let mask = (f.clone().detach() - original.clone())
+                .abs()
+                .lower_elem(1.5)
+                .float();
+            let masked = (f.clone() * original.clone() * mask.clone()).sum_dim(1)
+                / mask.sum_dim(1).clamp_min(1.0);
+            let agree = (masked + 1.0).powi_scalar(2).sum();
+            let balance = f.mean_dim(1).powi_scalar(2).sum() * (*beta as f64);
+            agree + balance
+        }
+        Objective::Targeted { anchors } => -(f * anchors.clone()).sum() / k as f64,
+    }
+}
+
+/// Runs PGD from `images` and returns the adversarial batch (on `images`' device, without
+/// autodiff). `alpha` optionally relaxes `f = tanh(α z)` with α ramped linearly from 0.1 to
+/// 1 over the steps (DHTA's schedule); `on_step(i)` is called after each step.
+///
+/// # Shapes
+/// - `images`: `[batch, channels, height, width]`, pixels in `[0, 1]`
+/// - output: same shape, within `eps` of `images` in L∞ and inside `[0, 1]`
+pub fn pgd(
+    model: &HashNet,
+    images: Tensor<4>,
+    objective: &Objective,
+    budget: &Budget,
+    alpha_schedule: bool,
+    seed: u64,
+    mut on_step: impl FnMut(usize),
+) -> Result<Tensor<4>> {
+    budget.validate()?;
+    let clean = images.detach();
+    let device = clean.device();
+    let lower = (clean.clone() - budget.eps as f64).clamp_min(0.0);
+    let upper = (clean.clone() + budget.eps as f64).clamp_max(1.0);
+    let mut x = clean.clone();
+    if budget.random_start {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let noise: Vec<f32> = (0..clean.shape().num_elements())
+            .map(|_| rng.random_range(-budget.eps..=budget.eps))
+            .collect();
+        let noise = Tensor::<4>::from_data(TensorData::new(noise, clean.shape()), &device);
+        x = (x + noise).max_pair(lower.clone()).min_pair(upper.clone());
+    }
+    for i in 0..budget.steps {
+        let xa = x.clone().autodiff().require_grad();
+        let logits = model.logits(xa.clone());
+        let f = if alpha_schedule {
+            let alpha = 0.1 + 0.9 * i as f64 / (budget.steps.max(2) - 1) as f64;
+            (logits * alpha).tanh()
+        } else {
+            logits.tanh()
+        };
+        let loss = objective_loss(objective, f);
+        let grads = loss.backward();
+        let grad = xa.grad(&grads).ok_or_else(|| {
+            Error::Numeric("no input gradient: the model is not differentiable here".into())
+        })?;
+        x = (x - grad.sign() * budget.step as f64)
+            .max_pair(lower.clone())
+            .min_pair(upper.clone());
+        on_step(i);
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HashNetConfig, sign_codes};
+    use proptest::prelude::*;
+
+    fn tiny() -> (HashNet, Device) {
+        let device = Device::flex();
+        let model = HashNetConfig::new(8, 1)
+            .with_widths(vec![4])
+            .with_convs_per_stage(1)
+            .with_hidden(8)
+            .with_dropout(0.0)
+            .init(&device)
+            .valid();
+        (model, device)
+    }
+
+    fn images(seed: u64, n: usize, device: &Device) -> Tensor<4> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let v: Vec<f32> = (0..n * 36).map(|_| rng.random_range(0.0..1.0)).collect();
+        Tensor::from_data(TensorData::new(v, [n, 1, 6, 6]), device)
+    }
+
+    /// The analytic input gradient of each objective matches central finite differences.
+    #[test]
+    fn objective_gradients_match_finite_differences() {
+        let (model, device) = tiny();
+        let x = images(3, 2, &device);
+        let h = sign_codes(model.forward(images(4, 2, &device)));
+        for objective in [
+            Objective::Untargeted {
+                original: h.clone(),
+            },
+            Objective::Hag {
+                original: h.clone(),
+                beta: 1.0,
+            },
+            Objective::Targeted { anchors: h.clone() },
+        ] {
+            let loss_at = |x: Tensor<4>| -> f64 {
+                objective_loss(&objective, model.forward(x)).into_scalar::<f32>() as f64
+            };
+            let xa = x.clone().autodiff().require_grad();
+            let grads = objective_loss(&objective, model.forward(xa.clone())).backward();
+            let grad: Vec<f32> = xa
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let base: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap();
+            let h_fd = 1e-2f32;
+            for &i in &[0usize, 7, 20, 41, 70] {
+                let mut plus = base.clone();
+                let mut minus = base.clone();
+                plus[i] += h_fd;
+                minus[i] -= h_fd;
+                let t =
+                    |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [2, 1, 6, 6]), &device);
+                let fd = (loss_at(t(plus)) - loss_at(t(minus))) / (2.0 * h_fd as f64);
+                let tol = 2e-3 + 0.05 * fd.abs();
+                assert!(
+                    (grad[i] as f64 - fd).abs() < tol,
+                    "{objective:?} pixel {i}: analytic {} vs finite difference {fd}",
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        /// Whatever the start, budget and objective, the result stays in the ball and in [0, 1].
+        #[test]
+        fn pgd_respects_budget_and_range(
+            seed in 0u64..1000,
+            eps in 0.001f32..0.5,
+            step_frac in 0.1f32..3.0,
+            steps in 1usize..4,
+            random_start: bool,
+            targeted: bool,
+        ) {
+            let (model, device) = tiny();
+            let x = images(seed, 3, &device);
+            let codes = sign_codes(model.forward(x.clone()));
+            let objective = if targeted {
+                Objective::Targeted { anchors: codes.neg() }
+            } else {
+                Objective::Untargeted { original: codes }
+            };
+            let budget = Budget { eps, step: (eps * step_frac).min(1.0), steps, random_start };
+            let adv = pgd(&model, x.clone(), &objective, &budget, false, seed, |_| {}).unwrap();
+            let a: Vec<f32> = adv.into_data().try_to_vec::<f32>().unwrap();
+            let c: Vec<f32> = x.into_data().try_to_vec::<f32>().unwrap();
+            for (p, q) in a.iter().zip(&c) {
+                prop_assert!((0.0..=1.0).contains(p));
+                prop_assert!((p - q).abs() <= eps + 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_budgets_are_refused() {
+        for (eps, step, steps) in [
+            (0.0, 0.1, 1),
+            (1.5, 0.1, 1),
+            (0.1, 0.0, 1),
+            (0.1, 0.1, 0),
+            (f32::NAN, 0.1, 1),
+        ] {
+            assert!(
+                Budget {
+                    eps,
+                    step,
+                    steps,
+                    random_start: false
+                }
+                .validate()
+                .is_err()
+            );
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Small PNG figures drawn directly into pixel buffers: image grids and bar histograms.
+//! No plotting dependency: a figure is rectangles and images, labels live in the JSON.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hashguard_core::data::ImageSet;
+use hashguard_core::run::write_atomic;
+use image::{ImageFormat, Rgb, RgbImage};
+
+/// Border between tiles, in pixels.
+const GAP: u32 = 2;
+
+/// A grid of tiles; each tile is an image given as `[channels][h][w]` values in `[0, 1]`.
+pub struct Grid {
+    canvas: RgbImage,
+    tile: (u32, u32),
+}
+
+impl Grid {
+    /// A `rows` x `cols` grid of `h` x `w` tiles, each scaled up `zoom` times.
+    pub fn new(rows: u32, cols: u32, h: u32, w: u32, zoom: u32) -> Self {
+        let tile = (w * zoom, h * zoom);
+        let canvas = RgbImage::from_pixel(
+            cols * (tile.0 + GAP) + GAP,
+            rows * (tile.1 + GAP) + GAP,
+            Rgb([255, 255, 255]),
+        );
+        Self { canvas, tile }
+    }
+
+    /// Draws `pixels` (CHW floats in `[0, 1]`, 1 or 3 channels) at `(row, col)`, framed in
+    /// `frame` colour when given (green = relevant, red = not).
+    pub fn put(
+        &mut self,
+        row: u32,
+        col: u32,
+        pixels: &[f32],
+        channels: usize,
+        h: usize,
+        w: usize,
+        frame: Option<[u8; 3]>,
+    ) {
+        let zoom = self.tile.0 / w as u32;
+        let (x0, y0) = (
+            GAP + col * (self.tile.0 + GAP),
+            GAP + row * (self.tile.1 + GAP),
+        );
+        if let Some(c) = frame {
+            for dx in 0..self.tile.0 + 2 {
+                for dy in [0, self.tile.1 + 1] {
+                    self.canvas.put_pixel(x0 + dx - 1, y0 + dy - 1, Rgb(c));
+                }
+            }
+            for dy in 0..self.tile.1 + 2 {
+                for dx in [0, self.tile.0 + 1] {
+                    self.canvas.put_pixel(x0 + dx - 1, y0 + dy - 1, Rgb(c));
+                }
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let v = |ch: usize| {
+                    (pixels[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8
+                };
+                let rgb = if channels == 3 {
+                    [v(0), v(1), v(2)]
+                } else {
+                    [v(0); 3]
+                };
+                for zy in 0..zoom {
+                    for zx in 0..zoom {
+                        self.canvas.put_pixel(
+                            x0 + x as u32 * zoom + zx,
+                            y0 + y as u32 * zoom + zy,
+                            Rgb(rgb),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Draws database image `index` of `set`.
+    pub fn put_image(
+        &mut self,
+        row: u32,
+        col: u32,
+        set: &ImageSet,
+        index: usize,
+        frame: Option<[u8; 3]>,
+    ) {
+        let px: Vec<f32> = set.image(index).iter().map(|&v| v as f32 / 255.0).collect();
+        self.put(row, col, &px, set.channels, set.height, set.width, frame);
+    }
+
+    /// Writes the PNG atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        save_png(&self.canvas, path)
+    }
+}
+
+fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, ImageFormat::Png)
+        .context("encoding PNG")?;
+    write_atomic(path, bytes.get_ref())?;
+    Ok(())
+}
+
+/// Normalised histogram of integer values over bins `0..bins` (larger values go to the last bin).
+pub fn density(counts: &[u64]) -> Vec<f64> {
+    let n = counts.iter().sum::<u64>().max(1) as f64;
+    counts.iter().map(|&c| c as f64 / n).collect()
+}
+
+/// Overlaid bar histograms (densities over the same bins, one colour per series, bars side by
+/// side), with an optional reference curve over the same bins drawn as dots.
+pub fn histogram(
+    series: &[(Vec<f64>, [u8; 3])],
+    curve: Option<(&[f64], [u8; 3])>,
+    path: &Path,
+) -> Result<()> {
+    let bins = series.iter().map(|(d, _)| d.len()).max().unwrap_or(1);
+    let (bar_w, height) = (8u32 * series.len().max(1) as u32, 240u32);
+    let width = bins as u32 * (bar_w + 2) + 20;
+    let mut img = RgbImage::from_pixel(width, height + 20, Rgb([255, 255, 255]));
+    let counts: Vec<&Vec<f64>> = series.iter().map(|(d, _)| d).collect();
+    let peak = counts
+        .iter()
+        .flat_map(|c| c.iter().copied())
+        .chain(curve.iter().flat_map(|(c, _)| c.iter().copied()))
+        .fold(1e-9, f64::max);
+    for (s, (c, (_, colour))) in counts.iter().zip(series).enumerate() {
+        for (b, &frac) in c.iter().enumerate() {
+            let h = (frac / peak * (height - 10) as f64).round() as u32;
+            let x0 = 10 + b as u32 * (bar_w + 2) + s as u32 * 8;
+            for x in x0..x0 + 7 {
+                for y in height - h..height {
+                    img.put_pixel(x, y, Rgb(*colour));
+                }
+            }
+        }
+    }
+    if let Some((density, colour)) = curve {
+        for (b, &d) in density.iter().enumerate().take(bins) {
+            let y = height - (d / peak * (height - 10) as f64).round() as u32;
+            let x = 10 + b as u32 * (bar_w + 2) + bar_w / 2;
+            for dx in 0..3 {
+                for dy in 0..3 {
+                    img.put_pixel(
+                        (x + dx).min(width - 1),
+                        (y + dy).saturating_sub(1).min(height + 19),
+                        Rgb(colour),
+                    );
+                }
+            }
+        }
+    }
+    // Axis and a tick every 8 bins.
+    for x in 10..width - 10 {
+        img.put_pixel(x, height, Rgb([0, 0, 0]));
+    }
+    for b in (0..bins).step_by(8) {
+        let x = 10 + b as u32 * (bar_w + 2);
+        for y in height..height + 6 {
+            img.put_pixel(x, y, Rgb([0, 0, 0]));
+        }
+    }
+    save_png(&img, path)
+}
