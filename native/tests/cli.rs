@@ -458,10 +458,16 @@ fn attack_bad_input() {
         &attack(&["--method", "dhta", "--target", "42"]),
         "absent from the database",
     );
-    assert_clean_error(
-        &attack(&["--method", "pgd", "--queries", "0"]),
-        "--queries 0",
-    );
+    let out = run(&[
+        "attack",
+        "--run",
+        s(&run_dir),
+        "--method",
+        "pgd",
+        "--queries",
+        "0",
+    ]);
+    assert_clean_error(&out, "--queries 0");
     assert_clean_error(
         &run(&["attack", "--run", "/no/such/run", "--method", "pgd"]),
         "not a hashguard run",

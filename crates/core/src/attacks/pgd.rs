@@ -163,7 +163,9 @@ mod tests {
 
     fn images(seed: u64, n: usize, device: &Device) -> Tensor<4> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let v: Vec<f32> = (0..n * 36).map(|_| rng.random_range(0.0..1.0)).collect();
+        let v: Vec<f32> = (0..n * 36)
+            .map(|_| rand::Rng::random_range(&mut rng, 0.0..1.0))
+            .collect();
         Tensor::from_data(TensorData::new(v, [n, 1, 6, 6]), device)
     }
 
