@@ -72,7 +72,8 @@ pub struct AttackArgs {
     /// DHTA: database codes voting for the anchor.
     #[arg(long, default_value_t = 9)]
     n_t: usize,
-    /// DHTA: relax with tanh(α z), α ramped from 0.1 to 1 over the steps.
+    /// PGD family: relax f = tanh(α z) with α ramped from 0.1 to 1 over the steps (DHTA's
+    /// schedule; also keeps gradients alive where tanh saturates).
     #[arg(long)]
     alpha_schedule: bool,
     /// HAG: weight of the bit-balance term.
@@ -247,7 +248,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         };
         let (adv, cw_ok) = match objective {
             Some(objective) => {
-                let alpha = args.method == Method::Dhta && args.alpha_schedule;
+                let alpha = args.alpha_schedule;
                 (
                     pgd(
                         &model,
