@@ -76,6 +76,10 @@ pub struct AttackArgs {
     /// schedule; also keeps gradients alive where tanh saturates).
     #[arg(long)]
     alpha_schedule: bool,
+    /// Relaxation α in (0, 1]: objectives see tanh(α z) instead of f = tanh(z). Values below 1
+    /// keep gradients alive where a confident model's tanh saturates; 1 is the papers' form.
+    #[arg(long, default_value_t = 1.0)]
+    relax: f32,
     /// HAG: weight of the bit-balance term.
     #[arg(long, default_value_t = 1.0)]
     hag_beta: f32,
@@ -146,6 +150,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         step: args.step,
         steps,
         random_start: args.random_start,
+        relax: args.relax,
     };
     budget.validate()?;
     if args.batch_size == 0 {
@@ -268,6 +273,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
                     kappa: args.cw_kappa,
                     lr: args.cw_lr,
                     steps,
+                    relax: args.relax,
                 };
                 let (adv, ok) = cw_untargeted(&model, x.clone(), h_clean.clone(), &cfg, on_step)?;
                 (adv, Some(ok))
@@ -382,6 +388,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         "step": args.step,
         "steps": steps,
         "random_start": args.random_start,
+        "relax": args.relax,
         "clean_map": clean.map_all,
         "clean_map_at_1000": clean.map_at(1000),
         "success_rate": success_rate,

@@ -18,6 +18,10 @@ pub struct CwConfig {
     pub lr: f32,
     /// Adam steps.
     pub steps: usize,
+    /// Relaxation α of the hashing term, `tanh(α z)` instead of `f = tanh(z)`: with α < 1 the
+    /// gradient survives where a confident model's `tanh` saturates (success is always judged
+    /// on the real codes `sign(z)`).
+    pub relax: f32,
 }
 
 impl Default for CwConfig {
@@ -27,6 +31,7 @@ impl Default for CwConfig {
             kappa: 0.1,
             lr: 0.01,
             steps: 500,
+            relax: 1.0,
         }
     }
 }
@@ -43,7 +48,12 @@ pub fn cw_untargeted(
     config: &CwConfig,
     mut on_step: impl FnMut(usize),
 ) -> Result<(Tensor<4>, Vec<bool>)> {
-    if !(config.c > 0.0 && config.lr > 0.0 && config.steps > 0 && config.kappa >= 0.0) {
+    if !(config.c > 0.0
+        && config.lr > 0.0
+        && config.steps > 0
+        && config.kappa >= 0.0
+        && config.relax > 0.0)
+    {
         return Err(Error::InvalidArgument(format!(
             "invalid CW settings {config:?}"
         )));
@@ -62,7 +72,7 @@ pub fn cw_untargeted(
     for step in 0..config.steps {
         let wa = w.clone().autodiff().require_grad();
         let x = (wa.clone().tanh() + 1.0) / 2.0;
-        let f = model.forward(x.clone());
+        let f = (model.logits(x.clone()) * config.relax as f64).tanh();
         let l2 = (x.clone() - clean.clone())
             .powi_scalar(2)
             .flatten::<2>(1, 3)

@@ -20,6 +20,9 @@ pub struct Budget {
     pub steps: usize,
     /// Start from a uniform random point of the ball instead of the clean image.
     pub random_start: bool,
+    /// Relaxation α: the objective sees `tanh(α z)`; α < 1 keeps gradients alive where the
+    /// model's `tanh` saturates (1 is the paper's `f(x)`).
+    pub relax: f32,
 }
 
 impl Budget {
@@ -35,6 +38,12 @@ impl Budget {
             return Err(Error::InvalidArgument(format!(
                 "--step {} must be in (0, 1]",
                 self.step
+            )));
+        }
+        if !(self.relax > 0.0 && self.relax <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--relax {} must be in (0, 1]",
+                self.relax
             )));
         }
         if self.steps == 0 {
@@ -92,8 +101,9 @@ pub fn objective_loss(objective: &Objective, f: Tensor<2>) -> Tensor<1> {
 }
 
 /// Runs PGD from `images` and returns the adversarial batch (on `images`' device, without
-/// autodiff). `alpha` optionally relaxes `f = tanh(α z)` with α ramped linearly from 0.1 to
-/// 1 over the steps (DHTA's schedule); `on_step(i)` is called after each step.
+/// autodiff). `alpha_schedule` relaxes `f = tanh(α z)` with α ramped linearly from 0.1 to
+/// `budget.relax` over the steps (DHTA's schedule); otherwise α = `budget.relax` throughout
+/// (1 is the plain `f(x)`); `on_step(i)` is called after each step.
 ///
 /// # Shapes
 /// - `images`: `[batch, channels, height, width]`, pixels in `[0, 1]`
@@ -124,12 +134,13 @@ pub fn pgd(
     for i in 0..budget.steps {
         let xa = x.clone().autodiff().require_grad();
         let logits = model.logits(xa.clone());
-        let f = if alpha_schedule {
-            let alpha = 0.1 + 0.9 * i as f64 / (budget.steps.max(2) - 1) as f64;
-            (logits * alpha).tanh()
+        let top = budget.relax as f64;
+        let alpha = if alpha_schedule {
+            0.1 + (top - 0.1).max(0.0) * i as f64 / (budget.steps.max(2) - 1) as f64
         } else {
-            logits.tanh()
+            top
         };
+        let f = (logits * alpha).tanh();
         let loss = objective_loss(objective, f);
         let grads = loss.backward();
         let grad = xa.grad(&grads).ok_or_else(|| {
@@ -236,7 +247,7 @@ mod tests {
             } else {
                 Objective::Untargeted { original: codes }
             };
-            let budget = Budget { eps, step: (eps * step_frac).min(1.0), steps, random_start };
+            let budget = Budget { eps, step: (eps * step_frac).min(1.0), steps, random_start, relax: 1.0 };
             let adv = pgd(&model, x.clone(), &objective, &budget, false, seed, |_| {}).unwrap();
             let a: Vec<f32> = adv.into_data().try_to_vec::<f32>().unwrap();
             let c: Vec<f32> = x.into_data().try_to_vec::<f32>().unwrap();
@@ -261,7 +272,8 @@ mod tests {
                     eps,
                     step,
                     steps,
-                    random_start: false
+                    random_start: false,
+                    relax: 1.0,
                 }
                 .validate()
                 .is_err()
