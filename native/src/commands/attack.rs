@@ -89,6 +89,9 @@ pub struct AttackArgs {
     /// CW: margin κ on f·h/K.
     #[arg(long, default_value_t = 0.1)]
     cw_kappa: f32,
+    /// CW: rounds of per-image binary search over c after the first (0 keeps c fixed).
+    #[arg(long, default_value_t = 0)]
+    cw_search: usize,
     /// CW: Adam learning rate.
     #[arg(long, default_value_t = 0.01)]
     cw_lr: f32,
@@ -217,8 +220,13 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         selected.info.adapter
     );
     let start = std::time::Instant::now();
+    let rounds = if args.method == Method::Cw {
+        1 + args.cw_search
+    } else {
+        1
+    };
     let pb = bar(
-        (queries.len().div_ceil(args.batch_size) * steps) as u64,
+        (queries.len().div_ceil(args.batch_size) * steps * rounds) as u64,
         "attack",
     );
     let device = &selected.device;
@@ -274,6 +282,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
                     lr: args.cw_lr,
                     steps,
                     relax: args.relax,
+                    search_steps: args.cw_search,
                 };
                 let (adv, ok) = cw_untargeted(&model, x.clone(), h_clean.clone(), &cfg, on_step)?;
                 (adv, Some(ok))
@@ -421,7 +430,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
     if args.method == Method::Cw {
         obj.insert(
             "cw".into(),
-            json!({"c": args.cw_c, "kappa": args.cw_kappa, "lr": args.cw_lr}),
+            json!({"c": args.cw_c, "kappa": args.cw_kappa, "lr": args.cw_lr, "search_steps": args.cw_search}),
         );
     }
     if args.method == Method::Hag {

@@ -22,6 +22,10 @@ pub struct CwConfig {
     /// gradient survives where a confident model's `tanh` saturates (success is always judged
     /// on the real codes `sign(z)`).
     pub relax: f32,
+    /// Extra rounds of binary search over `c` per image (0: `c` fixed). Each round restarts
+    /// from the clean image; an image that succeeded halves towards the last failing `c`, one
+    /// that failed moves up (x10 until a success brackets it).
+    pub search_steps: usize,
 }
 
 impl Default for CwConfig {
@@ -32,12 +36,14 @@ impl Default for CwConfig {
             lr: 0.01,
             steps: 500,
             relax: 1.0,
+            search_steps: 0,
         }
     }
 }
 
 /// Runs CW and returns the best adversarial batch and, per image, whether it succeeded
 /// (Hamming distance to `h(x)` above K/2). Failed images are returned unchanged.
+/// `on_step` receives the running step count over all search rounds.
 ///
 /// # Shapes
 /// - `images`: `[batch, channels, height, width]` in `[0, 1]`; `original`: `[batch, bits]` ±1
@@ -64,65 +70,149 @@ pub fn cw_untargeted(
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     // atanh(2x − 1), with x kept off {0, 1} so w is finite.
     let y = clean.clone().clamp(1e-6, 1.0 - 1e-6) * 2.0 - 1.0;
-    let mut w = ((y.clone() + 1.0) / (-y + 1.0)).log() * 0.5;
-    let mut m = w.zeros_like();
-    let mut v = w.zeros_like();
+    let w0 = ((y.clone() + 1.0) / (-y + 1.0)).log() * 0.5;
     let mut best = clean.clone();
     let mut best_l2 = vec![f32::INFINITY; b];
-    for step in 0..config.steps {
-        let wa = w.clone().autodiff().require_grad();
-        let x = (wa.clone().tanh() + 1.0) / 2.0;
-        let f = (model.logits(x.clone()) * config.relax as f64).tanh();
-        let l2 = (x.clone() - clean.clone())
-            .powi_scalar(2)
-            .flatten::<2>(1, 3)
-            .sum_dim(1);
-        let hash = ((f.clone() * original.clone()).sum_dim(1) / k as f64 + config.kappa as f64)
-            .clamp_min(0.0);
-        let loss = (l2.clone() + hash * config.c as f64).sum();
-        let grads = loss.backward();
-        let g = wa
-            .grad(&grads)
-            .ok_or_else(|| Error::Numeric("no gradient for the CW variable".into()))?;
+    let mut cs = vec![config.c; b];
+    let (mut lo, mut hi) = (vec![0f32; b], vec![f32::INFINITY; b]);
+    for round in 0..=config.search_steps {
+        let c_col = Tensor::<1>::from_floats(cs.as_slice(), &clean.device()).reshape([b, 1]);
+        let mut w = w0.clone();
+        let mut m = w.zeros_like();
+        let mut v = w.zeros_like();
+        let mut won = vec![false; b];
+        for step in 0..config.steps {
+            let wa = w.clone().autodiff().require_grad();
+            let x = (wa.clone().tanh() + 1.0) / 2.0;
+            let f = (model.logits(x.clone()) * config.relax as f64).tanh();
+            let l2 = (x.clone() - clean.clone())
+                .powi_scalar(2)
+                .flatten::<2>(1, 3)
+                .sum_dim(1);
+            let hash = ((f.clone() * original.clone()).sum_dim(1) / k as f64 + config.kappa as f64)
+                .clamp_min(0.0);
+            let loss = (l2.clone() + hash * c_col.clone()).sum();
+            let grads = loss.backward();
+            let g = wa
+                .grad(&grads)
+                .ok_or_else(|| Error::Numeric("no gradient for the CW variable".into()))?;
 
-        // Keep the smallest successful perturbation seen so far.
-        let x_now = x.inner();
-        let flips: Vec<f32> = sign_codes(f.inner())
-            .not_equal(original.clone())
+            // Keep the smallest successful perturbation seen so far.
+            let x_now = x.inner();
+            let flips: Vec<f32> = sign_codes(f.inner())
+                .not_equal(original.clone())
+                .float()
+                .sum_dim(1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Numeric(format!("{e:?}")))?;
+            let l2s: Vec<f32> = l2
+                .inner()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Numeric(format!("{e:?}")))?;
+            let improved: Vec<f32> = (0..b)
+                .map(|i| {
+                    let success = flips[i] > k as f32 / 2.0;
+                    won[i] |= success;
+                    let ok = success && l2s[i] < best_l2[i];
+                    if ok {
+                        best_l2[i] = l2s[i];
+                    }
+                    ok as u8 as f32
+                })
+                .collect();
+            if improved.iter().any(|&u| u > 0.0) {
+                let mask = Tensor::<1>::from_floats(improved.as_slice(), &clean.device())
+                    .reshape([b, 1, 1, 1])
+                    .expand([b, c, h, w_]);
+                best = best.clone() * (mask.clone().neg() + 1.0) + x_now * mask;
+            }
+
+            // Adam update of w.
+            let t = (step + 1) as i32;
+            m = m * b1 + g.clone() * (1.0 - b1);
+            v = v * b2 + g.powi_scalar(2) * (1.0 - b2);
+            let m_hat = m.clone() / (1.0 - b1.powi(t));
+            let v_hat = v.clone() / (1.0 - b2.powi(t));
+            w = w - m_hat / (v_hat.sqrt() + eps) * config.lr as f64;
+            on_step(round * config.steps + step);
+        }
+        // Binary search on c, per image.
+        for i in 0..b {
+            if won[i] {
+                hi[i] = hi[i].min(cs[i]);
+                cs[i] = (lo[i] + hi[i]) / 2.0;
+            } else {
+                lo[i] = lo[i].max(cs[i]);
+                cs[i] = if hi[i].is_finite() {
+                    (lo[i] + hi[i]) / 2.0
+                } else {
+                    cs[i] * 10.0
+                };
+            }
+        }
+    }
+    Ok((best, best_l2.iter().map(|l| l.is_finite()).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::HashNetConfig;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn cw_keeps_images_valid_and_reports_success_honestly() {
+        let device = Device::flex();
+        let model = HashNetConfig::new(8, 1)
+            .with_widths(vec![4])
+            .with_convs_per_stage(1)
+            .with_hidden(8)
+            .with_dropout(0.0)
+            .init(&device)
+            .valid();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let px: Vec<f32> = (0..4 * 36).map(|_| rng.random_range(0.0..1.0)).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(px.clone(), [4, 1, 6, 6]), &device);
+        let h = sign_codes(model.forward(x.clone()));
+        let cfg = CwConfig {
+            c: 20.0,
+            steps: 40,
+            lr: 0.05,
+            search_steps: 1,
+            ..CwConfig::default()
+        };
+        let (adv, ok) = cw_untargeted(&model, x, h.clone(), &cfg, |_| {}).unwrap();
+        let flips: Vec<f32> = sign_codes(model.forward(adv.clone()))
+            .not_equal(h)
             .float()
             .sum_dim(1)
             .into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| Error::Numeric(format!("{e:?}")))?;
-        let l2s: Vec<f32> = l2
-            .inner()
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Numeric(format!("{e:?}")))?;
-        let improved: Vec<f32> = (0..b)
-            .map(|i| {
-                let ok = flips[i] > k as f32 / 2.0 && l2s[i] < best_l2[i];
-                if ok {
-                    best_l2[i] = l2s[i];
-                }
-                ok as u8 as f32
-            })
-            .collect();
-        if improved.iter().any(|&u| u > 0.0) {
-            let mask = Tensor::<1>::from_floats(improved.as_slice(), &clean.device())
-                .reshape([b, 1, 1, 1])
-                .expand([b, c, h, w_]);
-            best = best.clone() * (mask.clone().neg() + 1.0) + x_now * mask;
+            .unwrap();
+        let a: Vec<f32> = adv.into_data().try_to_vec::<f32>().unwrap();
+        assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+        for i in 0..4 {
+            if ok[i] {
+                assert!(
+                    flips[i] > 4.0,
+                    "image {i} reported successful with {} flips",
+                    flips[i]
+                );
+            } else {
+                assert_eq!(&a[i * 36..(i + 1) * 36], &px[i * 36..(i + 1) * 36]);
+            }
         }
-
-        // Adam update of w.
-        let t = (step + 1) as i32;
-        m = m * b1 + g.clone() * (1.0 - b1);
-        v = v * b2 + g.powi_scalar(2) * (1.0 - b2);
-        let m_hat = m.clone() / (1.0 - b1.powi(t));
-        let v_hat = v.clone() / (1.0 - b2.powi(t));
-        w = w - m_hat / (v_hat.sqrt() + eps) * config.lr as f64;
-        on_step(step);
+        assert!(
+            cw_untargeted(
+                &model,
+                Tensor::zeros([1, 1, 6, 6], &device),
+                Tensor::ones([1, 8], &device),
+                &CwConfig { c: -1.0, ..cfg },
+                |_| {}
+            )
+            .is_err()
+        );
     }
-    Ok((best, best_l2.iter().map(|l| l.is_finite()).collect()))
 }
