@@ -301,7 +301,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let batch_clean = PackedCodes::from_signs(bits, &fc);
         let batch_adv = PackedCodes::from_signs(bits, &fa);
-        let s = sample_stats(x.clone(), adv.clone(), f_clean, f_adv);
+        let s = sample_stats(x.clone(), adv.clone(), f_clean, f_adv)?;
         for i in 0..chunk.len() {
             let ok = match (args.method, &cw_ok, &anchors) {
                 (Method::Cw, Some(ok), _) => ok[i],

@@ -159,19 +159,12 @@ pub fn cw_untargeted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::HashNetConfig;
     use rand::{Rng, SeedableRng};
 
     #[test]
     fn cw_keeps_images_valid_and_reports_success_honestly() {
         let device = Device::flex();
-        let model = HashNetConfig::new(8, 1)
-            .with_widths(vec![4])
-            .with_convs_per_stage(1)
-            .with_hidden(8)
-            .with_dropout(0.0)
-            .init(&device)
-            .valid();
+        let model = crate::attacks::tiny_model(&device);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let px: Vec<f32> = (0..4 * 36).map(|_| rng.random_range(0.0..1.0)).collect();
         let x = Tensor::<4>::from_data(TensorData::new(px.clone(), [4, 1, 6, 6]), &device);

@@ -13,6 +13,7 @@ pub use pgd::{Budget, Objective, objective_loss, pgd};
 use burn::prelude::*;
 
 use crate::model::sign_codes;
+use crate::{Error, Result};
 
 /// Per-sample outcome of an attack.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -35,30 +36,24 @@ pub fn sample_stats(
     adversarial: Tensor<4>,
     codes_orig: Tensor<2>,
     codes_adv: Tensor<2>,
-) -> Vec<SampleStats> {
+) -> Result<Vec<SampleStats>> {
+    let read = |t: Tensor<1>| {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Numeric(format!("reading attack statistics: {e:?}")))
+    };
     let delta = (adversarial - original).flatten::<2>(1, 3);
-    let linf: Vec<f32> = delta
-        .clone()
-        .abs()
-        .max_dim(1)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
-    let l2: Vec<f32> = delta
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
-    let flips: Vec<f32> = sign_codes(codes_orig)
-        .not_equal(sign_codes(codes_adv))
-        .float()
-        .sum_dim(1)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default();
-    linf.iter()
+    let linf = read(delta.clone().abs().max_dim(1).flatten(0, 1))?;
+    let l2 = read(delta.powi_scalar(2).sum_dim(1).sqrt().flatten(0, 1))?;
+    let flips = read(
+        sign_codes(codes_orig)
+            .not_equal(sign_codes(codes_adv))
+            .float()
+            .sum_dim(1)
+            .flatten(0, 1),
+    )?;
+    Ok(linf
+        .iter()
         .zip(&l2)
         .zip(&flips)
         .map(|((&linf, &l2), &h)| SampleStats {
@@ -66,5 +61,17 @@ pub fn sample_stats(
             l2,
             hamming_to_original: h.round() as u32,
         })
-        .collect()
+        .collect())
+}
+
+/// A tiny network for the attack tests.
+#[cfg(test)]
+pub(crate) fn tiny_model(device: &Device) -> crate::model::HashNet {
+    crate::model::HashNetConfig::new(8, 1)
+        .with_widths(vec![4])
+        .with_convs_per_stage(1)
+        .with_hidden(8)
+        .with_dropout(0.0)
+        .init(device)
+        .valid()
 }

@@ -157,19 +157,12 @@ pub fn pgd(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HashNetConfig, sign_codes};
+    use crate::model::sign_codes;
     use proptest::prelude::*;
 
     fn tiny() -> (HashNet, Device) {
         let device = Device::flex();
-        let model = HashNetConfig::new(8, 1)
-            .with_widths(vec![4])
-            .with_convs_per_stage(1)
-            .with_hidden(8)
-            .with_dropout(0.0)
-            .init(&device)
-            .valid();
-        (model, device)
+        (crate::attacks::tiny_model(&device), device)
     }
 
     fn images(seed: u64, n: usize, device: &Device) -> Tensor<4> {
