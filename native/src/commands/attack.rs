@@ -553,3 +553,18 @@ fn draw_examples(
     }
     grid.save(&dir.join("examples.png"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fraction;
+
+    #[test]
+    fn budgets_parse_as_numbers_or_fractions() {
+        assert!((parse_fraction("8/255").unwrap() - 8.0 / 255.0).abs() < 1e-9);
+        assert_eq!(parse_fraction("0.5").unwrap(), 0.5);
+        assert_eq!(parse_fraction("1").unwrap(), 1.0);
+        for bad in ["0", "-1/255", "2", "8/0", "x/255", "nan", ""] {
+            assert!(parse_fraction(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
