@@ -22,7 +22,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::encode::{cached_database, encode};
+use super::encode::database_codes;
 use super::load_run_data;
 use crate::backend::Selected;
 use crate::plot::{Grid, density, histogram};
@@ -160,15 +160,14 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
 
-    let database = match args
-        .data
-        .is_none()
-        .then(|| cached_database(&run, bits, split.database.len()))
-        .flatten()
-    {
-        Some(codes) => codes,
-        None => encode(&model, &set, &split.database, "database", &selected)?,
-    };
+    let database = database_codes(
+        &run,
+        &model,
+        &set,
+        &split.database,
+        args.data.is_some(),
+        &selected,
+    )?;
     let db_labels: Vec<LabelSet> = split.database.iter().map(|&i| set.labels[i]).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     // A fixed target can only be attacked towards from queries without that label.

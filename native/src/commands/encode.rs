@@ -61,6 +61,25 @@ pub fn cached_database(run: &RunDir, bits: usize, count: usize) -> Option<Packed
     (codes.bits() == bits && codes.len() == count).then_some(codes)
 }
 
+/// The database codes: the run's cached `database.codes` when it is current and the data is
+/// the run's own (`data_override` is false), else freshly encoded.
+pub fn database_codes(
+    run: &RunDir,
+    model: &HashNet,
+    set: &ImageSet,
+    database: &[usize],
+    data_override: bool,
+    selected: &Selected,
+) -> Result<PackedCodes> {
+    match (!data_override)
+        .then(|| cached_database(run, model.bits(), database.len()))
+        .flatten()
+    {
+        Some(codes) => Ok(codes),
+        None => encode(model, set, database, "database", selected),
+    }
+}
+
 /// Runs `hashguard encode`.
 pub fn run(args: EncodeArgs, selected: Selected) -> Result<()> {
     let run = RunDir::open(&args.run)?;

@@ -12,7 +12,7 @@ use hashguard_core::retrieval::HammingIndex;
 use hashguard_core::run::{RunDir, write_atomic};
 use serde_json::json;
 
-use super::encode::{cached_database, encode};
+use super::encode::{database_codes, encode};
 use super::load_run_data;
 use crate::backend::Selected;
 
@@ -45,13 +45,14 @@ pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
     let bits = config.train.model.bits;
 
     let start = std::time::Instant::now();
-    let database = match (args.data.is_none())
-        .then(|| cached_database(&run, bits, split.database.len()))
-        .flatten()
-    {
-        Some(codes) => codes,
-        None => encode(&model, &set, &split.database, "database", &selected)?,
-    };
+    let database = database_codes(
+        &run,
+        &model,
+        &set,
+        &split.database,
+        args.data.is_some(),
+        &selected,
+    )?;
     let queries = encode(&model, &set, &split.query, "queries", &selected)?;
     let encode_seconds = start.elapsed().as_secs_f64();
 
