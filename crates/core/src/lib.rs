@@ -5,7 +5,9 @@
 pub mod adv_train;
 pub mod attacks;
 pub mod data;
+pub mod detectors;
 pub mod error;
+pub mod filters;
 pub mod loss;
 pub mod metrics;
 pub mod model;

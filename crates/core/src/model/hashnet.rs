@@ -165,18 +165,45 @@ impl HashNet {
     /// - `images`: `[batch, channels, height, width]`, pixels in `[0, 1]`
     /// - output: `[batch, bits]`
     pub fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.layers(images, false).pop().expect("the hash layer")
+    }
+
+    /// Every layer's output, flattened per image: each stage after pooling, the adaptive pool,
+    /// the hidden layer (after ReLU and dropout) and the pre-tanh hash layer, in that order
+    /// (features for LID).
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, channels, height, width]`, pixels in `[0, 1]`
+    /// - output: one `[batch, features]` tensor per layer
+    pub fn features(&self, images: Tensor<4>) -> Vec<Tensor<2>> {
+        self.layers(images, true)
+    }
+
+    /// The forward pass; keeps the intermediate layers when `keep` (else only the logits).
+    fn layers(&self, images: Tensor<4>, keep: bool) -> Vec<Tensor<2>> {
+        let mut out = Vec::new();
         let mut x = (images - self.mean.clone()) * self.inv_std.clone();
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(x);
             if (i + 1) % self.convs_per_stage == 0 {
                 x = self.pool.forward(x);
+                if keep {
+                    out.push(x.clone().flatten::<2>(1, 3));
+                }
             }
         }
         let x = self.squeeze.forward(x).flatten::<2>(1, 3);
+        if keep {
+            out.push(x.clone());
+        }
         let x = self
             .dropout
             .forward(self.activation.forward(self.hidden.forward(x)));
-        self.hash.forward(x)
+        if keep {
+            out.push(x.clone());
+        }
+        out.push(self.hash.forward(x));
+        out
     }
 
     /// Relaxed codes `f(x) = tanh(z)` in `[-1, 1]`.

@@ -1,0 +1,195 @@
+//! UMCD (unsupervised multi-criterion detection): C1 = mean Hamming distance from h(x) to its
+//! top-k database codes, C2 = ‖h(x) − f(x)‖₁ (near 0 for targeted attacks), C3 = relaxed
+//! Hamming disagreement between f(MeanBlur(x)) and f(x); x and its blur share one forward pass.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Criterion, Detector, Direction, ImageBatch, Scores, codes_with_transform};
+use crate::filters::Filter;
+use crate::model::HashNet;
+use crate::retrieval::{HammingIndex, PackedCodes};
+use crate::{Error, Result};
+
+/// UMCD's free parameters (the paper leaves them open; `hashguard detect` picks them by the
+/// rules in the README on benign calibration data).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UmcdConfig {
+    /// Retrieved codes averaged by C1.
+    pub k: usize,
+    /// Side of C3's mean-blur window.
+    pub blur: usize,
+}
+
+/// The UMCD detector over a database index.
+#[derive(Clone, Copy, Debug)]
+pub struct Umcd<'a> {
+    /// Parameters.
+    pub config: UmcdConfig,
+    /// The retrieval database C1 searches.
+    pub index: &'a HammingIndex,
+}
+
+/// C1: mean Hamming distance from `code` to its `k` nearest database codes, leaving out the
+/// database item `exclude` (the query itself when it is a database image).
+pub fn c1_mean_topk(index: &HammingIndex, code: &[u64], k: usize, exclude: Option<usize>) -> f32 {
+    let extra = usize::from(exclude.is_some());
+    let mut hits = index.top_k(code, k + extra);
+    if let Some(e) = exclude {
+        match hits.iter().position(|n| n.index == e) {
+            Some(p) => {
+                hits.remove(p);
+            }
+            None => hits.truncate(k),
+        }
+    }
+    hits.iter().map(|n| n.distance as f32).sum::<f32>() / hits.len().max(1) as f32
+}
+
+/// C2: quantisation loss ‖sign(f) − f‖₁ of one relaxed code (sign(0) = +1).
+pub fn c2_quantisation(f: &[f32]) -> f32 {
+    f.iter()
+        .map(|&v| (if v >= 0.0 { 1.0 - v } else { -1.0 - v }).abs())
+        .sum()
+}
+
+/// C3: relaxed Hamming distance Σ (1 − a_j b_j) / 2 between two relaxed codes (equal to the
+/// Hamming distance when both are binary).
+pub fn c3_disagreement(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (1.0 - x * y) / 2.0).sum()
+}
+
+impl Detector for Umcd<'_> {
+    fn name(&self) -> String {
+        "UMCD".into()
+    }
+
+    fn criteria(&self) -> Vec<Criterion> {
+        vec![
+            Criterion::new("C1", Direction::High),
+            Criterion::new("C2", Direction::Low),
+            Criterion::new("C3", Direction::High),
+        ]
+    }
+
+    fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
+        let bits = model.bits();
+        if self.index.codes().bits() != bits {
+            return Err(Error::InvalidArgument(format!(
+                "database codes have {} bits but the model makes {bits}",
+                self.index.codes().bits()
+            )));
+        }
+        if self.config.k == 0 || self.config.k > self.index.len() {
+            return Err(Error::InvalidArgument(format!(
+                "UMCD k = {} must be between 1 and the database size {}",
+                self.config.k,
+                self.index.len()
+            )));
+        }
+        let filter = Filter::MeanBlur {
+            size: self.config.blur,
+        };
+        filter.validate()?;
+        let (f, ft) = codes_with_transform(model, batch, filter, device)?;
+        let packed = PackedCodes::from_signs(bits, &f);
+        let mut scores = Scores::empty(self.criteria());
+        for (i, (row, row_t)) in f.chunks(bits).zip(ft.chunks(bits)).enumerate() {
+            let exclude = batch.database_positions.and_then(|p| p[i]);
+            scores.values[0].push(c1_mean_topk(
+                self.index,
+                packed.code(i),
+                self.config.k,
+                exclude,
+            ));
+            scores.values[1].push(c2_quantisation(row));
+            scores.values[2].push(c3_disagreement(row, row_t));
+        }
+        Ok(scores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::ImageShape;
+
+    fn index(rows: &[&[f32]]) -> HammingIndex {
+        HammingIndex::new(PackedCodes::from_signs(4, &rows.concat()))
+    }
+
+    #[test]
+    fn c1_on_hand_built_codes() {
+        let db = index(&[
+            &[1., 1., 1., 1.],
+            &[1., 1., 1., -1.],
+            &[-1., -1., 1., -1.],
+            &[-1., -1., -1., -1.],
+        ]);
+        let q = PackedCodes::from_signs(4, &[1., 1., 1., 1.]);
+        assert_eq!(c1_mean_topk(&db, q.code(0), 1, None), 0.0);
+        assert_eq!(c1_mean_topk(&db, q.code(0), 2, None), 0.5);
+        assert_eq!(
+            c1_mean_topk(&db, q.code(0), 4, None),
+            (0.0 + 1.0 + 3.0 + 4.0) / 4.0
+        );
+        // The query is database item 0: its own zero distance is left out.
+        assert_eq!(c1_mean_topk(&db, q.code(0), 2, Some(0)), (1.0 + 3.0) / 2.0);
+        // Excluding an item outside the top k changes nothing.
+        assert_eq!(c1_mean_topk(&db, q.code(0), 2, Some(3)), 0.5);
+    }
+
+    #[test]
+    fn c2_on_hand_built_codes() {
+        assert_eq!(c2_quantisation(&[1.0, -1.0, 1.0]), 0.0);
+        assert!((c2_quantisation(&[0.5, -0.25, 0.0]) - (0.5 + 0.75 + 1.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn c3_on_hand_built_codes() {
+        assert_eq!(c3_disagreement(&[1., -1., 1., 1.], &[1., 1., -1., 1.]), 2.0);
+        assert_eq!(
+            c3_disagreement(&[0.5, 0.0], &[0.5, 1.0]),
+            (0.75 + 1.0) / 2.0
+        );
+    }
+
+    #[test]
+    fn scores_match_the_criteria_on_a_real_forward() {
+        let device = Device::flex();
+        let model = super::super::test_model(&device);
+        let shape = ImageShape {
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        let pixels: Vec<f32> = (0..3 * 64).map(|i| ((i * 7) % 13) as f32 / 12.0).collect();
+        let batch = ImageBatch {
+            pixels: &pixels,
+            shape,
+            database_positions: None,
+        };
+        let (f, ft) =
+            codes_with_transform(&model, batch, Filter::MeanBlur { size: 3 }, &device).unwrap();
+        let db = HammingIndex::new(PackedCodes::from_signs(8, &f));
+        let umcd = Umcd {
+            config: UmcdConfig { k: 1, blur: 3 },
+            index: &db,
+        };
+        let s = umcd.score(&model, batch, &device).unwrap();
+        for i in 0..3 {
+            let row = &f[i * 8..(i + 1) * 8];
+            // Each image is in the database: its nearest code is its own.
+            assert_eq!(s.values[0][i], 0.0);
+            assert!((s.values[1][i] - c2_quantisation(row)).abs() < 1e-5);
+            let t = &ft[i * 8..(i + 1) * 8];
+            assert!((s.values[2][i] - c3_disagreement(row, t)).abs() < 1e-5);
+        }
+        // One forward of [x; t(x)] equals two separate forwards.
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [3, 1, 8, 8]), &device);
+        let alone = super::super::read(model.forward(x)).unwrap();
+        for (a, b) in alone.iter().zip(&f) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+}
