@@ -35,6 +35,10 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Attack the run's queries (PGD, HAG, DHTA or CW) and measure the damage.
     Attack(commands::attack::AttackArgs),
+    /// Calibrate UMCD and the baselines on benign data, attack the queries, measure detection.
+    Detect(commands::detect::DetectArgs),
+    /// Reproduce the UMCD paper's Tables 1 and 2 (Markdown, JSON, ROC and histogram PNGs).
+    Reproduce(commands::detect::ReproduceArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
             Command::Attack(args) => commands::attack::run(args, selected),
+            Command::Detect(args) => commands::detect::run_detect(args, selected),
+            Command::Reproduce(args) => commands::detect::run_reproduce(args, selected),
         }
     })();
     match result {

@@ -169,3 +169,47 @@ pub fn histogram(
     }
     save_png(&img, path)
 }
+
+/// Curves in the unit square (e.g. ROC: x = FPR, y = TPR) on a 400x400 plot with a grey
+/// diagonal and light grid lines every 0.1.
+pub fn line_plot(curves: &[(Vec<(f64, f64)>, [u8; 3])], path: &Path) -> Result<()> {
+    const SIDE: u32 = 400;
+    const MARGIN: u32 = 20;
+    let mut img = RgbImage::from_pixel(SIDE + 2 * MARGIN, SIDE + 2 * MARGIN, Rgb([255, 255, 255]));
+    let to_px = |x: f64, y: f64| {
+        (
+            MARGIN + (x.clamp(0.0, 1.0) * SIDE as f64).round() as u32,
+            MARGIN + SIDE - (y.clamp(0.0, 1.0) * SIDE as f64).round() as u32,
+        )
+    };
+    for i in 0..=10 {
+        let t = i as f64 / 10.0;
+        for j in 0..=SIDE {
+            let s = j as f64 / SIDE as f64;
+            let shade = if i == 0 || i == 10 { 0 } else { 225 };
+            for (x, y) in [to_px(t, s), to_px(s, t)] {
+                img.put_pixel(x, y, Rgb([shade; 3]));
+            }
+            let (x, y) = to_px(s, s);
+            img.put_pixel(x, y, Rgb([170; 3]));
+        }
+    }
+    for (points, colour) in curves {
+        for w in points.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            let steps = (((x1 - x0).abs().max((y1 - y0).abs())) * SIDE as f64).ceil() as u32 + 1;
+            for s in 0..=steps {
+                let t = s as f64 / steps as f64;
+                let (x, y) = to_px(x0 + t * (x1 - x0), y0 + t * (y1 - y0));
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1)] {
+                    img.put_pixel(
+                        (x + dx).min(SIDE + 2 * MARGIN - 1),
+                        (y + dy).min(SIDE + 2 * MARGIN - 1),
+                        Rgb(*colour),
+                    );
+                }
+            }
+        }
+    }
+    save_png(&img, path)
+}

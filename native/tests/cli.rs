@@ -44,7 +44,11 @@ fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
 
 /// A Fashion-MNIST-shaped test set: 110 images per class, each class a distinct stripe.
 fn write_tiny_fashion(dir: &Path) {
-    let per_class = 110;
+    write_striped_fashion(dir, 110);
+}
+
+/// `per_class` striped images per class in Fashion-MNIST's test-set files.
+fn write_striped_fashion(dir: &Path, per_class: usize) {
     let n = 10 * per_class;
     let mut images = Vec::with_capacity(n * 784);
     let mut labels = Vec::with_capacity(n);
@@ -470,6 +474,152 @@ fn attack_bad_input() {
     assert_clean_error(&out, "--queries 0");
     assert_clean_error(
         &run(&["attack", "--run", "/no/such/run", "--method", "pgd"]),
+        "not a hashguard run",
+    );
+}
+
+/// A run on 250 striped images per class: 1,000 queries, 50 training and 1,450 database images.
+fn detection_run(work: &Path) -> PathBuf {
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_striped_fashion(&data, 250);
+    tiny_run(work, &data, 2)
+}
+
+/// Flags that keep detection tests small.
+const SMALL_DETECT: [&str; 12] = [
+    "--queries",
+    "24",
+    "--calibration",
+    "200",
+    "--lid-reference",
+    "30",
+    "--steps",
+    "2",
+    "--cw-steps",
+    "2",
+    "--batch-size",
+    "32",
+];
+
+#[test]
+fn detect_and_reproduce_write_tables_reports_and_figures() {
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = detection_run(work.path());
+    let report = work.path().join("detect.json");
+    let mut args = vec![
+        "detect",
+        "--run",
+        s(&run_dir),
+        "--attack",
+        "pgd,dhta",
+        "--report",
+        s(&report),
+    ];
+    args.extend(SMALL_DETECT);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["table1"].as_array().unwrap().len(), 6 * 2);
+    assert_eq!(r["queries"], 24);
+    for d in r["detectors"].as_array().unwrap() {
+        let cal = d["calibration"]["calibration_fpr"].as_f64().unwrap();
+        assert!(cal <= 0.05 + 1e-9, "{}: calibration FPR {cal}", d["name"]);
+    }
+    let names: Vec<&str> = r["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "LID",
+            "FS-Median",
+            "FS-NLM",
+            "FS-Adaptive",
+            "MeanBlur",
+            "UMCD"
+        ]
+    );
+    // UMCD's k and blur were chosen on the calibration set, with the candidates kept.
+    assert!(r["selection"]["k_candidates"].as_array().unwrap().len() >= 3);
+    assert!(r["umcd"]["k"].as_u64().unwrap() >= 1);
+
+    let out_dir = work.path().join("repro");
+    let mut args = vec![
+        "reproduce",
+        "--run",
+        s(&run_dir),
+        "--out",
+        s(&out_dir),
+        "--k",
+        "5",
+        "--blur",
+        "3",
+    ];
+    args.extend(SMALL_DETECT);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t1 = std::fs::read_to_string(out_dir.join("table1.md")).unwrap();
+    for row in ["| UMCD |", "| LID |", "| FS-NLM |", "Untgt CW"] {
+        assert!(t1.contains(row), "table1.md lacks {row}");
+    }
+    let t2 = std::fs::read_to_string(out_dir.join("table2.md")).unwrap();
+    for row in ["C3 alone", "C1 + C3", "C2 + C3", "C1 + C2 + C3"] {
+        assert!(t2.contains(row), "table2.md lacks {row}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["umcd"]["k"], 5);
+    assert_eq!(r["table2"]["rows"].as_array().unwrap().len(), 4);
+    for f in [
+        "roc_pgd_8.png",
+        "roc_dhta_8.png",
+        "roc_cw_8.png",
+        "hist_c1.png",
+        "hist_c2.png",
+        "hist_c3.png",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn detect_bad_input() {
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = detection_run(work.path());
+    let detect = |extra: &[&str]| {
+        let mut a = vec!["detect", "--run", s(&run_dir)];
+        a.extend(SMALL_DETECT);
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    assert_clean_error(&detect(&["--fpr", "0"]), "--fpr 0");
+    let mut args = vec!["detect", "--run", s(&run_dir), "--calibration", "1400"];
+    args.extend_from_slice(&["--lid-reference", "100"]);
+    assert_clean_error(&run(&args), "--calibration 1400 + --lid-reference 100");
+    assert_clean_error(
+        &detect(&["--fpr-weights", "1,2"]),
+        "FPR weights for 3 criteria",
+    );
+    assert_clean_error(&detect(&["--k", "100000"]), "k = 100000");
+    let out = detect(&["--attack", "fgsm"]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'fgsm'")
+    );
+    assert_clean_error(
+        &run(&["detect", "--run", "/no/such/run"]),
         "not a hashguard run",
     );
 }

@@ -14,7 +14,7 @@ use hashguard_core::attacks::{
 };
 use hashguard_core::data::{Augment, LabelSet, to_tensor};
 use hashguard_core::metrics::evaluate_retrieval;
-use hashguard_core::model::sign_codes;
+use hashguard_core::model::{HashNet, sign_codes};
 use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{RunDir, write_atomic};
 use rand::SeedableRng;
@@ -112,8 +112,70 @@ pub struct AttackArgs {
     data: Option<PathBuf>,
 }
 
+/// One attack with all its settings, applied batch by batch.
+#[derive(Clone, Debug)]
+pub struct AttackPlan {
+    /// Which attack.
+    pub method: Method,
+    /// L∞ budget, step and iterations (PGD family).
+    pub budget: Budget,
+    /// DHTA's tanh(α z) schedule.
+    pub alpha_schedule: bool,
+    /// HAG's bit-balance weight.
+    pub hag_beta: f32,
+    /// CW's settings.
+    pub cw: CwConfig,
+    /// Seed of random starts (batch `b` uses `seed + b`).
+    pub seed: u64,
+}
+
+impl AttackPlan {
+    /// Attacks one batch `x` with clean codes `h_clean`; DHTA needs the batch's anchors
+    /// (`bits` values per image). Returns the adversarial images and, for CW, per-image
+    /// success. `on_step` is called once per iteration.
+    pub fn craft_batch(
+        &self,
+        model: &HashNet,
+        x: Tensor<4>,
+        h_clean: Tensor<2>,
+        anchors: Option<Vec<f32>>,
+        batch: u64,
+        on_step: impl FnMut(usize),
+    ) -> Result<(Tensor<4>, Option<Vec<bool>>)> {
+        let device = x.device();
+        let objective = match self.method {
+            Method::Pgd => Objective::Untargeted { original: h_clean },
+            Method::Hag => Objective::Hag {
+                original: h_clean,
+                beta: self.hag_beta,
+            },
+            Method::Dhta => {
+                let flat = anchors.context("DHTA needs target anchors")?;
+                let n = x.dims()[0];
+                let bits = flat.len() / n.max(1);
+                let anchors = Tensor::<2>::from_data(TensorData::new(flat, [n, bits]), &device);
+                Objective::Targeted { anchors }
+            }
+            Method::Cw => {
+                let (adv, ok) = cw_untargeted(model, x, h_clean, &self.cw, on_step)?;
+                return Ok((adv, Some(ok)));
+            }
+        };
+        let adv = pgd(
+            model,
+            x,
+            &objective,
+            &self.budget,
+            self.alpha_schedule,
+            self.seed + batch,
+            on_step,
+        )?;
+        Ok((adv, None))
+    }
+}
+
 /// Parses `0.03` or `8/255`.
-fn parse_fraction(s: &str) -> Result<f32, String> {
+pub fn parse_fraction(s: &str) -> Result<f32, String> {
     let value = match s.split_once('/') {
         Some((a, b)) => {
             let (a, b): (f32, f32) = (
@@ -156,6 +218,21 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         relax: args.relax,
     };
     budget.validate()?;
+    let plan = AttackPlan {
+        method: args.method,
+        budget,
+        alpha_schedule: args.alpha_schedule,
+        hag_beta: args.hag_beta,
+        cw: CwConfig {
+            c: args.cw_c,
+            kappa: args.cw_kappa,
+            lr: args.cw_lr,
+            steps,
+            relax: args.relax,
+            search_steps: args.cw_search,
+        },
+        seed: args.seed,
+    };
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
@@ -239,54 +316,18 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         let x = to_tensor(&set, chunk, Augment::NONE, &mut noop, device);
         let f_clean = model.forward(x.clone());
         let h_clean = sign_codes(f_clean.clone());
-        let on_step = |_| pb.inc(1);
-        let objective = match args.method {
-            Method::Pgd => Some(Objective::Untargeted {
-                original: h_clean.clone(),
-            }),
-            Method::Hag => Some(Objective::Hag {
-                original: h_clean.clone(),
-                beta: args.hag_beta,
-            }),
-            Method::Dhta => {
-                let a = anchors.as_ref().expect("anchors for DHTA");
-                let offset = b * args.batch_size;
-                let flat: Vec<f32> = a[offset..offset + chunk.len()].concat();
-                let anchors =
-                    Tensor::<2>::from_data(TensorData::new(flat, [chunk.len(), bits]), device);
-                Some(Objective::Targeted { anchors })
-            }
-            Method::Cw => None,
-        };
-        let (adv, cw_ok) = match objective {
-            Some(objective) => {
-                let alpha = args.alpha_schedule;
-                (
-                    pgd(
-                        &model,
-                        x.clone(),
-                        &objective,
-                        &budget,
-                        alpha,
-                        args.seed + b as u64,
-                        on_step,
-                    )?,
-                    None,
-                )
-            }
-            None => {
-                let cfg = CwConfig {
-                    c: args.cw_c,
-                    kappa: args.cw_kappa,
-                    lr: args.cw_lr,
-                    steps,
-                    relax: args.relax,
-                    search_steps: args.cw_search,
-                };
-                let (adv, ok) = cw_untargeted(&model, x.clone(), h_clean.clone(), &cfg, on_step)?;
-                (adv, Some(ok))
-            }
-        };
+        let batch_anchors = anchors.as_ref().map(|a| {
+            let offset = b * args.batch_size;
+            a[offset..offset + chunk.len()].concat()
+        });
+        let (adv, cw_ok) = plan.craft_batch(
+            &model,
+            x.clone(),
+            h_clean.clone(),
+            batch_anchors,
+            b as u64,
+            |_| pb.inc(1),
+        )?;
         let f_adv = model.forward(adv.clone());
         let fc: Vec<f32> = f_clean
             .clone()

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the data loading they share.
 
 pub mod attack;
+pub mod detect;
 pub mod encode;
 pub mod eval;
 pub mod train;

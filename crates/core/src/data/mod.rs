@@ -119,6 +119,23 @@ impl ImageSet {
         &self.pixels[i * n..(i + 1) * n]
     }
 
+    /// The images at `indices` as pixels in `[0, 1]`, back to back (channel-major each).
+    pub fn pixels_f32(&self, indices: &[usize]) -> Vec<f32> {
+        indices
+            .iter()
+            .flat_map(|&i| self.image(i).iter().map(|&v| v as f32 / 255.0))
+            .collect()
+    }
+
+    /// Layout of one image.
+    pub fn shape(&self) -> crate::filters::ImageShape {
+        crate::filters::ImageShape {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
+    }
+
     /// Whether any image carries more than one label.
     pub fn is_multi_label(&self) -> bool {
         self.labels.iter().any(|l| l.count() > 1)

@@ -13,7 +13,7 @@ pub use calibrate::{Calibration, Decision, calibrate};
 pub use lid::{Lid, lid_estimate};
 pub use select::{KChoice, choose_k, predicted_adversarial_topk_mean};
 pub use squeeze::FeatureSqueeze;
-pub use umcd::{Umcd, UmcdConfig};
+pub use umcd::{Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement};
 
 use burn::prelude::*;
 use serde::Serialize;
@@ -166,9 +166,9 @@ pub trait Detector {
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores>;
 }
 
-/// Relaxed codes of the images and of their transforms `t(x)`, computed in one batched forward
-/// pass over `[x; t(x)]` (UMCD §3.4). Returns `(f(x), f(t(x)))`, `bits` values per image.
-pub fn codes_with_transform(
+/// Pre-tanh logits `z` of the images and of their transforms `t(x)`, computed in one batched
+/// forward pass over `[x; t(x)]` (UMCD §3.4). Returns `(z(x), z(t(x)))`, `bits` values per image.
+pub fn logits_with_transform(
     model: &HashNet,
     batch: ImageBatch<'_>,
     filter: Filter,
@@ -183,9 +183,22 @@ pub fn codes_with_transform(
         TensorData::new(pixels, [2 * n, s.channels, s.height, s.width]),
         device,
     );
-    let mut f = read(model.forward(x))?;
-    let transformed = f.split_off(n * model.bits());
-    Ok((f, transformed))
+    let mut z = read(model.logits(x))?;
+    let transformed = z.split_off(n * model.bits());
+    Ok((z, transformed))
+}
+
+/// Relaxed codes `f = tanh(z)` of the images and of their transforms, one batched forward
+/// pass (see [`logits_with_transform`]). Returns `(f(x), f(t(x)))`.
+pub fn codes_with_transform(
+    model: &HashNet,
+    batch: ImageBatch<'_>,
+    filter: Filter,
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (z, zt) = logits_with_transform(model, batch, filter, device)?;
+    let tanh = |v: Vec<f32>| v.into_iter().map(f32::tanh).collect();
+    Ok((tanh(z), tanh(zt)))
 }
 
 /// Reads a tensor back to the host, refusing NaN.

@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Criterion, Detector, Direction, ImageBatch, Scores, codes_with_transform};
+use super::{Criterion, Detector, Direction, ImageBatch, Scores, logits_with_transform};
 use crate::filters::Filter;
 use crate::model::HashNet;
 use crate::retrieval::{HammingIndex, PackedCodes};
@@ -53,6 +53,15 @@ pub fn c2_quantisation(f: &[f32]) -> f32 {
         .sum()
 }
 
+/// C2 from the pre-tanh logits: `Σ_j |sign(z_j) − tanh(z_j)| = Σ_j 2 / (1 + e^{2|z_j|})`,
+/// the same quantity as [`c2_quantisation`] of `tanh(z)` but exact where `tanh` rounds to ±1
+/// in `f32` (|z| > 9, common for confident CSQ models): accumulated in `f64`.
+pub fn c2_from_logits(z: &[f32]) -> f32 {
+    z.iter()
+        .map(|&v| 2.0 / (1.0 + (2.0 * (v as f64).abs()).exp()))
+        .sum::<f64>() as f32
+}
+
 /// C3: relaxed Hamming distance Σ (1 − a_j b_j) / 2 between two relaxed codes (equal to the
 /// Hamming distance when both are binary).
 pub fn c3_disagreement(a: &[f32], b: &[f32]) -> f32 {
@@ -91,19 +100,16 @@ impl Detector for Umcd<'_> {
             size: self.config.blur,
         };
         filter.validate()?;
-        let (f, ft) = codes_with_transform(model, batch, filter, device)?;
-        let packed = PackedCodes::from_signs(bits, &f);
+        let (z, zt) = logits_with_transform(model, batch, filter, device)?;
+        let packed = PackedCodes::from_signs(bits, &z);
         let mut scores = Scores::empty(self.criteria());
-        for (i, (row, row_t)) in f.chunks(bits).zip(ft.chunks(bits)).enumerate() {
+        for (i, (row, row_t)) in z.chunks(bits).zip(zt.chunks(bits)).enumerate() {
             let exclude = batch.database_positions.and_then(|p| p[i]);
-            scores.values[0].push(c1_mean_topk(
-                self.index,
-                packed.code(i),
-                self.config.k,
-                exclude,
-            ));
-            scores.values[1].push(c2_quantisation(row));
-            scores.values[2].push(c3_disagreement(row, row_t));
+            let tanh = |v: &[f32]| v.iter().map(|x| x.tanh()).collect::<Vec<f32>>();
+            let c1 = c1_mean_topk(self.index, packed.code(i), self.config.k, exclude);
+            scores.values[0].push(c1);
+            scores.values[1].push(c2_from_logits(row));
+            scores.values[2].push(c3_disagreement(&tanh(row), &tanh(row_t)));
         }
         Ok(scores)
     }
@@ -146,6 +152,17 @@ mod tests {
     }
 
     #[test]
+    fn c2_from_logits_equals_c2_of_tanh_and_stays_exact_when_saturated() {
+        let z = [0.3f32, -1.2, 0.0, 2.5];
+        let f: Vec<f32> = z.iter().map(|v| v.tanh()).collect();
+        assert!((c2_from_logits(&z) - c2_quantisation(&f)).abs() < 1e-5);
+        // tanh(20) rounds to 1 in f32, but 1 − tanh(20) = 2 / (1 + e^40) ≈ 8.5e-18.
+        assert_eq!(c2_quantisation(&[20f32.tanh()]), 0.0);
+        let c2 = c2_from_logits(&[20.0, -25.0]);
+        assert!(c2 > 8.0e-18 && c2 < 9.0e-18, "{c2}");
+    }
+
+    #[test]
     fn c3_on_hand_built_codes() {
         assert_eq!(c3_disagreement(&[1., -1., 1., 1.], &[1., 1., -1., 1.]), 2.0);
         assert_eq!(
@@ -181,7 +198,7 @@ mod tests {
             let row = &f[i * 8..(i + 1) * 8];
             // Each image is in the database: its nearest code is its own.
             assert_eq!(s.values[0][i], 0.0);
-            assert!((s.values[1][i] - c2_quantisation(row)).abs() < 1e-5);
+            assert!((s.values[1][i] - c2_quantisation(row)).abs() < 1e-4);
             let t = &ft[i * 8..(i + 1) * 8];
             assert!((s.values[2][i] - c3_disagreement(row, t)).abs() < 1e-5);
         }

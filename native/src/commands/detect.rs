@@ -1,0 +1,1202 @@
+//! `hashguard detect` and `hashguard reproduce`: calibrate UMCD and the baselines on benign
+//! database images, attack the run's queries (PGD, DHTA, CW), and measure miss rates at a fixed
+//! FPR, AUC and TPR at FPR 0.1 / 0.2 — the UMCD paper's Tables 1 and 2, as Markdown, JSON, PNG.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::prelude::*;
+use clap::Args;
+use hashguard_core::attacks::{Budget, CwConfig, choose_target_labels, target_anchor};
+use hashguard_core::data::{ImageSet, LabelSet};
+use hashguard_core::detectors::{
+    Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig, calibrate,
+    choose_k, codes_with_transform,
+};
+use hashguard_core::filters::{Filter, ImageShape};
+use hashguard_core::metrics::{RocPoint, auc, roc_curve, tpr_at_fpr};
+use hashguard_core::model::{HashNet, sign_codes};
+use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
+use hashguard_core::run::{RunDir, write_atomic};
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+
+use super::attack::{AttackPlan, Method, parse_fraction};
+use super::encode::database_codes;
+use super::load_run_data;
+use crate::backend::Selected;
+use crate::plot::{histogram, line_plot};
+use crate::progress::{bar, log};
+
+/// Flags shared by `detect` and `reproduce`.
+#[derive(Args, Debug, Clone)]
+pub struct DetectionArgs {
+    /// Run directory written by `hashguard train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Read the images from this directory instead of the one the run was trained on.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Test on this many queries (a seeded random subset); default all of the split's queries.
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Benign calibration images, drawn from the database (disjoint from the queries).
+    #[arg(long, default_value_t = 2000)]
+    calibration: usize,
+    /// Target false-positive rate of every detector.
+    #[arg(long, default_value_t = 0.05)]
+    fpr: f64,
+    /// UMCD's C1: retrieved codes averaged. Default: chosen on the calibration set (README).
+    #[arg(long)]
+    k: Option<usize>,
+    /// UMCD's C3 (and MeanBlur): side of the mean-blur window. Default: chosen on the
+    /// calibration set (README).
+    #[arg(long)]
+    blur: Option<usize>,
+    /// Largest drop of benign precision@100 a blur may cost when choosing --blur.
+    #[arg(long, default_value_t = 0.02)]
+    blur_tolerance: f64,
+    /// UMCD: shares of the FPR budget for C1,C2,C3 (e.g. `1,2,1`); default equal.
+    #[arg(long, value_delimiter = ',')]
+    fpr_weights: Option<Vec<f64>>,
+    /// LID: neighbours per estimate.
+    #[arg(long, default_value_t = 20)]
+    lid_k: usize,
+    /// LID: benign reference mini-batch size (database images, disjoint from calibration).
+    #[arg(long, default_value_t = 100)]
+    lid_reference: usize,
+    /// L∞ budget of PGD and DHTA (pixel units; 8/255 as in the paper).
+    #[arg(long, default_value = "8/255", value_parser = parse_fraction)]
+    eps: f32,
+    /// Step of PGD and DHTA.
+    #[arg(long, default_value = "1/255", value_parser = parse_fraction)]
+    step: f32,
+    /// Iterations of PGD and DHTA.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// CW: Adam steps.
+    #[arg(long, default_value_t = 500)]
+    cw_steps: usize,
+    /// CW: weight c of the hashing term.
+    #[arg(long, default_value_t = 5.0)]
+    cw_c: f32,
+    /// DHTA: database codes voting for each anchor.
+    #[arg(long, default_value_t = 9)]
+    n_t: usize,
+    /// Images per batch (attacks and scoring).
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Seed of the calibration draw, query subset, targets and random starts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Flags of `hashguard detect`.
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    common: DetectionArgs,
+    /// Attacks to detect (comma-separated): pgd, hag, dhta, cw.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pgd,dhta,cw")]
+    attack: Vec<Method>,
+    /// JSON report path (default RUN/detect.json).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Also write ROC curves and criterion histograms (PNG) into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Flags of `hashguard reproduce`.
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    #[command(flatten)]
+    common: DetectionArgs,
+    /// Output directory: table1.md, table2.md, report.json, ROC and histogram PNGs.
+    #[arg(long)]
+    out: PathBuf,
+    /// L∞ budget of the ablation (Table 2; the paper: 32/255).
+    #[arg(long, default_value = "32/255", value_parser = parse_fraction)]
+    ablation_eps: f32,
+}
+
+/// Per detector and attack: the paper's Table 1 metrics.
+#[derive(Clone, Debug, Serialize)]
+struct Outcome {
+    detector: String,
+    attack: String,
+    /// 1 − TPR at the calibrated thresholds, over every adversarial example.
+    miss_rate: f64,
+    /// The same over the successful adversarial examples only.
+    miss_rate_successful: f64,
+    auc: f64,
+    tpr_at_fpr_0_1: f64,
+    tpr_at_fpr_0_2: f64,
+    /// Share of adversarial examples each criterion flags (UMCD: C1, C2, C3).
+    criterion_rates: Vec<f64>,
+}
+
+/// Benign data, detectors and their calibrations, ready to score attacks.
+struct Bench<'a> {
+    model: &'a HashNet,
+    set: &'a ImageSet,
+    shape: ImageShape,
+    index: &'a HammingIndex,
+    db_labels: Vec<LabelSet>,
+    queries: Vec<usize>,
+    q_pixels: Vec<f32>,
+    detectors: Vec<Box<dyn Detector + 'a>>,
+    calibrations: Vec<Calibration>,
+    benign_cal: Vec<Scores>,
+    benign_test: Vec<Scores>,
+    umcd: UmcdConfig,
+    selection: serde_json::Value,
+    device: Device,
+    dataset: String,
+}
+
+/// One attack's adversarial examples on the test queries.
+struct Crafted {
+    label: String,
+    method: Method,
+    eps: f32,
+    pixels: Vec<f32>,
+    success: Vec<bool>,
+    clean_map: f64,
+    adv_map: f64,
+    mean_hamming_to_original: f64,
+}
+
+/// Runs `hashguard detect`.
+pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
+    let c = &args.common;
+    let ctx = Context_::load(c, &selected)?;
+    let bench = Bench::prepare(&ctx, c, &selected)?;
+    let mut results = Vec::new();
+    let mut crafted = Vec::new();
+    for &m in &args.attack {
+        let cr = bench.craft(m, c.eps, c, &selected)?;
+        results.extend(bench.evaluate(&cr)?);
+        crafted.push(cr);
+    }
+    print_table1(&results, &args.attack_labels());
+    let report = bench.report(c, &results, &crafted, &selected);
+    let path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| ctx.run.file("detect.json"));
+    write_atomic(&path, &serde_json::to_vec_pretty(&report)?).context("writing the report")?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        bench.plots(&crafted, dir)?;
+    }
+    println!("report -> {}", path.display());
+    Ok(())
+}
+
+impl DetectArgs {
+    fn attack_labels(&self) -> Vec<String> {
+        self.attack
+            .iter()
+            .map(|m| attack_label(*m).into())
+            .collect()
+    }
+}
+
+/// Runs `hashguard reproduce`.
+pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
+    let c = &args.common;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let ctx = Context_::load(c, &selected)?;
+    let bench = Bench::prepare(&ctx, c, &selected)?;
+    let methods = [Method::Pgd, Method::Dhta, Method::Cw];
+    let mut results = Vec::new();
+    let mut crafted = Vec::new();
+    for m in methods {
+        let cr = bench.craft(m, c.eps, c, &selected)?;
+        results.extend(bench.evaluate(&cr)?);
+        crafted.push(cr);
+    }
+    let labels: Vec<String> = methods.iter().map(|m| attack_label(*m).into()).collect();
+    print_table1(&results, &labels);
+
+    // Table 2: UMCD's criteria alone and together against eps-32 attacks.
+    let mut ablation_attacks = Vec::new();
+    for m in [Method::Pgd, Method::Dhta] {
+        ablation_attacks.push(bench.craft(m, args.ablation_eps, c, &selected)?);
+    }
+    let table2 = bench.ablation(&ablation_attacks)?;
+
+    let mut report = bench.report(c, &results, &crafted, &selected);
+    report["table2"] = json!({
+        "eps": args.ablation_eps,
+        "rows": table2,
+        "attacks": ablation_attacks.iter().map(|a| json!({
+            "attack": a.label, "clean_map": a.clean_map, "adv_map": a.adv_map,
+            "success_rate": a.success.iter().filter(|&&s| s).count() as f64 / a.success.len().max(1) as f64,
+        })).collect::<Vec<_>>(),
+    });
+    write_atomic(
+        &args.out.join("report.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    let t1 = table1_markdown(&results, &labels, &report);
+    write_atomic(&args.out.join("table1.md"), t1.as_bytes())?;
+    let t2 = table2_markdown(&table2, args.ablation_eps);
+    write_atomic(&args.out.join("table2.md"), t2.as_bytes())?;
+    println!("\n{t2}");
+    bench.plots(&crafted, &args.out)?;
+    println!("tables, report.json and figures -> {}", args.out.display());
+    Ok(())
+}
+
+fn attack_label(m: Method) -> &'static str {
+    match m {
+        Method::Pgd => "Untgt",
+        Method::Hag => "Untgt-HAG",
+        Method::Dhta => "Tgt",
+        Method::Cw => "Untgt CW",
+    }
+}
+
+/// The loaded run: model, data, database.
+#[allow(non_camel_case_types)]
+struct Context_ {
+    run: RunDir,
+    model: HashNet,
+    set: ImageSet,
+    split: hashguard_core::data::Split,
+    index: HammingIndex,
+    dataset: String,
+}
+
+impl Context_ {
+    fn load(c: &DetectionArgs, selected: &Selected) -> Result<Self> {
+        if !(c.fpr > 0.0 && c.fpr < 0.5) {
+            bail!("--fpr {} must lie in (0, 0.5)", c.fpr);
+        }
+        if c.batch_size == 0 || c.steps == 0 || c.cw_steps == 0 {
+            bail!("--batch-size, --steps and --cw-steps must be at least 1");
+        }
+        let run = RunDir::open(&c.run)?;
+        let config = run.read_config()?;
+        let model = run.load_model(&config, &selected.device)?.valid();
+        let (set, split) = load_run_data(&config, c.data.as_deref())?;
+        let database = database_codes(
+            &run,
+            &model,
+            &set,
+            &split.database,
+            c.data.is_some(),
+            selected,
+        )?;
+        Ok(Self {
+            run,
+            model,
+            set,
+            split,
+            index: HammingIndex::new(database),
+            dataset: config.data.dataset.clone(),
+        })
+    }
+}
+
+/// Scores `pixels` (with optional database positions) batch by batch.
+fn score_all(
+    det: &dyn Detector,
+    model: &HashNet,
+    pixels: &[f32],
+    positions: Option<&[Option<usize>]>,
+    shape: ImageShape,
+    batch_size: usize,
+    device: &Device,
+    pb: &ProgressBar,
+) -> Result<Scores> {
+    let mut out = Scores::empty(det.criteria());
+    let n = pixels.len() / shape.len();
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
+        let batch = ImageBatch {
+            pixels: &pixels[start * shape.len()..end * shape.len()],
+            shape,
+            database_positions: positions.map(|p| &p[start..end]),
+        };
+        out.extend(det.score(model, batch, device)?)?;
+        pb.inc((end - start) as u64);
+    }
+    Ok(out)
+}
+
+impl<'a> Bench<'a> {
+    fn prepare(ctx: &'a Context_, c: &DetectionArgs, selected: &Selected) -> Result<Self> {
+        let device = &selected.device;
+        let (model, set, split, index) = (&ctx.model, &ctx.set, &ctx.split, &ctx.index);
+        let shape = set.shape();
+        let bits = model.bits();
+        let db_labels: Vec<LabelSet> = split.database.iter().map(|&i| set.labels[i]).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+
+        let mut queries = split.query.clone();
+        if let Some(n) = c.queries {
+            if n == 0 || n > queries.len() {
+                bail!("--queries {n} must be between 1 and {}", queries.len());
+            }
+            queries.shuffle(&mut rng);
+            queries.truncate(n);
+            queries.sort_unstable();
+        }
+        let need = c.calibration + c.lid_reference;
+        if c.calibration < 100 || need > split.database.len() {
+            bail!(
+                "--calibration {} + --lid-reference {} must leave at least 100 calibration images \
+                 within the {} database images",
+                c.calibration,
+                c.lid_reference,
+                split.database.len()
+            );
+        }
+        let mut positions: Vec<usize> = (0..split.database.len()).collect();
+        positions.shuffle(&mut rng);
+        let lid_pos = positions[..c.lid_reference].to_vec();
+        let cal_pos = positions[c.lid_reference..need].to_vec();
+        let trained: HashSet<usize> = split.train.iter().copied().collect();
+        let cal_trained = cal_pos
+            .iter()
+            .filter(|&&p| trained.contains(&split.database[p]))
+            .count();
+        let cal_ids: Vec<usize> = cal_pos.iter().map(|&p| split.database[p]).collect();
+        let cal_pixels = set.pixels_f32(&cal_ids);
+        let cal_positions: Vec<Option<usize>> = cal_pos.iter().map(|&p| Some(p)).collect();
+        let q_pixels = set.pixels_f32(&queries);
+        eprintln!(
+            "calibrating on {} benign database images ({} of them training images), testing on {} queries",
+            cal_ids.len(),
+            cal_trained,
+            queries.len()
+        );
+
+        // UMCD's free parameters, chosen on benign calibration data only.
+        let pb = bar(4, "choose");
+        let (blur, blur_table) = match c.blur {
+            Some(b) => (b, Vec::new()),
+            None => choose_blur(
+                model,
+                index,
+                &db_labels,
+                &cal_pixels,
+                &cal_pos,
+                shape,
+                c.blur_tolerance,
+                c.batch_size,
+                device,
+                &pb,
+            )?,
+        };
+        let (k, k_table) = match c.k {
+            Some(k) => (k, Vec::new()),
+            None => {
+                let cands: Vec<usize> = [1usize, 5, 10, 50, 100, 500, 1000]
+                    .into_iter()
+                    .filter(|&k| k < index.len())
+                    .collect();
+                let codes = encode(model, &cal_pixels, shape, c.batch_size, device)?;
+                let packed = PackedCodes::from_signs(bits, &codes);
+                let kmax = *cands.last().context("database too small")?;
+                let mut per_k = vec![Vec::new(); cands.len()];
+                for (i, &pos) in cal_pos.iter().enumerate() {
+                    let hits: Vec<u32> = index
+                        .top_k(packed.code(i), kmax + 1)
+                        .into_iter()
+                        .filter(|n| n.index != pos)
+                        .map(|n| n.distance)
+                        .collect();
+                    for (j, &kk) in cands.iter().enumerate() {
+                        per_k[j].push(hits[..kk].iter().sum::<u32>() as f32 / kk as f32);
+                    }
+                }
+                let cands: Vec<(usize, Vec<f32>)> = cands.into_iter().zip(per_k).collect();
+                choose_k(&cands, bits, set.num_classes(), index.len(), c.fpr)
+            }
+        };
+        pb.finish_and_clear();
+        let umcd = UmcdConfig { k, blur };
+        eprintln!("UMCD: k = {k}, blur {blur}x{blur}");
+
+        let lid_ids: Vec<usize> = lid_pos.iter().map(|&p| split.database[p]).collect();
+        let lid_pixels = set.pixels_f32(&lid_ids);
+        let lid = Lid::fit(
+            model,
+            ImageBatch {
+                pixels: &lid_pixels,
+                shape,
+                database_positions: None,
+            },
+            ImageBatch {
+                pixels: &cal_pixels,
+                shape,
+                database_positions: None,
+            },
+            c.lid_k,
+            c.batch_size,
+            device,
+        )?;
+        let detectors: Vec<Box<dyn Detector + 'a>> = vec![
+            Box::new(lid),
+            Box::new(FeatureSqueeze::new(
+                "FS-Median",
+                Filter::Median { size: 2 },
+            )?),
+            Box::new(FeatureSqueeze::new(
+                "FS-NLM",
+                Filter::NonLocalMeans {
+                    search: 13,
+                    patch: 3,
+                    h: 2.0,
+                },
+            )?),
+            Box::new(FeatureSqueeze::new("FS-Adaptive", Filter::Adaptive)?),
+            Box::new(FeatureSqueeze::new(
+                "MeanBlur",
+                Filter::MeanBlur { size: blur },
+            )?),
+            Box::new(Umcd {
+                config: umcd,
+                index,
+            }),
+        ];
+        let pb = bar(
+            (detectors.len() * (cal_ids.len() + queries.len())) as u64,
+            "benign",
+        );
+        let mut benign_cal = Vec::new();
+        let mut benign_test = Vec::new();
+        let mut calibrations = Vec::new();
+        for det in &detectors {
+            pb.set_message(det.name());
+            let cal = score_all(
+                det.as_ref(),
+                model,
+                &cal_pixels,
+                Some(&cal_positions),
+                shape,
+                c.batch_size,
+                device,
+                &pb,
+            )?;
+            let weights = (det.name() == "UMCD")
+                .then_some(c.fpr_weights.as_deref())
+                .flatten();
+            calibrations.push(calibrate(&cal, c.fpr, weights)?);
+            benign_cal.push(cal);
+            benign_test.push(score_all(
+                det.as_ref(),
+                model,
+                &q_pixels,
+                None,
+                shape,
+                c.batch_size,
+                device,
+                &pb,
+            )?);
+        }
+        pb.finish_and_clear();
+        for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
+            eprintln!(
+                "{:>11}: held-out benign FPR {:.2}% (target {:.0}%, calibration {:.2}%)",
+                det.name(),
+                100.0 * cal.flag_rate(test),
+                100.0 * c.fpr,
+                100.0 * cal.calibration_fpr
+            );
+        }
+        let selection = json!({
+            "k": k, "k_rule": "largest Theorem-1 margin: predicted adversarial top-k mean minus the benign (1 - fpr) quantile of C1",
+            "k_candidates": k_table,
+            "blur": blur, "blur_rule": format!("largest window whose blurred calibration images lose at most {} of precision@100", c.blur_tolerance),
+            "blur_candidates": blur_table,
+            "fpr_weights": c.fpr_weights.clone().unwrap_or_else(|| vec![1.0, 1.0, 1.0]),
+            "calibration_images": cal_ids.len(),
+            "calibration_training_images": cal_trained,
+            "lid_reference_images": lid_ids.len(),
+        });
+        Ok(Self {
+            model,
+            set,
+            shape,
+            index,
+            db_labels,
+            queries,
+            q_pixels,
+            detectors,
+            calibrations,
+            benign_cal,
+            benign_test,
+            umcd,
+            selection,
+            device: device.clone(),
+            dataset: ctx.dataset.clone(),
+        })
+    }
+
+    /// Runs attack `method` at `eps` on the test queries.
+    fn craft(
+        &self,
+        method: Method,
+        eps: f32,
+        c: &DetectionArgs,
+        selected: &Selected,
+    ) -> Result<Crafted> {
+        let device = &selected.device;
+        let bits = self.model.bits();
+        let steps = if method == Method::Cw {
+            c.cw_steps
+        } else {
+            c.steps
+        };
+        let plan = AttackPlan {
+            method,
+            budget: Budget {
+                eps,
+                step: c.step.min(eps),
+                steps,
+                random_start: false,
+                relax: 1.0,
+            },
+            alpha_schedule: false,
+            hag_beta: 1.0,
+            cw: CwConfig {
+                c: c.cw_c,
+                kappa: 0.1,
+                lr: 0.01,
+                steps,
+                relax: 1.0,
+                search_steps: 0,
+            },
+            seed: c.seed,
+        };
+        plan.budget.validate()?;
+        let q_labels: Vec<LabelSet> = self.queries.iter().map(|&i| self.set.labels[i]).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0xD47A);
+        let (targets, anchors) = if method == Method::Dhta {
+            let present = self
+                .db_labels
+                .iter()
+                .fold(LabelSet::default(), |a, &l| a.union(l));
+            let targets = choose_target_labels(&q_labels, present, None, &mut rng)?;
+            let anchors = targets
+                .iter()
+                .map(|&t| target_anchor(self.index.codes(), &self.db_labels, t, c.n_t, &mut rng))
+                .collect::<hashguard_core::Result<Vec<Vec<f32>>>>()?;
+            (Some(targets), Some(anchors))
+        } else {
+            (None, None)
+        };
+        let label = format!("{} eps {:.0}/255", attack_label(method), eps * 255.0);
+        let n = self.queries.len();
+        let pb = bar((n.div_ceil(c.batch_size) * steps) as u64, "attack");
+        pb.set_message(label.clone());
+        let per = self.shape.len();
+        let s = self.shape;
+        let mut pixels = Vec::with_capacity(self.q_pixels.len());
+        let mut success = Vec::with_capacity(n);
+        let mut clean_codes = PackedCodes::new(bits);
+        let mut adv_codes = PackedCodes::new(bits);
+        let mut flips = 0u64;
+        for (b, start) in (0..n).step_by(c.batch_size).enumerate() {
+            let end = (start + c.batch_size).min(n);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    self.q_pixels[start * per..end * per].to_vec(),
+                    [end - start, s.channels, s.height, s.width],
+                ),
+                device,
+            );
+            let f_clean = self.model.forward(x.clone());
+            let h_clean = sign_codes(f_clean.clone());
+            let batch_anchors = anchors.as_ref().map(|a| a[start..end].concat());
+            let (adv, cw_ok) =
+                plan.craft_batch(self.model, x, h_clean, batch_anchors, b as u64, |_| {
+                    pb.inc(1)
+                })?;
+            let fc = read_vec(f_clean)?;
+            let fa = read_vec(self.model.forward(adv.clone()))?;
+            let (bc, ba) = (
+                PackedCodes::from_signs(bits, &fc),
+                PackedCodes::from_signs(bits, &fa),
+            );
+            for i in 0..end - start {
+                let d = hamming(bc.code(i), ba.code(i));
+                flips += d as u64;
+                success.push(match (&cw_ok, &anchors) {
+                    (Some(ok), _) => ok[i],
+                    (None, Some(a)) => {
+                        let anchor = PackedCodes::from_signs(bits, &a[start + i]);
+                        hamming(ba.code(i), anchor.code(0)) < d
+                    }
+                    _ => d as usize > bits / 2,
+                });
+            }
+            clean_codes.extend(&bc);
+            adv_codes.extend(&ba);
+            pixels.extend(read_vec(adv)?);
+        }
+        pb.finish_and_clear();
+        let eval = |codes: &PackedCodes, labels: &[LabelSet]| {
+            hashguard_core::metrics::evaluate_retrieval(
+                codes,
+                labels,
+                self.index,
+                &self.db_labels,
+                &[],
+            )
+            .map(|m| m.map_all)
+        };
+        let (clean_map, adv_map) = match &targets {
+            // Targeted: t-mAP, with the target labels as ground truth.
+            Some(ts) => {
+                let t_labels: Vec<LabelSet> = ts.iter().map(|&t| LabelSet::single(t)).collect();
+                (eval(&clean_codes, &t_labels)?, eval(&adv_codes, &t_labels)?)
+            }
+            None => (eval(&clean_codes, &q_labels)?, eval(&adv_codes, &q_labels)?),
+        };
+        let rate = success.iter().filter(|&&s| s).count() as f64 / n as f64;
+        log(
+            &pb,
+            format!(
+                "{label}: {} {clean_map:.4} -> {adv_map:.4}, success {:.1}%",
+                if anchors.is_some() { "t-mAP" } else { "mAP" },
+                100.0 * rate
+            ),
+        );
+        Ok(Crafted {
+            label,
+            method,
+            eps,
+            pixels,
+            success,
+            clean_map,
+            adv_map,
+            mean_hamming_to_original: flips as f64 / n as f64,
+        })
+    }
+
+    /// Scores `crafted` with every detector and measures Table 1's metrics.
+    fn evaluate(&self, crafted: &Crafted) -> Result<Vec<Outcome>> {
+        let device = &self.model_device();
+        let pb = bar(
+            (self.detectors.len() * crafted.success.len()) as u64,
+            "score",
+        );
+        let mut out = Vec::new();
+        for ((det, cal), benign) in self
+            .detectors
+            .iter()
+            .zip(&self.calibrations)
+            .zip(&self.benign_test)
+        {
+            pb.set_message(det.name());
+            let adv = score_all(
+                det.as_ref(),
+                self.model,
+                &crafted.pixels,
+                None,
+                self.shape,
+                64,
+                device,
+                &pb,
+            )?;
+            out.push(outcome(
+                det.name(),
+                &crafted.label,
+                cal,
+                benign,
+                &adv,
+                &crafted.success,
+            ));
+        }
+        pb.finish_and_clear();
+        Ok(out)
+    }
+
+    fn model_device(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// Table 2: detection rates of UMCD's criteria alone and together, each combination
+    /// calibrated afresh at the target FPR.
+    fn ablation(&self, attacks: &[Crafted]) -> Result<Vec<serde_json::Value>> {
+        let u = self.detectors.len() - 1;
+        let umcd = &self.detectors[u];
+        let device = self.model_device();
+        let pb = bar(
+            attacks.iter().map(|a| a.success.len() as u64).sum(),
+            "ablation",
+        );
+        let mut adv_scores = Vec::new();
+        for a in attacks {
+            adv_scores.push(score_all(
+                umcd.as_ref(),
+                self.model,
+                &a.pixels,
+                None,
+                self.shape,
+                64,
+                &device,
+                &pb,
+            )?);
+        }
+        pb.finish_and_clear();
+        let fpr = self.calibrations[u].target_fpr;
+        let mut rows = Vec::new();
+        for (name, cols) in [
+            ("C3 alone", vec![2]),
+            ("C1 + C3", vec![0, 2]),
+            ("C2 + C3", vec![1, 2]),
+            ("C1 + C2 + C3", vec![0, 1, 2]),
+        ] {
+            let cal = calibrate(&self.benign_cal[u].columns(&cols), fpr, None)?;
+            let rates: Vec<f64> = attacks
+                .iter()
+                .zip(&adv_scores)
+                .map(|(_, s)| cal.flag_rate(&s.columns(&cols)))
+                .collect();
+            let benign = cal.flag_rate(&self.benign_test[u].columns(&cols));
+            rows.push(json!({
+                "criteria": name,
+                "detection_rates": attacks.iter().map(|a| &a.label).zip(&rates)
+                    .map(|(l, r)| json!({"attack": l, "rate": r})).collect::<Vec<_>>(),
+                "held_out_benign_fpr": benign,
+            }));
+        }
+        Ok(rows)
+    }
+
+    fn report(
+        &self,
+        c: &DetectionArgs,
+        results: &[Outcome],
+        crafted: &[Crafted],
+        selected: &Selected,
+    ) -> serde_json::Value {
+        let detectors: Vec<serde_json::Value> = self
+            .detectors
+            .iter()
+            .zip(&self.calibrations)
+            .zip(&self.benign_test)
+            .map(|((d, cal), test)| {
+                json!({
+                    "name": d.name(),
+                    "criteria": d.criteria(),
+                    "calibration": cal,
+                    "held_out_benign_fpr": cal.flag_rate(test),
+                })
+            })
+            .collect();
+        json!({
+            "run": c.run,
+            "dataset": self.dataset,
+            "bits": self.model.bits(),
+            "queries": self.queries.len(),
+            "target_fpr": c.fpr,
+            "umcd": self.umcd,
+            "selection": self.selection,
+            "detectors": detectors,
+            "attacks": crafted.iter().map(|a| json!({
+                "attack": a.label,
+                "method": format!("{:?}", a.method).to_lowercase(),
+                "eps": a.eps,
+                "steps": if a.method == Method::Cw { c.cw_steps } else { c.steps },
+                "clean_map": a.clean_map,
+                "adv_map": a.adv_map,
+                "metric": if a.method == Method::Dhta { "t-mAP" } else { "mAP" },
+                "success_rate": a.success.iter().filter(|&&s| s).count() as f64 / a.success.len().max(1) as f64,
+                "mean_hamming_to_original": a.mean_hamming_to_original,
+            })).collect::<Vec<_>>(),
+            "table1": results,
+            "backend": selected.info,
+        })
+    }
+
+    /// ROC curves per attack and C1/C2/C3 histograms (benign vs each attack).
+    fn plots(&self, crafted: &[Crafted], dir: &Path) -> Result<()> {
+        const COLOURS: [[u8; 3]; 6] = [
+            [120, 120, 120],
+            [230, 140, 30],
+            [150, 80, 190],
+            [60, 160, 60],
+            [40, 110, 220],
+            [210, 30, 30],
+        ];
+        let u = self.detectors.len() - 1;
+        let device = self.model_device();
+        let pb = bar((crafted.len() * self.detectors.len()) as u64, "figures");
+        let mut umcd_adv = Vec::new();
+        for a in crafted {
+            let mut curves = Vec::new();
+            for (i, ((det, cal), benign)) in self
+                .detectors
+                .iter()
+                .zip(&self.calibrations)
+                .zip(&self.benign_test)
+                .enumerate()
+            {
+                let adv = score_all(
+                    det.as_ref(),
+                    self.model,
+                    &a.pixels,
+                    None,
+                    self.shape,
+                    64,
+                    &device,
+                    &ProgressBar::hidden(),
+                )?;
+                let roc: Vec<RocPoint> =
+                    roc_curve(&cal.combined_score(benign), &cal.combined_score(&adv));
+                curves.push((roc.iter().map(|p| (p.fpr, p.tpr)).collect(), COLOURS[i]));
+                if i == u {
+                    umcd_adv.push(adv);
+                }
+                pb.inc(1);
+            }
+            let name = format!(
+                "roc_{}.png",
+                format!("{:?}_{:.0}", a.method, a.eps * 255.0).to_lowercase()
+            );
+            line_plot(&curves, &dir.join(name))?;
+        }
+        pb.finish_and_clear();
+        let series_colours = [[90, 90, 90], [210, 40, 40], [40, 110, 220], [60, 160, 60]];
+        for (c, name) in ["c1", "c2", "c3"].iter().enumerate() {
+            // C2 spans orders of magnitude on confident models: bin its log10.
+            let view = |v: &[f32]| -> Vec<f32> {
+                if c == 1 {
+                    v.iter().map(|x| x.max(1e-30).log10()).collect()
+                } else {
+                    v.to_vec()
+                }
+            };
+            let owned: Vec<Vec<f32>> = std::iter::once(view(&self.benign_test[u].values[c]))
+                .chain(umcd_adv.iter().map(|s| view(&s.values[c])))
+                .collect();
+            let sets: Vec<&[f32]> = owned.iter().map(Vec::as_slice).collect();
+            let lo = sets
+                .iter()
+                .flat_map(|s| s.iter())
+                .copied()
+                .fold(f32::MAX, f32::min);
+            let hi = sets
+                .iter()
+                .flat_map(|s| s.iter())
+                .copied()
+                .fold(f32::MIN, f32::max);
+            let bins = 40;
+            let width = ((hi - lo) / bins as f32).max(1e-6);
+            let series: Vec<(Vec<f64>, [u8; 3])> = sets
+                .iter()
+                .zip(series_colours)
+                .map(|(s, col)| {
+                    let mut h = vec![0u64; bins];
+                    for &v in s.iter() {
+                        h[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+                    }
+                    (crate::plot::density(&h), col)
+                })
+                .collect();
+            histogram(&series, None, &dir.join(format!("hist_{name}.png")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Table 1's metrics for one detector against one attack.
+fn outcome(
+    detector: String,
+    attack: &str,
+    cal: &Calibration,
+    benign: &Scores,
+    adv: &Scores,
+    success: &[bool],
+) -> Outcome {
+    let decisions = cal.decide(adv);
+    let n = decisions.len().max(1) as f64;
+    let flagged = decisions.iter().filter(|d| d.adversarial).count() as f64;
+    let succ: Vec<_> = decisions
+        .iter()
+        .zip(success)
+        .filter(|(_, s)| **s)
+        .map(|(d, _)| d.adversarial)
+        .collect();
+    let miss_successful = if succ.is_empty() {
+        f64::NAN
+    } else {
+        1.0 - succ.iter().filter(|&&f| f).count() as f64 / succ.len() as f64
+    };
+    let (b, a) = (cal.combined_score(benign), cal.combined_score(adv));
+    Outcome {
+        detector,
+        attack: attack.into(),
+        miss_rate: 1.0 - flagged / n,
+        miss_rate_successful: miss_successful,
+        auc: auc(&b, &a),
+        tpr_at_fpr_0_1: tpr_at_fpr(&b, &a, 0.1),
+        tpr_at_fpr_0_2: tpr_at_fpr(&b, &a, 0.2),
+        criterion_rates: (0..cal.criteria.len())
+            .map(|c| decisions.iter().filter(|d| d.fired[c]).count() as f64 / n)
+            .collect(),
+    }
+}
+
+/// Relaxed codes of `pixels`.
+fn encode(
+    model: &HashNet,
+    pixels: &[f32],
+    shape: ImageShape,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for chunk in pixels.chunks(batch_size * shape.len()) {
+        let n = chunk.len() / shape.len();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                chunk.to_vec(),
+                [n, shape.channels, shape.height, shape.width],
+            ),
+            device,
+        );
+        out.extend(read_vec(model.forward(x))?);
+    }
+    Ok(out)
+}
+
+fn read_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
+}
+
+/// Mean precision@100 of the calibration images' codes (their own database entry left out).
+fn precision_at_100(
+    index: &HammingIndex,
+    db_labels: &[LabelSet],
+    codes: &[f32],
+    cal_pos: &[usize],
+) -> f64 {
+    let bits = index.codes().bits();
+    let packed = PackedCodes::from_signs(bits, codes);
+    let mut total = 0.0;
+    for (i, &pos) in cal_pos.iter().enumerate() {
+        let own = db_labels[pos];
+        let hits = index.top_k(packed.code(i), 101);
+        let rel = hits
+            .iter()
+            .filter(|n| n.index != pos)
+            .take(100)
+            .filter(|n| db_labels[n.index].shares(own))
+            .count();
+        total += rel as f64 / 100.0;
+    }
+    total / cal_pos.len().max(1) as f64
+}
+
+/// The largest mean-blur window (2..=5) whose blurred calibration images keep precision@100
+/// within `tolerance` of the unblurred images' (Xu et al.'s rule for squeezers: cost little
+/// benign accuracy). Falls back to 2 when none does.
+#[allow(clippy::too_many_arguments)]
+fn choose_blur(
+    model: &HashNet,
+    index: &HammingIndex,
+    db_labels: &[LabelSet],
+    cal_pixels: &[f32],
+    cal_pos: &[usize],
+    shape: ImageShape,
+    tolerance: f64,
+    batch_size: usize,
+    device: &Device,
+    pb: &ProgressBar,
+) -> Result<(usize, Vec<serde_json::Value>)> {
+    let mut clean = None;
+    let mut table = Vec::new();
+    let mut best = 2;
+    for size in [2usize, 3, 4, 5] {
+        let mut f = Vec::new();
+        let mut ft = Vec::new();
+        for chunk in cal_pixels.chunks(batch_size * shape.len()) {
+            let (a, b) = codes_with_transform(
+                model,
+                ImageBatch {
+                    pixels: chunk,
+                    shape,
+                    database_positions: None,
+                },
+                Filter::MeanBlur { size },
+                device,
+            )?;
+            f.extend(a);
+            ft.extend(b);
+        }
+        let base = *clean.get_or_insert_with(|| precision_at_100(index, db_labels, &f, cal_pos));
+        let blurred = precision_at_100(index, db_labels, &ft, cal_pos);
+        let ok = base - blurred <= tolerance;
+        if ok {
+            best = size;
+        }
+        table.push(json!({"size": size, "precision_at_100": blurred, "clean_precision_at_100": base, "within_tolerance": ok}));
+        pb.inc(1);
+    }
+    Ok((best, table))
+}
+
+fn print_table1(results: &[Outcome], attacks: &[String]) {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.detector.as_str()) {
+            names.push(&r.detector);
+        }
+    }
+    println!("\nMiss rate (%) at the calibrated FPR:");
+    print!("{:>12}", "");
+    for a in attacks {
+        print!(" {:>14}", a);
+    }
+    println!();
+    for n in names {
+        print!("{n:>12}");
+        for a in attacks {
+            match results
+                .iter()
+                .find(|r| r.detector == n && r.attack.starts_with(a.as_str()))
+            {
+                Some(r) => print!(" {:>14.2}", 100.0 * r.miss_rate),
+                None => print!(" {:>14}", "-"),
+            }
+        }
+        println!();
+    }
+}
+
+/// Table 1 as Markdown, laid out like the paper's (rows: detectors, columns: attacks), then
+/// AUC and TPR at FPR 0.1 / 0.2.
+fn table1_markdown(results: &[Outcome], attacks: &[String], report: &serde_json::Value) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in results {
+        if !names.contains(&r.detector.as_str()) {
+            names.push(&r.detector);
+        }
+    }
+    let find = |n: &str, a: &str| {
+        results
+            .iter()
+            .find(|r| r.detector == n && r.attack.starts_with(a))
+    };
+    let mut s = format!(
+        "# Table 1: detection miss rate (%) at {:.0}% FPR\n\n",
+        100.0 * report["target_fpr"].as_f64().unwrap_or(0.05)
+    );
+    s += &format!(
+        "| Detector | {} |\n|---|{}\n",
+        attacks.join(" | "),
+        "---:|".repeat(attacks.len())
+    );
+    for n in &names {
+        let cells: Vec<String> = attacks
+            .iter()
+            .map(|a| find(n, a).map_or("-".into(), |r| format!("{:.2}", 100.0 * r.miss_rate)))
+            .collect();
+        s += &format!("| {n} | {} |\n", cells.join(" | "));
+    }
+    for (title, f) in [
+        ("AUC", (|r: &Outcome| r.auc) as fn(&Outcome) -> f64),
+        ("TPR at FPR 0.1", |r: &Outcome| r.tpr_at_fpr_0_1),
+        ("TPR at FPR 0.2", |r: &Outcome| r.tpr_at_fpr_0_2),
+        ("Miss rate (%), successful attacks only", |r: &Outcome| {
+            100.0 * r.miss_rate_successful
+        }),
+    ] {
+        s += &format!(
+            "\n## {title}\n\n| Detector | {} |\n|---|{}\n",
+            attacks.join(" | "),
+            "---:|".repeat(attacks.len())
+        );
+        for n in &names {
+            let cells: Vec<String> = attacks
+                .iter()
+                .map(|a| find(n, a).map_or("-".into(), |r| format!("{:.4}", f(r))))
+                .collect();
+            s += &format!("| {n} | {} |\n", cells.join(" | "));
+        }
+    }
+    s += "\n## Attacks\n\n| Attack | clean | adversarial | success |\n|---|---:|---:|---:|\n";
+    if let Some(list) = report["attacks"].as_array() {
+        for a in list {
+            s += &format!(
+                "| {} | {} {:.4} | {:.4} | {:.1}% |\n",
+                a["attack"].as_str().unwrap_or("?"),
+                a["metric"].as_str().unwrap_or("mAP"),
+                a["clean_map"].as_f64().unwrap_or(f64::NAN),
+                a["adv_map"].as_f64().unwrap_or(f64::NAN),
+                100.0 * a["success_rate"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    s += "\nHeld-out benign FPR per detector (queries, not used for calibration):\n\n";
+    if let Some(list) = report["detectors"].as_array() {
+        for d in list {
+            s += &format!(
+                "- {}: {:.2}%\n",
+                d["name"].as_str().unwrap_or("?"),
+                100.0 * d["held_out_benign_fpr"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    s += "\nFigures: roc_<attack>_<eps>.png (grey LID, orange FS-Median, purple FS-NLM, green \
+          FS-Adaptive, blue MeanBlur, red UMCD); hist_c1/c2/c3.png (grey benign queries, red \
+          untargeted PGD, blue targeted DHTA, green CW; C2 binned as log10, 40 bins from the \
+          smallest to the largest value).\n";
+    s
+}
+
+fn table2_markdown(rows: &[serde_json::Value], eps: f32) -> String {
+    let mut s = format!(
+        "# Table 2: ablation, detection rates (eps {:.0}/255)\n\n",
+        eps * 255.0
+    );
+    let attacks: Vec<String> = rows
+        .first()
+        .and_then(|r| r["detection_rates"].as_array())
+        .map(|a| {
+            a.iter()
+                .map(|x| x["attack"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    s += &format!(
+        "| Criteria | {} | held-out benign FPR |\n|---|{}---:|\n",
+        attacks.join(" | "),
+        "---:|".repeat(attacks.len())
+    );
+    for r in rows {
+        let cells: Vec<String> = r["detection_rates"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| format!("{:.4}", x["rate"].as_f64().unwrap_or(f64::NAN)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        s += &format!(
+            "| {} | {} | {:.4} |\n",
+            r["criteria"].as_str().unwrap_or("?"),
+            cells.join(" | "),
+            r["held_out_benign_fpr"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    s
+}
