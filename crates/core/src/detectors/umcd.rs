@@ -117,6 +117,7 @@ impl Detector for Umcd<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::codes_with_transform;
     use super::*;
     use crate::filters::ImageShape;
 
