@@ -1054,64 +1054,61 @@ fn choose_blur(
     Ok((best, table))
 }
 
-fn print_table1(results: &[Outcome], attacks: &[String]) {
+/// Detector names in first-seen order.
+fn detector_names(results: &[Outcome]) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for r in results {
         if !names.contains(&r.detector.as_str()) {
             names.push(&r.detector);
         }
     }
-    println!("\nMiss rate (%) at the calibrated FPR:");
-    print!("{:>12}", "");
-    for a in attacks {
-        print!(" {:>14}", a);
+    names
+}
+
+/// A Markdown table: one row per detector, one column per attack, cells `f(outcome)`.
+fn metric_table(
+    results: &[Outcome],
+    attacks: &[String],
+    decimals: usize,
+    f: fn(&Outcome) -> f64,
+) -> String {
+    let mut s = format!(
+        "| Detector | {} |\n|---|{}\n",
+        attacks.join(" | "),
+        "---:|".repeat(attacks.len())
+    );
+    for n in detector_names(results) {
+        let cells: Vec<String> = attacks
+            .iter()
+            .map(|a| {
+                results
+                    .iter()
+                    .find(|r| r.detector == n && r.attack.starts_with(a.as_str()))
+                    .map_or("-".into(), |r| format!("{:.*}", decimals, f(r)))
+            })
+            .collect();
+        s += &format!("| {n} | {} |\n", cells.join(" | "));
     }
-    println!();
-    for n in names {
-        print!("{n:>12}");
-        for a in attacks {
-            match results
-                .iter()
-                .find(|r| r.detector == n && r.attack.starts_with(a.as_str()))
-            {
-                Some(r) => print!(" {:>14.2}", 100.0 * r.miss_rate),
-                None => print!(" {:>14}", "-"),
-            }
-        }
-        println!();
-    }
+    s
+}
+
+fn miss_percent(r: &Outcome) -> f64 {
+    100.0 * r.miss_rate
+}
+
+fn print_table1(results: &[Outcome], attacks: &[String]) {
+    println!("\nMiss rate (%) at the calibrated FPR:\n");
+    println!("{}", metric_table(results, attacks, 2, miss_percent));
 }
 
 /// Table 1 as Markdown, laid out like the paper's (rows: detectors, columns: attacks), then
 /// AUC and TPR at FPR 0.1 / 0.2.
 fn table1_markdown(results: &[Outcome], attacks: &[String], report: &serde_json::Value) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    for r in results {
-        if !names.contains(&r.detector.as_str()) {
-            names.push(&r.detector);
-        }
-    }
-    let find = |n: &str, a: &str| {
-        results
-            .iter()
-            .find(|r| r.detector == n && r.attack.starts_with(a))
-    };
     let mut s = format!(
         "# Table 1: detection miss rate (%) at {:.0}% FPR\n\n",
         100.0 * report["target_fpr"].as_f64().unwrap_or(0.05)
     );
-    s += &format!(
-        "| Detector | {} |\n|---|{}\n",
-        attacks.join(" | "),
-        "---:|".repeat(attacks.len())
-    );
-    for n in &names {
-        let cells: Vec<String> = attacks
-            .iter()
-            .map(|a| find(n, a).map_or("-".into(), |r| format!("{:.2}", 100.0 * r.miss_rate)))
-            .collect();
-        s += &format!("| {n} | {} |\n", cells.join(" | "));
-    }
+    s += &metric_table(results, attacks, 2, miss_percent);
     for (title, f) in [
         ("AUC", (|r: &Outcome| r.auc) as fn(&Outcome) -> f64),
         ("TPR at FPR 0.1", |r: &Outcome| r.tpr_at_fpr_0_1),
@@ -1120,18 +1117,7 @@ fn table1_markdown(results: &[Outcome], attacks: &[String], report: &serde_json:
             100.0 * r.miss_rate_successful
         }),
     ] {
-        s += &format!(
-            "\n## {title}\n\n| Detector | {} |\n|---|{}\n",
-            attacks.join(" | "),
-            "---:|".repeat(attacks.len())
-        );
-        for n in &names {
-            let cells: Vec<String> = attacks
-                .iter()
-                .map(|a| find(n, a).map_or("-".into(), |r| format!("{:.4}", f(r))))
-                .collect();
-            s += &format!("| {n} | {} |\n", cells.join(" | "));
-        }
+        s += &format!("\n## {title}\n\n{}", metric_table(results, attacks, 4, f));
     }
     s += "\n## Attacks\n\n| Attack | clean | adversarial | success |\n|---|---:|---:|---:|\n";
     if let Some(list) = report["attacks"].as_array() {

@@ -200,11 +200,7 @@ mod tests {
     fn benign_calibration_scores_centre_on_zero() {
         let device = Device::flex();
         let model = super::super::test_model(&device);
-        let shape = ImageShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-        };
+        let shape = super::super::TEST_SHAPE;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         // Smooth benign images: gradients with a random slope.
         let mut smooth = |n: usize| -> Vec<f32> {

@@ -215,6 +215,24 @@ pub(crate) fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     Ok(v)
 }
 
+/// The 1x8x8 image layout of the detector tests.
+#[cfg(test)]
+pub(crate) const TEST_SHAPE: ImageShape = ImageShape {
+    channels: 1,
+    height: 8,
+    width: 8,
+};
+
+/// A test batch of 1x8x8 images outside the database.
+#[cfg(test)]
+pub(crate) fn test_batch(pixels: &[f32]) -> ImageBatch<'_> {
+    ImageBatch {
+        pixels,
+        shape: TEST_SHAPE,
+        database_positions: None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn test_model(device: &Device) -> HashNet {
     crate::model::HashNetConfig::new(8, 1)

@@ -62,23 +62,13 @@ impl Detector for FeatureSqueeze {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::ImageShape;
 
     #[test]
     fn identity_squeezer_scores_zero_and_blur_does_not() {
         let device = Device::flex();
         let model = super::super::test_model(&device);
-        let shape = ImageShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-        };
         let pixels: Vec<f32> = (0..2 * 64).map(|i| ((i * 5) % 11) as f32 / 10.0).collect();
-        let batch = ImageBatch {
-            pixels: &pixels,
-            shape,
-            database_positions: None,
-        };
+        let batch = super::super::test_batch(&pixels);
         let same = FeatureSqueeze::new("id", Filter::MeanBlur { size: 1 }).unwrap();
         let s = same.score(&model, batch, &device).unwrap();
         assert!(s.values[0].iter().all(|&v| v.abs() < 1e-5));

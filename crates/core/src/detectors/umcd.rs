@@ -119,7 +119,6 @@ impl Detector for Umcd<'_> {
 mod tests {
     use super::super::codes_with_transform;
     use super::*;
-    use crate::filters::ImageShape;
 
     fn index(rows: &[&[f32]]) -> HammingIndex {
         HammingIndex::new(PackedCodes::from_signs(4, &rows.concat()))
@@ -176,17 +175,8 @@ mod tests {
     fn scores_match_the_criteria_on_a_real_forward() {
         let device = Device::flex();
         let model = super::super::test_model(&device);
-        let shape = ImageShape {
-            channels: 1,
-            height: 8,
-            width: 8,
-        };
         let pixels: Vec<f32> = (0..3 * 64).map(|i| ((i * 7) % 13) as f32 / 12.0).collect();
-        let batch = ImageBatch {
-            pixels: &pixels,
-            shape,
-            database_positions: None,
-        };
+        let batch = super::super::test_batch(&pixels);
         let (f, ft) =
             codes_with_transform(&model, batch, Filter::MeanBlur { size: 3 }, &device).unwrap();
         let db = HammingIndex::new(PackedCodes::from_signs(8, &f));
