@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hashguard_core::data::ImageSet;
+use hashguard_core::filters::ImageShape;
 use hashguard_core::run::write_atomic;
 use image::{ImageFormat, Rgb, RgbImage};
 
@@ -36,11 +37,10 @@ impl Grid {
         row: u32,
         col: u32,
         pixels: &[f32],
-        channels: usize,
-        h: usize,
-        w: usize,
+        shape: ImageShape,
         frame: Option<[u8; 3]>,
     ) {
+        let (channels, h, w) = (shape.channels, shape.height, shape.width);
         let zoom = self.tile.0 / w as u32;
         let (x0, y0) = (
             GAP + col * (self.tile.0 + GAP),
@@ -91,7 +91,7 @@ impl Grid {
         frame: Option<[u8; 3]>,
     ) {
         let px: Vec<f32> = set.image(index).iter().map(|&v| v as f32 / 255.0).collect();
-        self.put(row, col, &px, set.channels, set.height, set.width, frame);
+        self.put(row, col, &px, set.shape(), frame);
     }
 
     /// Writes the PNG atomically.
@@ -170,9 +170,12 @@ pub fn histogram(
     save_png(&img, path)
 }
 
+/// A polyline in the unit square and its colour.
+pub type Curve = (Vec<(f64, f64)>, [u8; 3]);
+
 /// Curves in the unit square (e.g. ROC: x = FPR, y = TPR) on a 400x400 plot with a grey
 /// diagonal and light grid lines every 0.1.
-pub fn line_plot(curves: &[(Vec<(f64, f64)>, [u8; 3])], path: &Path) -> Result<()> {
+pub fn line_plot(curves: &[Curve], path: &Path) -> Result<()> {
     const SIDE: u32 = 400;
     const MARGIN: u32 = 20;
     let mut img = RgbImage::from_pixel(SIDE + 2 * MARGIN, SIDE + 2 * MARGIN, Rgb([255, 255, 255]));

@@ -571,18 +571,18 @@ fn draw_examples(
     adv: &PackedCodes,
     eps: f32,
 ) -> Result<()> {
-    let (c, h, w) = (set.channels, set.height, set.width);
+    let (h, w) = (set.height, set.width);
     let mut grid = Grid::new(examples.len() as u32, 13, h as u32, w as u32, 2);
     for (r, (x, a)) in examples.iter().enumerate() {
         let r32 = r as u32;
-        grid.put(r32, 0, x, c, h, w, None);
-        grid.put(r32, 1, a, c, h, w, None);
+        grid.put(r32, 0, x, set.shape(), None);
+        grid.put(r32, 1, a, set.shape(), None);
         let amplified: Vec<f32> = x
             .iter()
             .zip(a)
             .map(|(p, q)| 0.5 + (q - p) / (2.0 * eps))
             .collect();
-        grid.put(r32, 2, &amplified, c, h, w, None);
+        grid.put(r32, 2, &amplified, set.shape(), None);
         for (col0, codes) in [(3u32, clean), (8u32, adv)] {
             for (j, nb) in index.top_k(codes.code(r), 5).iter().enumerate() {
                 let rel = db_labels[nb.index].shares(q_labels[r]);

@@ -312,26 +312,33 @@ impl Context_ {
 fn score_all(
     det: &dyn Detector,
     model: &HashNet,
-    pixels: &[f32],
-    positions: Option<&[Option<usize>]>,
-    shape: ImageShape,
+    images: ImageBatch<'_>,
     batch_size: usize,
     device: &Device,
     pb: &ProgressBar,
 ) -> Result<Scores> {
     let mut out = Scores::empty(det.criteria());
-    let n = pixels.len() / shape.len();
+    let (n, per) = (images.len(), images.shape.len());
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
         let batch = ImageBatch {
-            pixels: &pixels[start * shape.len()..end * shape.len()],
-            shape,
-            database_positions: positions.map(|p| &p[start..end]),
+            pixels: &images.pixels[start * per..end * per],
+            shape: images.shape,
+            database_positions: images.database_positions.map(|p| &p[start..end]),
         };
         out.extend(det.score(model, batch, device)?)?;
         pb.inc((end - start) as u64);
     }
     Ok(out)
+}
+
+/// Images outside the database.
+fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
+    ImageBatch {
+        pixels,
+        shape,
+        database_positions: None,
+    }
 }
 
 impl<'a> Bench<'a> {
@@ -483,9 +490,11 @@ impl<'a> Bench<'a> {
             let cal = score_all(
                 det.as_ref(),
                 model,
-                &cal_pixels,
-                Some(&cal_positions),
-                shape,
+                ImageBatch {
+                    pixels: &cal_pixels,
+                    shape,
+                    database_positions: Some(&cal_positions),
+                },
                 c.batch_size,
                 device,
                 &pb,
@@ -498,9 +507,7 @@ impl<'a> Bench<'a> {
             benign_test.push(score_all(
                 det.as_ref(),
                 model,
-                &q_pixels,
-                None,
-                shape,
+                loose(&q_pixels, shape),
                 c.batch_size,
                 device,
                 &pb,
@@ -705,9 +712,7 @@ impl<'a> Bench<'a> {
             let adv = score_all(
                 det.as_ref(),
                 self.model,
-                &crafted.pixels,
-                None,
-                self.shape,
+                loose(&crafted.pixels, self.shape),
                 64,
                 device,
                 &pb,
@@ -744,9 +749,7 @@ impl<'a> Bench<'a> {
             adv_scores.push(score_all(
                 umcd.as_ref(),
                 self.model,
-                &a.pixels,
-                None,
-                self.shape,
+                loose(&a.pixels, self.shape),
                 64,
                 &device,
                 &pb,
@@ -850,9 +853,7 @@ impl<'a> Bench<'a> {
                 let adv = score_all(
                     det.as_ref(),
                     self.model,
-                    &a.pixels,
-                    None,
-                    self.shape,
+                    loose(&a.pixels, self.shape),
                     64,
                     &device,
                     &ProgressBar::hidden(),

@@ -56,7 +56,8 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("--lr {} must be a positive number", self.lr));
         }
-        if !(self.weight_decay >= 0.0) || !(self.loss.lambda >= 0.0) {
+        let negative_or_nan = |v: f64| v.is_nan() || v < 0.0;
+        if negative_or_nan(self.weight_decay) || negative_or_nan(self.loss.lambda) {
             return bad("weight decay and the quantisation weight must be non-negative".into());
         }
         Ok(())

@@ -50,12 +50,12 @@ pub fn choose_target_labels(
     fixed: Option<usize>,
     rng: &mut impl Rng,
 ) -> Result<Vec<usize>> {
-    if let Some(t) = fixed {
-        if !available.contains(t) {
-            return Err(Error::InvalidArgument(format!(
-                "target label {t} is absent from the database (present: {available:?})"
-            )));
-        }
+    if let Some(t) = fixed
+        && !available.contains(t)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "target label {t} is absent from the database (present: {available:?})"
+        )));
     }
     queries
         .iter()

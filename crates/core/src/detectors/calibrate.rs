@@ -57,7 +57,7 @@ pub fn calibrate(scores: &Scores, target_fpr: f64, weights: Option<&[f64]>) -> R
         )));
     }
     let weights: Vec<f64> = match weights {
-        Some(w) if w.len() != m || w.iter().any(|x| !(*x > 0.0)) => {
+        Some(w) if w.len() != m || w.iter().any(|x| x.is_nan() || *x <= 0.0) => {
             return Err(Error::InvalidArgument(format!(
                 "{} FPR weights for {m} criteria: give one positive weight per criterion",
                 w.len()
@@ -214,7 +214,7 @@ mod tests {
             let (u, v): (f32, f32) = (rng.random::<f32>().max(1e-12), rng.random());
             (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
         };
-        let mut values = vec![Vec::with_capacity(n); 3];
+        let mut values: Vec<Vec<f32>> = (0..3).map(|_| Vec::with_capacity(n)).collect();
         for _ in 0..n {
             let (a, b, c) = (g(), g(), g());
             values[0].push(10.0 + 2.0 * a);

@@ -131,7 +131,7 @@ impl ImageBatch<'_> {
     }
 
     fn check(&self) -> Result<()> {
-        if self.shape.is_empty() || self.pixels.len() % self.shape.len() != 0 {
+        if self.shape.is_empty() || !self.pixels.len().is_multiple_of(self.shape.len()) {
             return Err(Error::InvalidArgument(format!(
                 "{} pixel values are not whole {:?} images",
                 self.pixels.len(),

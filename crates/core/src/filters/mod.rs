@@ -149,7 +149,7 @@ impl Filter {
     /// If `images.len()` is not a multiple of `shape.len()`.
     pub fn apply_batch(&self, images: &[f32], shape: ImageShape) -> Vec<f32> {
         assert!(
-            !shape.is_empty() && images.len() % shape.len() == 0,
+            !shape.is_empty() && images.len().is_multiple_of(shape.len()),
             "batch of {} values is not a whole number of {shape:?} images",
             images.len()
         );

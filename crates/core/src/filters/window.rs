@@ -160,7 +160,7 @@ pub(crate) mod tests {
             height: 5,
             width: 5,
         };
-        let got = mean_blur(&vec![0.25; 25], s, 3);
+        let got = mean_blur(&[0.25; 25], s, 3);
         assert!(got.iter().all(|v| (v - 0.25).abs() < 1e-6));
     }
 }

@@ -199,15 +199,15 @@ mod tests {
         let c = HashCentres::new(4, 8, 1).unwrap();
         assert_eq!(c.centre_of(LabelSet::single(2)), c.centres[2]);
         let pair = c.centre_of(LabelSet::from_classes([0, 1]));
-        for k in 0..8 {
+        for (k, &got) in pair.iter().enumerate() {
             let s = c.centres[0][k] + c.centres[1][k];
             let expect = if s == 0 { c.tie_fill[k] } else { s.signum() };
-            assert_eq!(pair[k], expect);
+            assert_eq!(got, expect);
         }
         let triple = c.centre_of(LabelSet::from_classes([0, 1, 2]));
-        for k in 0..8 {
+        for (k, &got) in triple.iter().enumerate() {
             let s: i8 = (0..3).map(|l| c.centres[l][k]).sum();
-            assert_eq!(triple[k], s.signum());
+            assert_eq!(got, s.signum());
         }
     }
 }

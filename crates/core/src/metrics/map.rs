@@ -97,13 +97,13 @@ pub fn evaluate_retrieval(
     let mut pr_recall = vec![0f64; bits + 1];
     let mut without = 0;
     let mut relevant = Vec::with_capacity(n);
-    for q in 0..queries.len() {
+    for (q, &label) in query_labels.iter().enumerate() {
         let ranked = index.rank(queries.code(q));
         relevant.clear();
         relevant.extend(
             ranked
                 .iter()
-                .map(|nb| query_labels[q].shares(database_labels[nb.index])),
+                .map(|nb| label.shares(database_labels[nb.index])),
         );
         map_all += average_precision(&relevant, n);
         for (i, &k) in ks.iter().enumerate() {

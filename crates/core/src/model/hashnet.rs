@@ -103,7 +103,7 @@ impl HashNetConfig {
                 self.std.len()
             ));
         }
-        if self.std.iter().any(|s| !(*s > 0.0)) {
+        if self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return bad("normalisation standard deviations must be positive".into());
         }
         if self.widths.is_empty()

@@ -38,7 +38,7 @@ impl PackedCodes {
     /// If `values.len()` is not a multiple of `bits`.
     pub fn from_signs(bits: usize, values: &[f32]) -> Self {
         assert!(
-            bits > 0 && values.len() % bits == 0,
+            bits > 0 && values.len().is_multiple_of(bits),
             "{} values are not whole {bits}-bit codes",
             values.len()
         );
