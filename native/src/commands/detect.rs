@@ -176,7 +176,7 @@ struct Crafted {
 /// Runs `hashguard detect`.
 pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
-    let ctx = Context_::load(c, &selected)?;
+    let ctx = Loaded::load(c, &selected)?;
     let bench = Bench::prepare(&ctx, c, &selected)?;
     let mut results = Vec::new();
     let mut crafted = Vec::new();
@@ -214,7 +214,7 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let ctx = Context_::load(c, &selected)?;
+    let ctx = Loaded::load(c, &selected)?;
     let bench = Bench::prepare(&ctx, c, &selected)?;
     let methods = [Method::Pgd, Method::Dhta, Method::Cw];
     let mut results = Vec::new();
@@ -267,8 +267,7 @@ fn attack_label(m: Method) -> &'static str {
 }
 
 /// The loaded run: model, data, database.
-#[allow(non_camel_case_types)]
-struct Context_ {
+struct Loaded {
     run: RunDir,
     model: HashNet,
     set: ImageSet,
@@ -277,7 +276,7 @@ struct Context_ {
     dataset: String,
 }
 
-impl Context_ {
+impl Loaded {
     fn load(c: &DetectionArgs, selected: &Selected) -> Result<Self> {
         if !(c.fpr > 0.0 && c.fpr < 0.5) {
             bail!("--fpr {} must lie in (0, 0.5)", c.fpr);
@@ -342,7 +341,7 @@ fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
 }
 
 impl<'a> Bench<'a> {
-    fn prepare(ctx: &'a Context_, c: &DetectionArgs, selected: &Selected) -> Result<Self> {
+    fn prepare(ctx: &'a Loaded, c: &DetectionArgs, selected: &Selected) -> Result<Self> {
         let device = &selected.device;
         let (model, set, split, index) = (&ctx.model, &ctx.set, &ctx.split, &ctx.index);
         let shape = set.shape();
