@@ -1,6 +1,7 @@
-//! Standard CSQ training: shuffled mini-batches (a fresh permutation per epoch, derived from
-//! the seed and the epoch so a resumed run sees the same batches), augmentation, Adam, and a
-//! NaN guard. Checkpointing is the caller's, through [`Trainer::checkpoint`].
+//! The training loop: shuffled mini-batches (a fresh permutation per epoch, derived from the
+//! seed and the epoch so a resumed run sees the same batches), augmentation, Adam, a NaN guard,
+//! and optionally CgAT/SAAT's inner PGD and target-code term. Checkpointing is the caller's,
+//! through [`Trainer::checkpoint`].
 
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -9,10 +10,15 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::LrSchedule;
+use super::{AdvTraining, LrSchedule, centre_codes, mainstay_codes};
+use crate::attacks::{Objective, pgd};
+use crate::data::LabelSet;
 use crate::data::{Augment, ImageSet, to_tensor};
 use crate::loss::{CsqLoss, CsqLossConfig, HashCentres};
+use crate::loss::{centre_alignment, mainstay_objective};
+use crate::model::encode_images;
 use crate::model::{HashNet, HashNetConfig};
+use crate::retrieval::PackedCodes;
 use crate::{Error, Result};
 
 /// Everything that defines a training run; saved as `config.json` beside the model.
@@ -43,6 +49,10 @@ pub struct TrainConfig {
     /// Seed for initialisation, shuffling, augmentation and dropout.
     #[config(default = 0)]
     pub seed: u64,
+    /// Adversarial training (CgAT, SAAT); `None` trains on clean images only (and is what
+    /// configs saved before adversarial training existed load as).
+    #[config(default = "None")]
+    pub adversarial: Option<AdvTraining>,
 }
 
 impl TrainConfig {
@@ -60,7 +70,9 @@ impl TrainConfig {
         if negative_or_nan(self.weight_decay) || negative_or_nan(self.loss.lambda) {
             return bad("weight decay and the quantisation weight must be non-negative".into());
         }
-        Ok(())
+        self.adversarial
+            .as_ref()
+            .map_or(Ok(()), AdvTraining::validate)
     }
 }
 
@@ -94,6 +106,27 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
+/// CgAT/SAAT's codes B of every training image, encoded at the first adversarial epoch (and
+/// after a resume) and refreshed with each batch's codes.
+struct TrainCodes {
+    train: Vec<usize>,
+    position: std::collections::HashMap<usize, usize>,
+    labels: Vec<LabelSet>,
+    codes: PackedCodes,
+}
+
+impl TrainCodes {
+    fn encode(model: &HashNet, set: &ImageSet, train: &[usize], device: &Device) -> Result<Self> {
+        let f = encode_images(model, set, train, 256, device, |_| {})?;
+        Ok(Self {
+            train: train.to_vec(),
+            position: train.iter().enumerate().map(|(p, &i)| (i, p)).collect(),
+            labels: train.iter().map(|&i| set.labels[i]).collect(),
+            codes: PackedCodes::from_signs(model.bits(), &f),
+        })
+    }
+}
+
 /// A training run in progress: model, optimiser state and the epochs done so far.
 pub struct Trainer {
     config: TrainConfig,
@@ -102,6 +135,9 @@ pub struct Trainer {
     model: Option<HashNet>,
     optim: ModuleOptimizer,
     device: Device,
+    inner_device: Device,
+    /// CgAT/SAAT: the training images' current codes B (positions in `train` order).
+    train_codes: Option<TrainCodes>,
     /// Statistics of every completed epoch.
     pub history: Vec<EpochStats>,
 }
@@ -116,6 +152,7 @@ impl Trainer {
                 centres.bits, config.model.bits
             )));
         }
+        let inner_device = device.clone();
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(&device);
@@ -131,6 +168,8 @@ impl Trainer {
             model: Some(model),
             optim,
             device,
+            inner_device,
+            train_codes: None,
             history: Vec::new(),
         })
     }
@@ -179,6 +218,16 @@ impl Trainer {
                 .seed
                 .wrapping_add(1_000_003 * (epoch as u64 + 1)),
         );
+        if self.config.adversarial.is_some()
+            && self.train_codes.as_ref().is_none_or(|c| c.train != train)
+        {
+            self.train_codes = Some(TrainCodes::encode(
+                &self.model().valid(),
+                set,
+                train,
+                &self.inner_device,
+            )?);
+        }
         let mut order = train.to_vec();
         order.shuffle(&mut rng);
         let bs = self.config.batch_size;
@@ -195,7 +244,52 @@ impl Trainer {
             let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
             let targets = self.centres.targets(&labels, &self.device);
             let model = self.model.take().expect("model present between steps");
-            let parts = self.loss.forward(model.logits(images), targets);
+            let logits = model.logits(images.clone());
+            let mut parts = self.loss.forward(logits.clone(), targets);
+            if let Some(adv) = &self.config.adversarial {
+                let budget = adv.budget();
+                let codes = self.train_codes.as_mut().expect("codes encoded above");
+                let target = match adv {
+                    AdvTraining::Saat { .. } => mainstay_codes(&codes.codes, &codes.labels)?,
+                    AdvTraining::CgAt { .. } => centre_codes(&codes.codes, &codes.labels)?,
+                };
+                let flat = target.signs_for(&labels)?;
+                let shape = [idx.len(), self.config.model.bits];
+                let c_inner = Tensor::<2>::from_data(
+                    TensorData::new(flat.clone(), shape),
+                    &self.inner_device,
+                );
+                let c = Tensor::<2>::from_data(TensorData::new(flat, shape), &self.device);
+                // Inner maximisation on an eval-mode copy: push f(x_adv) away from c.
+                let seed = self.config.seed ^ ((epoch as u64) << 32 | step as u64);
+                let x_adv = pgd(
+                    &model.valid(),
+                    images.inner(),
+                    &Objective::Untargeted { original: c_inner },
+                    &budget,
+                    false,
+                    seed,
+                    |_| {},
+                )?;
+                let f_adv = model.forward(x_adv.autodiff());
+                let extra = match *adv {
+                    AdvTraining::Saat { lambda, mu, .. } => {
+                        mainstay_objective(f_adv, c, lambda, mu)
+                    }
+                    AdvTraining::CgAt { .. } => centre_alignment(f_adv, c),
+                };
+                parts.total = parts.total + extra;
+                // Refresh B with this batch's codes.
+                let z: Vec<f32> = logits
+                    .clone()
+                    .detach()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| Error::Numeric(format!("reading codes: {e:?}")))?;
+                for (row, &i) in z.chunks(self.config.model.bits).zip(idx.iter()) {
+                    codes.codes.set_signs(codes.position[&i], row);
+                }
+            }
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             self.model = Some(self.optim.step(lr, model, grads));
             let values: Vec<f32> = Tensor::cat(vec![parts.total, parts.bce, parts.quantisation], 0)
@@ -380,5 +474,73 @@ mod tests {
             assert!((p - q).abs() < 1e-6);
         }
         assert!(b.restore(vec![1, 2, 3], vec![], vec![]).is_err());
+    }
+
+    #[test]
+    fn cgat_and_saat_epochs_train_against_their_target_codes() {
+        let set = quadrants(12);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        for method in [AdvTraining::cgat(), AdvTraining::saat()] {
+            let config = tiny_config(2).with_adversarial(Some(method.clone()));
+            let centres = HashCentres::new(4, 16, 0).unwrap();
+            let mut trainer = Trainer::new(config, centres, &device).unwrap();
+            for _ in 0..2 {
+                let stats = trainer.train_epoch(&set, &idx, |_| {}).unwrap();
+                assert!(stats.loss.is_finite(), "{method:?}: {stats:?}");
+            }
+            let codes = trainer.train_codes.as_ref().unwrap();
+            assert_eq!(codes.codes.len(), idx.len());
+        }
+    }
+
+    #[test]
+    fn inner_maximisation_pushes_codes_away_from_centre_codes() {
+        let set = quadrants(12);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut trainer = Trainer::new(tiny_config(6), centres, &device).unwrap();
+        for _ in 0..6 {
+            trainer.train_epoch(&set, &idx, |_| {}).unwrap();
+        }
+        let model = trainer.model().valid();
+        let codes = TrainCodes::encode(&model, &set, &idx, &device).unwrap();
+        let target = centre_codes(&codes.codes, &codes.labels).unwrap();
+        let flat = target.signs_for(&codes.labels[..16]).unwrap();
+        let c = Tensor::<2>::from_data(TensorData::new(flat, [16, 16]), &device);
+        let x = to_tensor(
+            &set,
+            &idx[..16],
+            Augment::NONE,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            &device,
+        );
+        let budget = AdvTraining::cgat().budget();
+        let objective = Objective::Untargeted {
+            original: c.clone(),
+        };
+        let adv = pgd(&model, x.clone(), &objective, &budget, false, 3, |_| {}).unwrap();
+        let align = |images: Tensor<4>| -> f32 {
+            (model.forward(images) * c.clone())
+                .mean()
+                .into_scalar::<f32>()
+        };
+        let (before, after) = (align(x), align(adv));
+        // The inner loss −mean(f(x_adv) ⊙ c) rises.
+        assert!(after < before, "alignment {before} -> {after}");
+    }
+
+    #[test]
+    fn configs_saved_before_adversarial_training_still_load() {
+        let json = serde_json::to_value(tiny_config(1)).unwrap();
+        let mut obj = json.as_object().unwrap().clone();
+        assert_eq!(obj.remove("adversarial"), Some(serde_json::Value::Null));
+        let old: TrainConfig = serde_json::from_value(serde_json::Value::Object(obj)).unwrap();
+        assert_eq!(old.adversarial, None);
+        let cgat = tiny_config(1).with_adversarial(Some(AdvTraining::cgat()));
+        let back: TrainConfig =
+            serde_json::from_value(serde_json::to_value(&cgat).unwrap()).unwrap();
+        assert_eq!(back.adversarial, Some(AdvTraining::cgat()));
     }
 }

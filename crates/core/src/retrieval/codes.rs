@@ -61,6 +61,19 @@ impl PackedCodes {
         }
     }
 
+    /// Replaces code `i` by the signs of `row` (`>= 0` is bit 1).
+    pub fn set_signs(&mut self, i: usize, row: &[f32]) {
+        assert_eq!(row.len(), self.bits, "code length mismatch");
+        assert!(i < self.len(), "code {i} of {}", self.len());
+        let start = i * self.words;
+        self.data[start..start + self.words].fill(0);
+        for (j, &v) in row.iter().enumerate() {
+            if v >= 0.0 {
+                self.data[start + j / 64] |= 1 << (j % 64);
+            }
+        }
+    }
+
     /// Appends every code of `other` (which must have the same length).
     pub fn extend(&mut self, other: &PackedCodes) {
         assert_eq!(self.bits, other.bits, "code length mismatch");
