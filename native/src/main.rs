@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Train a CSQ hashing model into a run directory (checkpointed every epoch).
     Train(commands::train::TrainArgs),
+    /// Adversarially train (CgAT or SAAT) into a run directory, same format as `train`.
+    AdvTrain(commands::train::AdvTrainArgs),
     /// Encode the run's database images into packed binary codes (`database.codes`).
     Encode(commands::encode::EncodeArgs),
     /// Measure retrieval (mAP@all, mAP@1000, precision, PR curve) of a trained run.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         let selected = backend::select(cli.backend)?;
         match cli.command {
             Command::Train(args) => commands::train::run(args, selected),
+            Command::AdvTrain(args) => commands::train::run_adversarial(args, selected),
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
             Command::Attack(args) => commands::attack::run(args, selected),

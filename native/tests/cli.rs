@@ -623,3 +623,80 @@ fn detect_bad_input() {
         "not a hashguard run",
     );
 }
+
+#[test]
+fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = work.path().join("cgat");
+    let out = run(&[
+        "adv-train",
+        "--method",
+        "cgat",
+        "--out",
+        s(&run_dir),
+        "--data",
+        s(data.path()),
+        "--bits",
+        "16",
+        "--epochs",
+        "1",
+        "--train-size",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["adversarial"]["method"], "cgat");
+    assert!(run_dir.join("model.bpk").is_file());
+    let report = work.path().join("r.json");
+    let out = run(&["eval", "--run", s(&run_dir), "--report", s(&report)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A CgAT run cannot be resumed as standard training, nor as SAAT.
+    assert_clean_error(
+        &run(&["train", "--resume", "--out", s(&run_dir)]),
+        "resume it with the same command",
+    );
+    assert_clean_error(
+        &run(&[
+            "adv-train",
+            "--method",
+            "saat",
+            "--resume",
+            "--out",
+            s(&run_dir),
+        ]),
+        "resume it with the same command",
+    );
+    let out = run(&[
+        "adv-train",
+        "--method",
+        "freeat",
+        "--out",
+        s(&work.path().join("f")),
+    ]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'freeat'")
+    );
+    let out = run(&[
+        "adv-train",
+        "--method",
+        "cgat",
+        "--eps",
+        "0",
+        "--out",
+        s(&work.path().join("g")),
+    ]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    );
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{TrainConfig, Trainer};
+use hashguard_core::adv_train::{AdvTraining, TrainConfig, Trainer};
 use hashguard_core::data::{DatasetKind, SplitConfig, TrainSize};
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
 use hashguard_core::model::HashNetConfig;
@@ -82,8 +82,63 @@ fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     DatasetKind::parse(s).map_err(|e| e.to_string())
 }
 
+/// Adversarial training methods of `hashguard adv-train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdvMethod {
+    /// CgAT: PGD away from centre codes, loss + −mean(f(x_adv) ⊙ c).
+    Cgat,
+    /// SAAT: PGD away from DMFL mainstay codes, loss + λ·alignment + μ·quantisation.
+    Saat,
+}
+
+/// Flags of `hashguard adv-train`: those of `train`, plus the method and its inner PGD.
+#[derive(Args, Debug)]
+pub struct AdvTrainArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Adversarial training method.
+    #[arg(long, value_enum)]
+    method: AdvMethod,
+    /// L∞ radius of the inner PGD (pixel units).
+    #[arg(long, default_value = "8/255", value_parser = super::attack::parse_fraction)]
+    eps: f32,
+    /// Step of the inner PGD.
+    #[arg(long, default_value = "2/255", value_parser = super::attack::parse_fraction)]
+    step: f32,
+    /// Iterations of the inner PGD.
+    #[arg(long, default_value_t = 7)]
+    inner_steps: usize,
+    /// SAAT: weight λ of the mainstay alignment term.
+    #[arg(long, default_value_t = 1.0)]
+    saat_lambda: f64,
+    /// SAAT: weight μ of the quantisation term.
+    #[arg(long, default_value_t = 1e-4)]
+    saat_mu: f64,
+}
+
+/// Runs `hashguard adv-train`.
+pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
+    let (eps, step, steps) = (args.eps, args.step, args.inner_steps);
+    let adversarial = match args.method {
+        AdvMethod::Cgat => AdvTraining::CgAt { eps, step, steps },
+        AdvMethod::Saat => AdvTraining::Saat {
+            eps,
+            step,
+            steps,
+            lambda: args.saat_lambda,
+            mu: args.saat_mu,
+        },
+    };
+    adversarial.validate()?;
+    train_run(args.train, Some(adversarial), selected)
+}
+
 /// Runs `hashguard train`.
 pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
+    train_run(args, None, selected)
+}
+
+fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Selected) -> Result<()> {
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
     let (config, set, split, mut trainer) = if args.resume {
@@ -96,6 +151,17 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
         }
         let run = RunDir::open(&args.out)?;
         let config = run.read_config()?;
+        let kind = |a: &Option<AdvTraining>| a.as_ref().map(std::mem::discriminant);
+        if kind(&config.train.adversarial) != kind(&adversarial) {
+            bail!(
+                "{} was trained with {}: resume it with the same command",
+                args.out.display(),
+                match &config.train.adversarial {
+                    None => "`hashguard train`".to_string(),
+                    Some(a) => format!("`hashguard adv-train` ({a:?})"),
+                }
+            );
+        }
         let (set, split) = load_run_data(&config, None)?;
         let mut trainer = Trainer::new(
             config.train.clone(),
@@ -140,7 +206,8 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
             model,
             CsqLossConfig::new().with_lambda(args.lambda.unwrap_or(1e-4)),
         )
-        .with_seed(args.seed.unwrap_or(0));
+        .with_seed(args.seed.unwrap_or(0))
+        .with_adversarial(adversarial);
         if let Some(e) = args.epochs {
             train = train.with_epochs(e);
         }
@@ -168,8 +235,12 @@ pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
     run.remove_stale_temps()?;
     let epochs = config.train.epochs;
     eprintln!(
-        "training {}-bit CSQ on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
+        "training {}-bit CSQ{} on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
         config.train.model.bits,
+        match &config.train.adversarial {
+            None => String::new(),
+            Some(a) => format!(" + {a:?}"),
+        },
         set.name,
         split.train.len(),
         split.query.len(),
