@@ -16,6 +16,16 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// Asserts failure with a single-line, panic-free message containing `needle`.
+/// A failed run whose stderr mentions `needle` anywhere (clap's usage errors end with a hint
+/// line, so the needle need not be on the last line).
+fn assert_rejected(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(needle),
+        "expected a failure mentioning `{needle}`: {stderr}"
+    );
+}
+
 fn assert_clean_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -445,19 +455,15 @@ fn attack_bad_input() {
         a.extend_from_slice(extra);
         run(&a)
     };
-    let out = attack(&["--method", "pgd", "--eps", "0"]);
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    assert_rejected(
+        &attack(&["--method", "pgd", "--eps", "0"]),
+        "outside (0, 1]",
     );
-    let out = attack(&["--method", "pgd", "--eps", "2"]);
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    assert_rejected(
+        &attack(&["--method", "pgd", "--eps", "2"]),
+        "outside (0, 1]",
     );
-    let out = attack(&["--method", "fgsm"]);
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'fgsm'")
-    );
+    assert_rejected(&attack(&["--method", "fgsm"]), "invalid value 'fgsm'");
     assert_clean_error(
         &attack(&["--method", "dhta", "--target", "42"]),
         "absent from the database",
@@ -613,11 +619,7 @@ fn detect_bad_input() {
         "FPR weights for 3 criteria",
     );
     assert_clean_error(&detect(&["--k", "100000"]), "k = 100000");
-    let out = detect(&["--attack", "fgsm"]);
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'fgsm'")
-    );
+    assert_rejected(&detect(&["--attack", "fgsm"]), "invalid value 'fgsm'");
     assert_clean_error(
         &run(&["detect", "--run", "/no/such/run"]),
         "not a hashguard run",
@@ -676,27 +678,26 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
         ]),
         "resume it with the same command",
     );
-    let out = run(&[
-        "adv-train",
-        "--method",
-        "freeat",
-        "--out",
-        s(&work.path().join("f")),
-    ]);
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("invalid value 'freeat'")
+    assert_rejected(
+        &run(&[
+            "adv-train",
+            "--method",
+            "freeat",
+            "--out",
+            s(&work.path().join("f")),
+        ]),
+        "invalid value 'freeat'",
     );
-    let out = run(&[
-        "adv-train",
-        "--method",
-        "cgat",
-        "--eps",
-        "0",
-        "--out",
-        s(&work.path().join("g")),
-    ]);
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("outside (0, 1]")
+    assert_rejected(
+        &run(&[
+            "adv-train",
+            "--method",
+            "cgat",
+            "--eps",
+            "0",
+            "--out",
+            s(&work.path().join("g")),
+        ]),
+        "outside (0, 1]",
     );
 }

@@ -171,6 +171,8 @@ struct Crafted {
     clean_map: f64,
     adv_map: f64,
     mean_hamming_to_original: f64,
+    /// Every detector's scores of `pixels`, set by [`Bench::evaluate`] (reused by the plots).
+    scores: Vec<Scores>,
 }
 
 /// Runs `hashguard detect`.
@@ -181,8 +183,8 @@ pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
     let mut results = Vec::new();
     let mut crafted = Vec::new();
     for &m in &args.attack {
-        let cr = bench.craft(m, c.eps, c, &selected)?;
-        results.extend(bench.evaluate(&cr)?);
+        let mut cr = bench.craft(m, c.eps, c, &selected)?;
+        results.extend(bench.evaluate(&mut cr)?);
         crafted.push(cr);
     }
     print_table1(&results, &args.attack_labels());
@@ -220,8 +222,8 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
     let mut results = Vec::new();
     let mut crafted = Vec::new();
     for m in methods {
-        let cr = bench.craft(m, c.eps, c, &selected)?;
-        results.extend(bench.evaluate(&cr)?);
+        let mut cr = bench.craft(m, c.eps, c, &selected)?;
+        results.extend(bench.evaluate(&mut cr)?);
         crafted.push(cr);
     }
     let labels: Vec<String> = methods.iter().map(|m| attack_label(*m).into()).collect();
@@ -690,11 +692,13 @@ impl<'a> Bench<'a> {
             clean_map,
             adv_map,
             mean_hamming_to_original: flips as f64 / n as f64,
+            scores: Vec::new(),
         })
     }
 
-    /// Scores `crafted` with every detector and measures Table 1's metrics.
-    fn evaluate(&self, crafted: &Crafted) -> Result<Vec<Outcome>> {
+    /// Scores `crafted` with every detector (kept in `crafted.scores`) and measures Table 1's
+    /// metrics.
+    fn evaluate(&self, crafted: &mut Crafted) -> Result<Vec<Outcome>> {
         let device = &self.model_device();
         let pb = bar(
             (self.detectors.len() * crafted.success.len()) as u64,
@@ -724,6 +728,7 @@ impl<'a> Bench<'a> {
                 &adv,
                 &crafted.success,
             ));
+            crafted.scores.push(adv);
         }
         pb.finish_and_clear();
         Ok(out)
@@ -837,41 +842,26 @@ impl<'a> Bench<'a> {
             [210, 30, 30],
         ];
         let u = self.detectors.len() - 1;
-        let device = self.model_device();
-        let pb = bar((crafted.len() * self.detectors.len()) as u64, "figures");
-        let mut umcd_adv = Vec::new();
         for a in crafted {
-            let mut curves = Vec::new();
-            for (i, ((det, cal), benign)) in self
-                .detectors
+            let curves: Vec<_> = self
+                .calibrations
                 .iter()
-                .zip(&self.calibrations)
                 .zip(&self.benign_test)
-                .enumerate()
-            {
-                let adv = score_all(
-                    det.as_ref(),
-                    self.model,
-                    loose(&a.pixels, self.shape),
-                    64,
-                    &device,
-                    &ProgressBar::hidden(),
-                )?;
-                let roc: Vec<RocPoint> =
-                    roc_curve(&cal.combined_score(benign), &cal.combined_score(&adv));
-                curves.push((roc.iter().map(|p| (p.fpr, p.tpr)).collect(), COLOURS[i]));
-                if i == u {
-                    umcd_adv.push(adv);
-                }
-                pb.inc(1);
-            }
+                .zip(&a.scores)
+                .zip(COLOURS)
+                .map(|(((cal, benign), adv), colour)| {
+                    let roc: Vec<RocPoint> =
+                        roc_curve(&cal.combined_score(benign), &cal.combined_score(adv));
+                    (roc.iter().map(|p| (p.fpr, p.tpr)).collect(), colour)
+                })
+                .collect();
             let name = format!(
                 "roc_{}.png",
                 format!("{:?}_{:.0}", a.method, a.eps * 255.0).to_lowercase()
             );
             line_plot(&curves, &dir.join(name))?;
         }
-        pb.finish_and_clear();
+        let umcd_adv: Vec<&Scores> = crafted.iter().map(|a| &a.scores[u]).collect();
         let series_colours = [[90, 90, 90], [210, 40, 40], [40, 110, 220], [60, 160, 60]];
         for (c, name) in ["c1", "c2", "c3"].iter().enumerate() {
             // C2 spans orders of magnitude on confident models: bin its log10.
