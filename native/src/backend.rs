@@ -27,6 +27,7 @@ pub struct BackendInfo {
 }
 
 /// A device and its description.
+#[derive(Clone)]
 pub struct Selected {
     /// The device to compute on.
     pub device: Device,

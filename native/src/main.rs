@@ -39,7 +39,8 @@ enum Command {
     Attack(commands::attack::AttackArgs),
     /// Calibrate UMCD and the baselines on benign data, attack the queries, measure detection.
     Detect(commands::detect::DetectArgs),
-    /// Reproduce the UMCD paper's Tables 1 and 2 (Markdown, JSON, ROC and histogram PNGs).
+    /// Reproduce the UMCD paper's Tables 1 and 2 (detection: Markdown, JSON, ROC and
+    /// histogram PNGs) or, with --table 3, its adversarial-training table.
     Reproduce(commands::detect::ReproduceArgs),
 }
 

@@ -1,4 +1,5 @@
-//! Small PNG figures drawn directly into pixel buffers: image grids and bar histograms.
+//! Small PNG figures drawn directly into pixel buffers: image grids, bar histograms, curves
+//! and grouped bars.
 //! No plotting dependency: a figure is rectangles and images, labels live in the JSON.
 
 use std::path::Path;
@@ -210,6 +211,44 @@ pub fn line_plot(curves: &[Curve], path: &Path) -> Result<()> {
                         (y + dy).min(SIDE + 2 * MARGIN - 1),
                         Rgb(*colour),
                     );
+                }
+            }
+        }
+    }
+    save_png(&img, path)
+}
+
+/// Groups of bars with heights in `[0, 1]` (e.g. one group per model: clean mAP, then mAP
+/// under stronger and stronger attacks), the first bar of a group blue, the others grey,
+/// darker with their position; light grid lines every 0.1.
+pub fn bar_groups(groups: &[Vec<f64>], path: &Path) -> Result<()> {
+    const HEIGHT: u32 = 300;
+    const MARGIN: u32 = 20;
+    const BAR: u32 = 12;
+    let per = groups.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
+    let group_w = per * BAR + 16;
+    let width = 2 * MARGIN + group_w * groups.len().max(1) as u32;
+    let mut img = RgbImage::from_pixel(width, HEIGHT + 2 * MARGIN, Rgb([255, 255, 255]));
+    for i in 0..=10 {
+        let y = MARGIN + HEIGHT - HEIGHT * i / 10;
+        let shade = if i == 0 { 0 } else { 225 };
+        for x in MARGIN..width - MARGIN {
+            img.put_pixel(x, y, Rgb([shade; 3]));
+        }
+    }
+    for (g, values) in groups.iter().enumerate() {
+        for (b, &v) in values.iter().enumerate() {
+            let colour = if b == 0 {
+                [60, 110, 200]
+            } else {
+                let t = b as f64 / per.max(2) as f64;
+                [(200.0 - 150.0 * t) as u8; 3]
+            };
+            let h = (v.clamp(0.0, 1.0) * HEIGHT as f64).round() as u32;
+            let x0 = MARGIN + 8 + g as u32 * group_w + b as u32 * BAR;
+            for x in x0..x0 + BAR - 2 {
+                for y in MARGIN + HEIGHT - h..MARGIN + HEIGHT {
+                    img.put_pixel(x, y, Rgb(colour));
                 }
             }
         }

@@ -682,11 +682,23 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
         &run(&[
             "adv-train",
             "--method",
-            "freeat",
+            "fgsm",
             "--out",
             s(&work.path().join("f")),
         ]),
-        "invalid value 'freeat'",
+        "invalid value 'fgsm'",
+    );
+    assert_clean_error(
+        &run(&[
+            "adv-train",
+            "--method",
+            "freeat",
+            "--m",
+            "0",
+            "--out",
+            s(&work.path().join("f")),
+        ]),
+        "replays each mini-batch 1 to 64 times",
     );
     assert_rejected(
         &run(&[
@@ -699,5 +711,103 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
             s(&work.path().join("g")),
         ]),
         "outside (0, 1]",
+    );
+}
+
+#[test]
+fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
+    let work = tempfile::tempdir().unwrap();
+    let base = detection_run(work.path());
+    let out_dir = work.path().join("t3");
+    let mut args = vec![
+        "reproduce",
+        "--table",
+        "3",
+        "--run",
+        s(&base),
+        "--out",
+        s(&out_dir),
+        "--freeat-m",
+        "2",
+        "--freeat-budget",
+        "2",
+        "--at-epochs",
+        "1",
+        "--pgd-steps",
+        "2,1",
+    ];
+    args.extend(SMALL_DETECT);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every adversarial row is a run of its own, started from the base run's weights.
+    for (name, method, epochs) in [
+        ("freeat-m2", "free", 1),
+        ("cgat", "cgat", 1),
+        ("saat", "saat", 1),
+    ] {
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out_dir.join("models").join(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["train"]["adversarial"]["method"], method, "{name}");
+        assert_eq!(config["train"]["epochs"], epochs, "{name}");
+        assert_eq!(config["train"]["init"], s(&base), "{name}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("table3.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
+    assert_eq!(names, ["no AT", "freeat-m2", "cgat", "saat"]);
+    for r in rows {
+        let steps: Vec<u64> = r["pgd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["steps"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [1, 2], "PGD columns sorted by strength");
+        for v in [
+            &r["clean_map"],
+            &r["dhta"]["t_map"],
+            &r["umcd"]["detection_rate"],
+        ] {
+            let v = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{r}");
+        }
+        assert_eq!(r["umcd"]["criterion_rates"].as_array().unwrap().len(), 3);
+    }
+    let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
+    assert!(md.contains("| freeat-m2 |") && md.contains("PGD-2"), "{md}");
+    let png = std::fs::read(out_dir.join("table3.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    // A second invocation trains and attacks nothing again.
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("already trained, reused").count(), 3, "{err}");
+    assert_eq!(err.matches("evaluation reused").count(), 4, "{err}");
+    // Other training settings would silently mix runs: refused.
+    let mut other = args.clone();
+    other.extend(["--at-lr", "0.01"]);
+    assert_clean_error(&run(&other), "holds a different run");
+    // --init takes the base run's data and network.
+    assert_clean_error(
+        &run(&[
+            "adv-train",
+            "--method",
+            "freeat",
+            "--init",
+            s(&base),
+            "--bits",
+            "32",
+            "--out",
+            s(&work.path().join("x")),
+        ]),
+        "drop --bits",
     );
 }

@@ -34,6 +34,8 @@ use crate::backend::Selected;
 use crate::plot::{histogram, line_plot};
 use crate::progress::{bar, log};
 
+mod robustness;
+
 /// Flags shared by `detect` and `reproduce`.
 #[derive(Args, Debug, Clone)]
 pub struct DetectionArgs {
@@ -124,6 +126,15 @@ pub struct ReproduceArgs {
     /// L∞ budget of the ablation (Table 2; the paper: 32/255).
     #[arg(long, default_value = "32/255", value_parser = parse_fraction)]
     ablation_eps: f32,
+    /// Which table: 1 or 2 (detection, computed together; the default) or 3 (adversarial
+    /// training: trains FreeAT, CgAT and SAAT from --run, then attacks every model).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    table: Option<u8>,
+    /// Same as --table 3.
+    #[arg(long)]
+    robustness: bool,
+    #[command(flatten)]
+    adversarial_training: robustness::RobustnessArgs,
 }
 
 /// Per detector and attack: the paper's Table 1 metrics.
@@ -179,7 +190,7 @@ struct Crafted {
 pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
     let ctx = Loaded::load(c, &selected)?;
-    let bench = Bench::prepare(&ctx, c, &selected)?;
+    let bench = Bench::prepare(&ctx, c, &selected, false)?;
     let mut results = Vec::new();
     let mut crafted = Vec::new();
     for &m in &args.attack {
@@ -216,8 +227,11 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    if args.robustness || args.table == Some(3) {
+        return robustness::run(c, &args.adversarial_training, &args.out, &selected);
+    }
     let ctx = Loaded::load(c, &selected)?;
-    let bench = Bench::prepare(&ctx, c, &selected)?;
+    let bench = Bench::prepare(&ctx, c, &selected, false)?;
     let methods = [Method::Pgd, Method::Dhta, Method::Cw];
     let mut results = Vec::new();
     let mut crafted = Vec::new();
@@ -343,7 +357,14 @@ fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
 }
 
 impl<'a> Bench<'a> {
-    fn prepare(ctx: &'a Loaded, c: &DetectionArgs, selected: &Selected) -> Result<Self> {
+    /// Chooses UMCD's k and blur and calibrates the detectors on benign data: every detector
+    /// of Table 1, or UMCD alone with `umcd_only`.
+    fn prepare(
+        ctx: &'a Loaded,
+        c: &DetectionArgs,
+        selected: &Selected,
+        umcd_only: bool,
+    ) -> Result<Self> {
         let device = &selected.device;
         let (model, set, split, index) = (&ctx.model, &ctx.set, &ctx.split, &ctx.index);
         let shape = set.shape();
@@ -438,47 +459,46 @@ impl<'a> Bench<'a> {
         eprintln!("UMCD: k = {k}, blur {blur}x{blur}");
 
         let lid_ids: Vec<usize> = lid_pos.iter().map(|&p| split.database[p]).collect();
-        let lid_pixels = set.pixels_f32(&lid_ids);
-        let lid = Lid::fit(
-            model,
-            ImageBatch {
-                pixels: &lid_pixels,
-                shape,
-                database_positions: None,
-            },
-            ImageBatch {
-                pixels: &cal_pixels,
-                shape,
-                database_positions: None,
-            },
-            c.lid_k,
-            c.batch_size,
-            device,
-        )?;
-        let detectors: Vec<Box<dyn Detector + 'a>> = vec![
-            Box::new(lid),
-            Box::new(FeatureSqueeze::new(
-                "FS-Median",
-                Filter::Median { size: 2 },
-            )?),
-            Box::new(FeatureSqueeze::new(
-                "FS-NLM",
-                Filter::NonLocalMeans {
-                    search: 13,
-                    patch: 3,
-                    h: 2.0,
+        let mut detectors: Vec<Box<dyn Detector + 'a>> = Vec::new();
+        if !umcd_only {
+            let lid_pixels = set.pixels_f32(&lid_ids);
+            let lid = Lid::fit(
+                model,
+                ImageBatch {
+                    pixels: &lid_pixels,
+                    shape,
+                    database_positions: None,
                 },
-            )?),
-            Box::new(FeatureSqueeze::new("FS-Adaptive", Filter::Adaptive)?),
-            Box::new(FeatureSqueeze::new(
-                "MeanBlur",
-                Filter::MeanBlur { size: blur },
-            )?),
-            Box::new(Umcd {
-                config: umcd,
-                index,
-            }),
-        ];
+                ImageBatch {
+                    pixels: &cal_pixels,
+                    shape,
+                    database_positions: None,
+                },
+                c.lid_k,
+                c.batch_size,
+                device,
+            )?;
+            detectors.push(Box::new(lid));
+            for (name, filter) in [
+                ("FS-Median", Filter::Median { size: 2 }),
+                (
+                    "FS-NLM",
+                    Filter::NonLocalMeans {
+                        search: 13,
+                        patch: 3,
+                        h: 2.0,
+                    },
+                ),
+                ("FS-Adaptive", Filter::Adaptive),
+                ("MeanBlur", Filter::MeanBlur { size: blur }),
+            ] {
+                detectors.push(Box::new(FeatureSqueeze::new(name, filter)?));
+            }
+        }
+        detectors.push(Box::new(Umcd {
+            config: umcd,
+            index,
+        }));
         let pb = bar(
             (detectors.len() * (cal_ids.len() + queries.len())) as u64,
             "benign",

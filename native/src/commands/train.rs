@@ -2,14 +2,14 @@
 //! every epoch the model and a checkpoint, both atomically; `--resume` continues from the
 //! last checkpoint with the saved configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{AdvTraining, TrainConfig, Trainer};
-use hashguard_core::data::{DatasetKind, SplitConfig, TrainSize};
+use hashguard_core::adv_train::{AdvTraining, LrSchedule, TrainConfig, Trainer};
+use hashguard_core::data::{DatasetKind, ImageSet, Split, SplitConfig, TrainSize};
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
-use hashguard_core::model::HashNetConfig;
+use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::run::{Checkpoint, DataSpec, RunDir, write_atomic};
 use serde_json::json;
 
@@ -54,6 +54,10 @@ pub struct TrainArgs {
     /// Weight of CSQ's quantisation term.
     #[arg(long)]
     lambda: Option<f64>,
+    /// Start from this trained run's weights (adversarial fine-tuning, as CgAT's reference
+    /// code does); data, split, network and hash centres are then the run's own.
+    #[arg(long, value_name = "RUN")]
+    init: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, with its saved configuration.
     #[arg(long)]
     resume: bool,
@@ -71,6 +75,7 @@ impl TrainArgs {
             ("--train-size", self.train_size.is_some()),
             ("--seed", self.seed.is_some()),
             ("--lambda", self.lambda.is_some()),
+            ("--init", self.init.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -85,6 +90,8 @@ fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
 /// Adversarial training methods of `hashguard adv-train`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AdvMethod {
+    /// FreeAT: each mini-batch replayed --m times, δ updated from the same backward pass.
+    Freeat,
     /// CgAT: PGD away from centre codes, loss + −mean(f(x_adv) ⊙ c).
     Cgat,
     /// SAAT: PGD away from DMFL mainstay codes, loss + λ·alignment + μ·quantisation.
@@ -99,7 +106,11 @@ pub struct AdvTrainArgs {
     /// Adversarial training method.
     #[arg(long, value_enum)]
     method: AdvMethod,
-    /// L∞ radius of the inner PGD (pixel units).
+    /// FreeAT: replays m of each mini-batch. Without --epochs, FreeAT runs ⌈30/m⌉ epochs so
+    /// that its cost matches 30 epochs of standard training (Shafahi et al.).
+    #[arg(long = "m", default_value_t = 8)]
+    replays: usize,
+    /// L∞ radius of the inner PGD, and of FreeAT's δ (pixel units).
     #[arg(long, default_value = "8/255", value_parser = super::attack::parse_fraction)]
     eps: f32,
     /// Step of the inner PGD.
@@ -119,7 +130,17 @@ pub struct AdvTrainArgs {
 /// Runs `hashguard adv-train`.
 pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
     let (eps, step, steps) = (args.eps, args.step, args.inner_steps);
+    let mut train = args.train;
     let adversarial = match args.method {
+        AdvMethod::Freeat => {
+            if train.epochs.is_none() && !train.resume {
+                train.epochs = Some(30usize.div_ceil(args.replays.max(1)));
+            }
+            AdvTraining::Free {
+                eps,
+                replays: args.replays,
+            }
+        }
         AdvMethod::Cgat => AdvTraining::CgAt { eps, step, steps },
         AdvMethod::Saat => AdvTraining::Saat {
             eps,
@@ -130,7 +151,63 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
         },
     };
     adversarial.validate()?;
-    train_run(args.train, Some(adversarial), selected)
+    train_run(train, Some(adversarial), selected)
+}
+
+/// Makes sure `out` holds a finished run of `adversarial` fine-tuned from `init` for `epochs`
+/// epochs at base rate `lr`: trains it when absent, resumes it when interrupted, reuses it when
+/// done, and refuses a directory holding a different run.
+pub fn ensure_fine_tuned(
+    init: &Path,
+    out: &Path,
+    adversarial: AdvTraining,
+    epochs: usize,
+    lr: f64,
+    selected: &Selected,
+) -> Result<()> {
+    let existing = RunDir::new(out);
+    let resume = existing.file("config.json").exists();
+    if resume {
+        let config = existing.read_config()?;
+        let t = &config.train;
+        let wanted = Some(init.display().to_string());
+        if t.adversarial.as_ref() != Some(&adversarial)
+            || t.epochs != epochs
+            || t.init != wanted
+            || t.lr != lr
+        {
+            bail!(
+                "{} holds a different run ({:?}, {} epochs, lr {}, from {:?}) than this table needs \
+                 ({adversarial:?}, {epochs} epochs, lr {lr}, from {}): move it away or choose another --out",
+                out.display(),
+                t.adversarial,
+                t.epochs,
+                t.lr,
+                t.init,
+                init.display()
+            );
+        }
+        let done = existing.read_checkpoint()?.map_or(0, |c| c.history.len());
+        if done >= epochs && existing.file("model.bpk").exists() {
+            eprintln!("{}: already trained, reused", out.display());
+            return Ok(());
+        }
+    }
+    let args = TrainArgs {
+        out: out.to_path_buf(),
+        dataset: None,
+        data: None,
+        bits: None,
+        epochs: (!resume).then_some(epochs),
+        batch_size: None,
+        lr: (!resume).then_some(lr),
+        train_size: None,
+        seed: None,
+        lambda: None,
+        init: (!resume).then(|| init.to_path_buf()),
+        resume,
+    };
+    train_run(args, Some(adversarial), selected.clone())
 }
 
 /// Runs `hashguard train`.
@@ -151,10 +228,9 @@ fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Select
         }
         let run = RunDir::open(&args.out)?;
         let config = run.read_config()?;
-        let kind = |a: &Option<AdvTraining>| a.as_ref().map(std::mem::discriminant);
-        if kind(&config.train.adversarial) != kind(&adversarial) {
+        if config.train.adversarial != adversarial {
             bail!(
-                "{} was trained with {}: resume it with the same command",
+                "{} was trained with {}: resume it with the same command and method flags",
                 args.out.display(),
                 match &config.train.adversarial {
                     None => "`hashguard train`".to_string(),
@@ -190,46 +266,18 @@ fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Select
                 args.out.display()
             );
         }
-        let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
-        let source = kind.resolve(args.data.as_deref())?;
-        let set = kind.load(&source)?;
-        let split_cfg = SplitConfig {
-            train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
-            seed: args.seed.unwrap_or(0),
-            ..SplitConfig::default()
+        let fresh = match &args.init {
+            Some(init) => from_init(&args, init, adversarial, &selected)?,
+            None => from_scratch(&args, adversarial)?,
         };
-        let split = split_cfg.split(&set)?;
-        let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
-            .with_mean(vec![0.5; set.channels])
-            .with_std(vec![0.5; set.channels]);
-        let mut train = TrainConfig::new(
-            model,
-            CsqLossConfig::new().with_lambda(args.lambda.unwrap_or(1e-4)),
-        )
-        .with_seed(args.seed.unwrap_or(0))
-        .with_adversarial(adversarial);
-        if let Some(e) = args.epochs {
-            train = train.with_epochs(e);
-        }
-        if let Some(b) = args.batch_size {
-            train = train.with_batch_size(b);
-        }
-        if let Some(lr) = args.lr {
-            train = train.with_lr(lr);
-        }
-        train.validate()?;
-        let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
         run.create()?;
-        let data = DataSpec {
-            kind,
-            dataset: set.name.clone(),
-            source: source.to_string(),
-            split: split_cfg,
-        };
-        run.write_config(data, train.clone(), centres.clone())?;
-        let trainer = Trainer::new(train, centres, &selected.device)?;
+        run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;
+        let mut trainer = Trainer::new(fresh.train, fresh.centres, &selected.device)?;
+        if let Some(model) = &fresh.start {
+            trainer.start_from(model)?;
+        }
         let config = run.read_config()?;
-        (config, set, split, trainer)
+        (config, fresh.set, fresh.split, trainer)
     };
 
     run.remove_stale_temps()?;
@@ -298,4 +346,122 @@ fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Select
         args.out.display()
     );
     Ok(())
+}
+
+/// What a new run starts with.
+struct Fresh {
+    data: DataSpec,
+    train: TrainConfig,
+    centres: HashCentres,
+    set: ImageSet,
+    split: Split,
+    /// Weights to start from (`--init`).
+    start: Option<HashNet>,
+}
+
+/// Hyper-parameters a user may set on top of a base configuration.
+fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
+    if let Some(e) = args.epochs {
+        train = train.with_epochs(e);
+    }
+    if let Some(b) = args.batch_size {
+        train = train.with_batch_size(b);
+    }
+    if let Some(lr) = args.lr {
+        train = train.with_lr(lr);
+    }
+    if let Some(seed) = args.seed {
+        train = train.with_seed(seed);
+    }
+    if let Some(lambda) = args.lambda {
+        train.loss = train.loss.with_lambda(lambda);
+    }
+    train.validate()?;
+    Ok(train)
+}
+
+/// A new run from a random initialisation.
+fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fresh> {
+    let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
+    let source = kind.resolve(args.data.as_deref())?;
+    let set = kind.load(&source)?;
+    let split_cfg = SplitConfig {
+        train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
+        seed: args.seed.unwrap_or(0),
+        ..SplitConfig::default()
+    };
+    let split = split_cfg.split(&set)?;
+    let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
+        .with_mean(vec![0.5; set.channels])
+        .with_std(vec![0.5; set.channels]);
+    let train = TrainConfig::new(model, CsqLossConfig::new().with_lambda(1e-4))
+        .with_adversarial(adversarial);
+    let train = apply_flags(train, args)?;
+    let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
+    let data = DataSpec {
+        kind,
+        dataset: set.name.clone(),
+        source: source.to_string(),
+        split: split_cfg,
+    };
+    Ok(Fresh {
+        data,
+        train,
+        centres,
+        set,
+        split,
+        start: None,
+    })
+}
+
+/// A new run starting from `init`'s trained weights, on its data, split and hash centres.
+fn from_init(
+    args: &TrainArgs,
+    init: &Path,
+    adversarial: Option<AdvTraining>,
+    selected: &Selected,
+) -> Result<Fresh> {
+    let taken = [
+        ("--dataset", args.dataset.is_some()),
+        ("--bits", args.bits.is_some()),
+        ("--train-size", args.train_size.is_some()),
+    ];
+    let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
+    if !clashing.is_empty() {
+        bail!(
+            "--init takes the data set, split and network of {}: drop {}",
+            init.display(),
+            clashing.join(", ")
+        );
+    }
+    let base_dir = RunDir::open(init)?;
+    let base = base_dir.read_config()?;
+    let (set, split) = load_run_data(&base, args.data.as_deref())?;
+    let start = base_dir
+        .load_model(&base, &selected.device)
+        .with_context(|| format!("loading --init {}", init.display()))?;
+    let mut data = base.data.clone();
+    if let Some(dir) = &args.data {
+        data.source = base.data.kind.resolve(Some(dir))?.to_string();
+    }
+    // Same network, loss and augmentation; the method is this run's, and the learning rate
+    // decays from its base by cosine without a warm-up (the weights are already trained).
+    let train = TrainConfig {
+        adversarial,
+        init: Some(init.display().to_string()),
+        schedule: LrSchedule::Cosine {
+            floor: 0.01,
+            warmup_epochs: 0,
+        },
+        ..base.train.clone()
+    };
+    let train = apply_flags(train, args)?;
+    Ok(Fresh {
+        data,
+        train,
+        centres: base.centres,
+        set,
+        split,
+        start: Some(start),
+    })
 }

@@ -1,5 +1,6 @@
-//! Which adversarial training a run uses, saved in its `config.json` (absent: standard CSQ): CgAT
-//! (centre codes) or SAAT (mainstay codes), each with its inner PGD maximisation's budget.
+//! Which adversarial training a run uses, saved in its `config.json` (absent: standard CSQ):
+//! FreeAT (replayed mini-batches), CgAT (centre codes) or SAAT (mainstay codes), each with the
+//! budget of its inner maximisation.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,16 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum AdvTraining {
+    /// FreeAT (Shafahi et al., as adapted in the UMCD appendix): every mini-batch is replayed
+    /// `replays` times; each replay trains on x + δ with the hashing loss and, from the same
+    /// backward pass, moves δ by eps·sign(∇ₓ L) (clipped to the eps ball). δ carries over from
+    /// one mini-batch to the next, so the attack costs no extra passes.
+    Free {
+        /// L∞ radius, also δ's step (Shafahi et al.: the step equals eps; the paper: 8/255).
+        eps: f32,
+        /// Replays m of each mini-batch (the paper: 2, 4, 8, 16).
+        replays: usize,
+    },
     /// CgAT: PGD pushes f(x_adv) away from the item's centre code c (centre codes of the
     /// training codes, refreshed with each batch's codes), and the loss adds −mean(f(x_adv) ⊙ c).
     CgAt {
@@ -57,24 +68,70 @@ impl AdvTraining {
         }
     }
 
-    /// The inner maximisation's budget (uniform random start, as CgAT and SAAT).
-    pub fn budget(&self) -> Budget {
-        let (AdvTraining::CgAt { eps, step, steps }
-        | AdvTraining::Saat {
-            eps, step, steps, ..
-        }) = *self;
-        Budget {
-            eps,
-            step,
-            steps,
-            random_start: true,
-            relax: 1.0,
+    /// FreeAT with `replays` replays at eps 8/255.
+    pub fn free(replays: usize) -> Self {
+        AdvTraining::Free {
+            eps: 8.0 / 255.0,
+            replays,
+        }
+    }
+
+    /// The inner PGD's budget of CgAT and SAAT (uniform random start, as both papers);
+    /// `None` for FreeAT, whose perturbation is not a separate PGD.
+    pub fn inner_pgd(&self) -> Option<Budget> {
+        match *self {
+            AdvTraining::Free { .. } => None,
+            AdvTraining::CgAt { eps, step, steps }
+            | AdvTraining::Saat {
+                eps, step, steps, ..
+            } => Some(Budget {
+                eps,
+                step,
+                steps,
+                random_start: true,
+                relax: 1.0,
+            }),
+        }
+    }
+
+    /// The L∞ radius of the training perturbations.
+    pub fn eps(&self) -> f32 {
+        match *self {
+            AdvTraining::Free { eps, .. }
+            | AdvTraining::CgAt { eps, .. }
+            | AdvTraining::Saat { eps, .. } => eps,
+        }
+    }
+
+    /// A short name for tables and logs: `freeat-m8`, `cgat`, `saat`.
+    pub fn label(&self) -> String {
+        match self {
+            AdvTraining::Free { replays, .. } => format!("freeat-m{replays}"),
+            AdvTraining::CgAt { .. } => "cgat".into(),
+            AdvTraining::Saat { .. } => "saat".into(),
         }
     }
 
     /// Checks the budget and weights.
     pub fn validate(&self) -> Result<()> {
-        self.budget().validate()?;
+        match self.inner_pgd() {
+            Some(budget) => budget.validate()?,
+            None => {
+                let eps = self.eps();
+                if !(eps > 0.0 && eps <= 1.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--eps {eps} must lie in (0, 1] (pixel units, e.g. 8/255)"
+                    )));
+                }
+            }
+        }
+        if let AdvTraining::Free { replays, .. } = *self
+            && !(1..=64).contains(&replays)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "--m {replays}: FreeAT replays each mini-batch 1 to 64 times"
+            )));
+        }
         if let AdvTraining::Saat { lambda, mu, .. } = *self
             && (lambda.is_nan() || lambda < 0.0 || mu.is_nan() || mu < 0.0)
         {

@@ -1,7 +1,7 @@
 //! The training loop: shuffled mini-batches (a fresh permutation per epoch, derived from the
 //! seed and the epoch so a resumed run sees the same batches), augmentation, Adam, a NaN guard,
-//! and optionally CgAT/SAAT's inner PGD and target-code term. Checkpointing is the caller's,
-//! through [`Trainer::checkpoint`].
+//! and optionally adversarial training (FreeAT's replays, or CgAT/SAAT's inner PGD and
+//! target-code term). Checkpointing is the caller's, through [`Trainer::checkpoint`].
 
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -49,10 +49,14 @@ pub struct TrainConfig {
     /// Seed for initialisation, shuffling, augmentation and dropout.
     #[config(default = 0)]
     pub seed: u64,
-    /// Adversarial training (CgAT, SAAT); `None` trains on clean images only (and is what
-    /// configs saved before adversarial training existed load as).
+    /// Adversarial training (FreeAT, CgAT, SAAT); `None` trains on clean images only (and is
+    /// what configs saved before adversarial training existed load as).
     #[config(default = "None")]
     pub adversarial: Option<AdvTraining>,
+    /// The run whose trained weights this run started from (adversarial fine-tuning), for the
+    /// record; `None` starts from a random initialisation.
+    #[config(default = "None")]
+    pub init: Option<String>,
 }
 
 impl TrainConfig {
@@ -138,6 +142,8 @@ pub struct Trainer {
     inner_device: Device,
     /// CgAT/SAAT: the training images' current codes B (positions in `train` order).
     train_codes: Option<TrainCodes>,
+    /// FreeAT: the perturbation δ carried from one mini-batch to the next (inner device).
+    free_delta: Option<Tensor<4>>,
     /// Statistics of every completed epoch.
     pub history: Vec<EpochStats>,
 }
@@ -170,8 +176,52 @@ impl Trainer {
             device,
             inner_device,
             train_codes: None,
+            free_delta: None,
             history: Vec::new(),
         })
+    }
+
+    /// Starts from `model`'s weights instead of the random initialisation (adversarial
+    /// fine-tuning of a trained run); only before the first epoch.
+    pub fn start_from(&mut self, model: &HashNet) -> Result<()> {
+        if self.epochs_done() > 0 {
+            return Err(Error::InvalidArgument(
+                "a run can only start from other weights before its first epoch".into(),
+            ));
+        }
+        let bytes = model
+            .valid()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| Error::Numeric(format!("serialising the initial model: {e}")))?;
+        self.load_model_bytes(bytes.to_vec(), "initial model")
+    }
+
+    /// Replaces the model's weights by a serialised record, keeping the current model when the
+    /// record is unreadable or does not fit.
+    fn load_model_bytes(&mut self, bytes: Vec<u8>, what: &str) -> Result<()> {
+        let fresh = self.model.take().expect("model present between steps");
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| Error::record(what, format!("model record unreadable: {e}")));
+        let loaded = record.and_then(|record| {
+            fresh.clone().try_load_record(record).map_err(|e| {
+                Error::record(
+                    what,
+                    format!("model record does not fit the configured network: {e}"),
+                )
+            })
+        });
+        match loaded {
+            Ok(m) => {
+                self.model = Some(m);
+                Ok(())
+            }
+            Err(e) => {
+                self.model = Some(fresh);
+                Err(e)
+            }
+        }
     }
 
     /// The run's configuration.
@@ -218,9 +268,12 @@ impl Trainer {
                 .seed
                 .wrapping_add(1_000_003 * (epoch as u64 + 1)),
         );
-        if self.config.adversarial.is_some()
-            && self.train_codes.as_ref().is_none_or(|c| c.train != train)
-        {
+        let pgd_based = self
+            .config
+            .adversarial
+            .as_ref()
+            .is_some_and(|a| a.inner_pgd().is_some());
+        if pgd_based && self.train_codes.as_ref().is_none_or(|c| c.train != train) {
             self.train_codes = Some(TrainCodes::encode(
                 &self.model().valid(),
                 set,
@@ -236,66 +289,30 @@ impl Trainer {
         let steps = batches.len();
         let (mut sum_loss, mut sum_bce, mut sum_q) = (0f64, 0f64, 0f64);
         for (step, idx) in batches.into_iter().enumerate() {
-            let lr =
-                self.config
-                    .schedule
-                    .rate(self.config.lr, epoch, step, self.config.epochs, steps);
             let images = to_tensor(set, idx, self.config.augment, &mut rng, &self.device);
             let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
             let targets = self.centres.targets(&labels, &self.device);
             let model = self.model.take().expect("model present between steps");
-            let logits = model.logits(images.clone());
-            let mut parts = self.loss.forward(logits.clone(), targets);
-            if let Some(adv) = &self.config.adversarial {
-                let budget = adv.budget();
-                let codes = self.train_codes.as_mut().expect("codes encoded above");
-                let target = match adv {
-                    AdvTraining::Saat { .. } => mainstay_codes(&codes.codes, &codes.labels)?,
-                    AdvTraining::CgAt { .. } => centre_codes(&codes.codes, &codes.labels)?,
-                };
-                let flat = target.signs_for(&labels)?;
-                let shape = [idx.len(), self.config.model.bits];
-                let c_inner = Tensor::<2>::from_data(
-                    TensorData::new(flat.clone(), shape),
-                    &self.inner_device,
-                );
-                let c = Tensor::<2>::from_data(TensorData::new(flat, shape), &self.device);
-                // Inner maximisation on an eval-mode copy: push f(x_adv) away from c.
-                let seed = self.config.seed ^ ((epoch as u64) << 32 | step as u64);
-                let x_adv = pgd(
-                    &model.valid(),
-                    images.inner(),
-                    &Objective::Untargeted { original: c_inner },
-                    &budget,
-                    false,
-                    seed,
-                    |_| {},
-                )?;
-                let f_adv = model.forward(x_adv.autodiff());
-                let extra = match *adv {
-                    AdvTraining::Saat { lambda, mu, .. } => {
-                        mainstay_objective(f_adv, c, lambda, mu)
-                    }
-                    AdvTraining::CgAt { .. } => centre_alignment(f_adv, c),
-                };
-                parts.total = parts.total + extra;
-                // Refresh B with this batch's codes.
-                let z: Vec<f32> = logits
-                    .clone()
-                    .detach()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| Error::Numeric(format!("reading codes: {e:?}")))?;
-                for (row, &i) in z.chunks(self.config.model.bits).zip(idx.iter()) {
-                    codes.codes.set_signs(codes.position[&i], row);
+            let (schedule, base, epochs) =
+                (self.config.schedule, self.config.lr, self.config.epochs);
+            let (model, values, lr) = match self.config.adversarial {
+                Some(AdvTraining::Free { eps, replays }) => {
+                    // Every replay is an optimiser step: the schedule runs over m·steps updates.
+                    let rate = |r: usize| {
+                        schedule.rate(base, epoch, step * replays + r, epochs, steps * replays)
+                    };
+                    let (model, values) =
+                        self.free_replays(model, images, targets, eps, replays, rate)?;
+                    (model, values, rate(replays - 1))
                 }
-            }
-            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-            self.model = Some(self.optim.step(lr, model, grads));
-            let values: Vec<f32> = Tensor::cat(vec![parts.total, parts.bce, parts.quantisation], 0)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Numeric(format!("reading the loss: {e:?}")))?;
+                _ => {
+                    let lr = schedule.rate(base, epoch, step, epochs, steps);
+                    let (model, values) =
+                        self.pgd_step(model, images, targets, idx, &labels, lr, epoch, step)?;
+                    (model, values, lr)
+                }
+            };
+            self.model = Some(model);
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(Error::Numeric(format!(
                     "training diverged: loss is {} at epoch {} step {step}; lower --lr",
@@ -326,6 +343,110 @@ impl Trainer {
         Ok(stats)
     }
 
+    /// One optimiser step of standard training, or of CgAT/SAAT: inner PGD away from the batch's
+    /// centre/mainstay codes, the target-code term added to the hashing loss, and the batch's
+    /// rows of B refreshed. Returns the updated model and (total, BCE, quantisation).
+    #[allow(clippy::too_many_arguments)]
+    fn pgd_step(
+        &mut self,
+        model: HashNet,
+        images: Tensor<4>,
+        targets: Tensor<2>,
+        idx: &[usize],
+        labels: &[LabelSet],
+        lr: f64,
+        epoch: usize,
+        step: usize,
+    ) -> Result<(HashNet, [f32; 3])> {
+        let logits = model.logits(images.clone());
+        let mut parts = self.loss.forward(logits.clone(), targets);
+        if let Some(adv) = &self.config.adversarial
+            && let Some(budget) = adv.inner_pgd()
+        {
+            let codes = self
+                .train_codes
+                .as_mut()
+                .expect("codes encoded for CgAT/SAAT");
+            let target = match adv {
+                AdvTraining::Saat { .. } => mainstay_codes(&codes.codes, &codes.labels)?,
+                _ => centre_codes(&codes.codes, &codes.labels)?,
+            };
+            let flat = target.signs_for(labels)?;
+            let shape = [idx.len(), self.config.model.bits];
+            let c_inner =
+                Tensor::<2>::from_data(TensorData::new(flat.clone(), shape), &self.inner_device);
+            let c = Tensor::<2>::from_data(TensorData::new(flat, shape), &self.device);
+            // Inner maximisation on an eval-mode copy: push f(x_adv) away from c.
+            let seed = self.config.seed ^ ((epoch as u64) << 32 | step as u64);
+            let x_adv = pgd(
+                &model.valid(),
+                images.inner(),
+                &Objective::Untargeted { original: c_inner },
+                &budget,
+                false,
+                seed,
+                |_| {},
+            )?;
+            let f_adv = model.forward(x_adv.autodiff());
+            let extra = match *adv {
+                AdvTraining::Saat { lambda, mu, .. } => mainstay_objective(f_adv, c, lambda, mu),
+                _ => centre_alignment(f_adv, c),
+            };
+            parts.total = parts.total + extra;
+            // Refresh B with this batch's codes.
+            let z = read_floats(logits.detach(), "codes")?;
+            for (row, &i) in z.chunks(self.config.model.bits).zip(idx) {
+                codes.codes.set_signs(codes.position[&i], row);
+            }
+        }
+        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+        let model = self.optim.step(lr, model, grads);
+        Ok((model, loss_values(parts)?))
+    }
+
+    /// FreeAT on one mini-batch: `replays` optimiser steps on x + δ, each also moving δ by
+    /// eps·sign(∇ₓ L_hash) from the same backward pass; δ is kept for the next mini-batch (cut
+    /// or zero-filled when the batch size differs). Returns the model and the mean losses.
+    fn free_replays(
+        &mut self,
+        mut model: HashNet,
+        images: Tensor<4>,
+        targets: Tensor<2>,
+        eps: f32,
+        replays: usize,
+        rate: impl Fn(usize) -> f64,
+    ) -> Result<(HashNet, [f32; 3])> {
+        let clean = images.inner();
+        let dims = clean.dims();
+        let mut delta = match self.free_delta.take() {
+            Some(d) if d.dims() == dims => d,
+            Some(d) if d.dims()[0] > dims[0] && d.dims()[1..] == dims[1..] => {
+                d.narrow(0, 0, dims[0])
+            }
+            _ => Tensor::<4>::zeros(dims, &self.inner_device),
+        };
+        let mut sums = [0f32; 3];
+        for r in 0..replays {
+            let x = (clean.clone() + delta.clone())
+                .clamp(0.0, 1.0)
+                .autodiff()
+                .require_grad();
+            let parts = self.loss.forward(model.logits(x.clone()), targets.clone());
+            let grads = parts.total.backward();
+            let gx = x.grad(&grads).ok_or_else(|| {
+                Error::Numeric("no input gradient: the model is not differentiable here".into())
+            })?;
+            delta = free_ascent(delta, gx, eps);
+            let grads = GradientsParams::from_grads(grads, &model);
+            model = self.optim.step(rate(r), model, grads);
+            for (s, v) in sums.iter_mut().zip(loss_values(parts)?) {
+                *s += v / replays as f32;
+            }
+        }
+        self.free_delta = Some(delta);
+        Ok((model, sums))
+    }
+
     /// The model and optimiser state as bytes, for a checkpoint.
     pub fn checkpoint(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         // `valid()` first: it folds batch norm's per-thread running statistics into the record.
@@ -349,25 +470,7 @@ impl Trainer {
         optim: Vec<u8>,
         history: Vec<EpochStats>,
     ) -> Result<()> {
-        let fresh = self.model.take().expect("model present between steps");
-        let record =
-            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(model))
-                .map_err(|e| {
-                    Error::record("checkpoint", format!("model record unreadable: {e}"))
-                })?;
-        let loaded = fresh.clone().try_load_record(record).map_err(|e| {
-            Error::record(
-                "checkpoint",
-                format!("model record does not fit the configured network: {e}"),
-            )
-        });
-        match loaded {
-            Ok(m) => self.model = Some(m),
-            Err(e) => {
-                self.model = Some(fresh);
-                return Err(e);
-            }
-        }
+        self.load_model_bytes(model, "checkpoint")?;
         let optim_state = std::mem::replace(&mut self.optim, AdamConfig::new().init());
         self.optim = optim_state
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
@@ -377,6 +480,28 @@ impl Trainer {
         self.history = history;
         Ok(())
     }
+}
+
+/// FreeAT's perturbation update: a signed step of eps up the gradient of the loss the
+/// parameters descend, clipped back to the L∞ ball.
+fn free_ascent(delta: Tensor<4>, grad: Tensor<4>, eps: f32) -> Tensor<4> {
+    (delta + grad.sign() * eps as f64).clamp(-eps as f64, eps as f64)
+}
+
+/// Reads a tensor's values (for losses and codes).
+fn read_floats<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Numeric(format!("reading the {what}: {e:?}")))
+}
+
+/// (total, BCE, quantisation) of a loss as numbers.
+fn loss_values(parts: crate::loss::CsqLossParts) -> Result<[f32; 3]> {
+    let v = read_floats(
+        Tensor::cat(vec![parts.total, parts.bce, parts.quantisation], 0),
+        "loss",
+    )?;
+    Ok([v[0], v[1], v[2]])
 }
 
 #[cfg(test)]
@@ -516,7 +641,7 @@ mod tests {
             &mut ChaCha8Rng::seed_from_u64(0),
             &device,
         );
-        let budget = AdvTraining::cgat().budget();
+        let budget = AdvTraining::cgat().inner_pgd().unwrap();
         let objective = Objective::Untargeted {
             original: c.clone(),
         };
@@ -529,6 +654,129 @@ mod tests {
         let (before, after) = (align(x), align(adv));
         // The inner loss −mean(f(x_adv) ⊙ c) rises.
         assert!(after < before, "alignment {before} -> {after}");
+    }
+
+    #[test]
+    fn freeat_keeps_delta_in_the_ball_and_its_step_raises_the_hashing_loss() {
+        let set = quadrants(12);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let eps = 8.0 / 255.0;
+        let config = tiny_config(3).with_adversarial(Some(AdvTraining::Free { eps, replays: 3 }));
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut trainer = Trainer::new(config, centres.clone(), &device).unwrap();
+        let mut steps = 0;
+        for _ in 0..3 {
+            let stats = trainer.train_epoch(&set, &idx, |_| steps += 1).unwrap();
+            assert!(stats.loss.is_finite(), "{stats:?}");
+        }
+        assert_eq!(
+            steps,
+            3 * 3,
+            "one progress call per mini-batch, not per replay"
+        );
+        let delta = read_floats(trainer.free_delta.clone().unwrap(), "delta").unwrap();
+        assert!(delta.iter().all(|d| d.abs() <= eps + 1e-6));
+        assert!(delta.iter().any(|d| d.abs() > eps / 2.0), "δ never moved");
+
+        // One ascent step from δ = 0 on the trained model raises the loss it ascends.
+        let model = trainer.model().valid();
+        let x = to_tensor(
+            &set,
+            &idx[..16],
+            Augment::NONE,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            &device,
+        );
+        let labels: Vec<_> = idx[..16].iter().map(|&i| set.labels[i]).collect();
+        let targets = centres.targets(&labels, &device);
+        let loss = |images: Tensor<4>| {
+            trainer
+                .loss
+                .forward(model.logits(images), targets.clone())
+                .total
+                .into_scalar::<f32>()
+        };
+        let xa = x.clone().autodiff().require_grad();
+        let parts = trainer.loss.forward(
+            model.logits(xa.clone()),
+            centres.targets(&labels, &xa.device()),
+        );
+        let grad = xa.grad(&parts.total.backward()).unwrap();
+        let step = free_ascent(Tensor::zeros(x.dims(), &device), grad, eps);
+        let (before, after) = (loss(x.clone()), loss((x + step).clamp(0.0, 1.0)));
+        assert!(after > before, "loss {before} -> {after}");
+    }
+
+    #[test]
+    fn a_resumed_run_continues_on_the_same_step_schedule_and_weights() {
+        let set = quadrants(8);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        for adversarial in [None, Some(AdvTraining::free(2)), Some(AdvTraining::cgat())] {
+            let config = tiny_config(2).with_adversarial(adversarial.clone());
+            let mut straight = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            straight.train_epoch(&set, &idx, |_| {}).unwrap();
+            let mut expected = Vec::new();
+            straight
+                .train_epoch(&set, &idx, |s| expected.push((s.epoch, s.step, s.lr)))
+                .unwrap();
+
+            let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            first.train_epoch(&set, &idx, |_| {}).unwrap();
+            let (model, optim) = first.checkpoint().unwrap();
+            let mut resumed = Trainer::new(config, centres.clone(), &device).unwrap();
+            resumed
+                .restore(model, optim, first.history.clone())
+                .unwrap();
+            let mut seen = Vec::new();
+            resumed
+                .train_epoch(&set, &idx, |s| seen.push((s.epoch, s.step, s.lr)))
+                .unwrap();
+            assert_eq!(seen, expected, "{adversarial:?}");
+            assert_eq!(resumed.epochs_done(), 2);
+            if adversarial.is_none() {
+                // Standard training resumes bit for bit (FreeAT's δ and CgAT's codes B restart
+                // from the resumed model, so those runs only follow the same schedule).
+                let x = to_tensor(
+                    &set,
+                    &idx[..4],
+                    Augment::NONE,
+                    &mut ChaCha8Rng::seed_from_u64(0),
+                    &device,
+                );
+                let a = read_floats(straight.model().valid().forward(x.clone()), "a").unwrap();
+                let b = read_floats(resumed.model().valid().forward(x), "b").unwrap();
+                for (p, q) in a.iter().zip(&b) {
+                    assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn starting_from_trained_weights_copies_them_once() {
+        let set = quadrants(8);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut base = Trainer::new(tiny_config(1), centres.clone(), &device).unwrap();
+        base.train_epoch(&set, &idx, |_| {}).unwrap();
+        let mut tuned = Trainer::new(tiny_config(1).with_seed(5), centres, &device).unwrap();
+        tuned.start_from(&base.model().valid()).unwrap();
+        let x = to_tensor(
+            &set,
+            &idx[..4],
+            Augment::NONE,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            &device,
+        );
+        let a = read_floats(base.model().valid().forward(x.clone()), "a").unwrap();
+        let b = read_floats(tuned.model().valid().forward(x), "b").unwrap();
+        assert_eq!(a, b);
+        tuned.train_epoch(&set, &idx, |_| {}).unwrap();
+        assert!(tuned.start_from(&base.model().valid()).is_err());
     }
 
     #[test]
