@@ -40,7 +40,8 @@ enum Command {
     /// Calibrate UMCD and the baselines on benign data, attack the queries, measure detection.
     Detect(commands::detect::DetectArgs),
     /// Reproduce the UMCD paper's Tables 1 and 2 (detection: Markdown, JSON, ROC and
-    /// histogram PNGs) or, with --table 3, its adversarial-training table.
+    /// histogram PNGs), its adversarial-training table (--table 3) or the white-box study
+    /// (--table 4: Fig. 5 and Table 4).
     Reproduce(commands::detect::ReproduceArgs),
 }
 

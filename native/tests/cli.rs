@@ -811,3 +811,97 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         "drop --bits",
     );
 }
+
+#[test]
+fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
+    let work = tempfile::tempdir().unwrap();
+    let base = detection_run(work.path());
+    let out_dir = work.path().join("wb");
+    let mut args = vec![
+        "reproduce",
+        "--whitebox",
+        "--run",
+        s(&base),
+        "--out",
+        s(&out_dir),
+        "--lambda1",
+        "0,0.01",
+        "--lambda2",
+        "0.3",
+        "--apgd-steps",
+        "3",
+        "--restarts",
+        "2",
+    ];
+    args.extend(SMALL_DETECT);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("whitebox.json")).unwrap()).unwrap();
+    let lambdas: Vec<f64> = report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["lambda1"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        lambdas.len(),
+        3,
+        "Table 4's λ1 joins the sweep: {lambdas:?}"
+    );
+    assert!((lambdas[1] - 0.0075).abs() < 1e-6);
+    for p in report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["apgd_points"].as_array().unwrap())
+    {
+        for v in [
+            &p["success_rate"],
+            &p["umcd"]["tpr_at_fpr_0_1"],
+            &p["meanblur"]["tpr_at_fpr_0_2"],
+            &p["umcd_criterion_auc"][2],
+        ] {
+            let v = v.as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{p}");
+        }
+    }
+    assert_eq!(report["apgd_points"].as_array().unwrap().len(), 1);
+    let md = std::fs::read_to_string(out_dir.join("whitebox.md")).unwrap();
+    assert!(
+        md.contains("Table 4 analogue") && md.contains("APGD-3x2"),
+        "{md}"
+    );
+    let png = std::fs::read(out_dir.join("fig5_lambda2_0.3.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_clean_error(
+        &run(&[
+            "reproduce",
+            "--table",
+            "3",
+            "--whitebox",
+            "--run",
+            s(&base),
+            "--out",
+            s(&out_dir),
+        ]),
+        "name different tables",
+    );
+    assert_clean_error(
+        &run(&[
+            "reproduce",
+            "--whitebox",
+            "--lambda1",
+            "nan",
+            "--run",
+            s(&base),
+            "--out",
+            s(&out_dir),
+        ]),
+        "must be non-negative numbers",
+    );
+}

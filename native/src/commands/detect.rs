@@ -35,6 +35,7 @@ use crate::plot::{histogram, line_plot};
 use crate::progress::{bar, log};
 
 mod robustness;
+mod whitebox;
 
 /// Flags shared by `detect` and `reproduce`.
 #[derive(Args, Debug, Clone)]
@@ -126,15 +127,21 @@ pub struct ReproduceArgs {
     /// L∞ budget of the ablation (Table 2; the paper: 32/255).
     #[arg(long, default_value = "32/255", value_parser = parse_fraction)]
     ablation_eps: f32,
-    /// Which table: 1 or 2 (detection, computed together; the default) or 3 (adversarial
-    /// training: trains FreeAT, CgAT and SAAT from --run, then attacks every model).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    /// Which table: 1 or 2 (detection, computed together; the default), 3 (adversarial
+    /// training: trains FreeAT, CgAT and SAAT from --run, then attacks every model) or 4 (the
+    /// white-box attacker, with the Fig. 5 sweep).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     table: Option<u8>,
     /// Same as --table 3.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "whitebox")]
     robustness: bool,
+    /// Same as --table 4.
+    #[arg(long)]
+    whitebox: bool,
     #[command(flatten)]
     adversarial_training: robustness::RobustnessArgs,
+    #[command(flatten)]
+    white_box: whitebox::WhiteboxArgs,
 }
 
 /// Per detector and attack: the paper's Table 1 metrics.
@@ -190,7 +197,7 @@ struct Crafted {
 pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
     let ctx = Loaded::load(c, &selected)?;
-    let bench = Bench::prepare(&ctx, c, &selected, false)?;
+    let bench = Bench::prepare(&ctx, c, &selected, None)?;
     let mut results = Vec::new();
     let mut crafted = Vec::new();
     for &m in &args.attack {
@@ -227,11 +234,18 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
     let c = &args.common;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    if args.robustness || args.table == Some(3) {
-        return robustness::run(c, &args.adversarial_training, &args.out, &selected);
+    match (args.table, args.robustness, args.whitebox) {
+        (Some(3) | None, true, false) | (Some(3), false, false) => {
+            return robustness::run(c, &args.adversarial_training, &args.out, &selected);
+        }
+        (Some(4) | None, false, true) | (Some(4), false, false) => {
+            return whitebox::run(c, &args.white_box, &args.out, &selected);
+        }
+        (None | Some(1 | 2), false, false) => {}
+        _ => bail!("--table, --robustness and --whitebox name different tables: pass one"),
     }
     let ctx = Loaded::load(c, &selected)?;
-    let bench = Bench::prepare(&ctx, c, &selected, false)?;
+    let bench = Bench::prepare(&ctx, c, &selected, None)?;
     let methods = [Method::Pgd, Method::Dhta, Method::Cw];
     let mut results = Vec::new();
     let mut crafted = Vec::new();
@@ -358,13 +372,14 @@ fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
 
 impl<'a> Bench<'a> {
     /// Chooses UMCD's k and blur and calibrates the detectors on benign data: every detector
-    /// of Table 1, or UMCD alone with `umcd_only`.
+    /// of Table 1 with `baselines` `None`, else the named baselines, and UMCD last.
     fn prepare(
         ctx: &'a Loaded,
         c: &DetectionArgs,
         selected: &Selected,
-        umcd_only: bool,
+        baselines: Option<&[&str]>,
     ) -> Result<Self> {
+        let wanted = |name: &str| baselines.is_none_or(|b| b.contains(&name));
         let device = &selected.device;
         let (model, set, split, index) = (&ctx.model, &ctx.set, &ctx.split, &ctx.index);
         let shape = set.shape();
@@ -460,7 +475,7 @@ impl<'a> Bench<'a> {
 
         let lid_ids: Vec<usize> = lid_pos.iter().map(|&p| split.database[p]).collect();
         let mut detectors: Vec<Box<dyn Detector + 'a>> = Vec::new();
-        if !umcd_only {
+        if wanted("LID") {
             let lid_pixels = set.pixels_f32(&lid_ids);
             let lid = Lid::fit(
                 model,
@@ -479,19 +494,21 @@ impl<'a> Bench<'a> {
                 device,
             )?;
             detectors.push(Box::new(lid));
-            for (name, filter) in [
-                ("FS-Median", Filter::Median { size: 2 }),
-                (
-                    "FS-NLM",
-                    Filter::NonLocalMeans {
-                        search: 13,
-                        patch: 3,
-                        h: 2.0,
-                    },
-                ),
-                ("FS-Adaptive", Filter::Adaptive),
-                ("MeanBlur", Filter::MeanBlur { size: blur }),
-            ] {
+        }
+        for (name, filter) in [
+            ("FS-Median", Filter::Median { size: 2 }),
+            (
+                "FS-NLM",
+                Filter::NonLocalMeans {
+                    search: 13,
+                    patch: 3,
+                    h: 2.0,
+                },
+            ),
+            ("FS-Adaptive", Filter::Adaptive),
+            ("MeanBlur", Filter::MeanBlur { size: blur }),
+        ] {
+            if wanted(name) {
                 detectors.push(Box::new(FeatureSqueeze::new(name, filter)?));
             }
         }

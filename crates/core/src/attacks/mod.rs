@@ -1,11 +1,17 @@
 //! Adversarial attacks on deep hashing, all in pixel space under an L∞ (PGD family) or L2
 //! (CW) budget: untargeted PGD in the UMCD paper's form and HAG's masked loss, targeted DHTA
-//! with component-voting anchors, and untargeted Carlini-Wagner. Images stay in `[0, 1]`.
+//! with component-voting anchors, untargeted Carlini-Wagner, and the white-box attacker who
+//! knows UMCD. Images stay in `[0, 1]`.
 
+mod adaptive;
 mod anchor;
 mod cw;
 mod pgd;
 
+pub use adaptive::{
+    AdaptiveTerms, AdaptiveWeights, StepRule, adaptive_attack, adaptive_loss, apgd_checkpoints,
+    bpda,
+};
 pub use anchor::{choose_target_labels, target_anchor};
 pub use cw::{CwConfig, cw_untargeted};
 pub use pgd::{Budget, Objective, objective_loss, pgd};

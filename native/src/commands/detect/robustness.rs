@@ -203,7 +203,7 @@ fn evaluate(
     let mut c = c.clone();
     c.run = run.to_path_buf();
     let ctx = Loaded::load(&c, selected)?;
-    let bench = Bench::prepare(&ctx, &c, selected, true)?;
+    let bench = Bench::prepare(&ctx, &c, selected, Some(&[]))?;
     let mut pgd = Vec::new();
     let mut strongest = None;
     let mut clean_map = 0.0;
