@@ -43,6 +43,8 @@ enum Command {
     /// histogram PNGs), its adversarial-training table (--table 3) or the white-box study
     /// (--table 4: Fig. 5 and Table 4).
     Reproduce(commands::detect::ReproduceArgs),
+    /// Export a run's model and a sample of its database for the browser demo (web/assets).
+    ExportWeb(commands::export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             Command::Attack(args) => commands::attack::run(args, selected),
             Command::Detect(args) => commands::detect::run_detect(args, selected),
             Command::Reproduce(args) => commands::detect::run_reproduce(args, selected),
+            Command::ExportWeb(args) => commands::export::run(args, selected),
         }
     })();
     match result {

@@ -5,6 +5,7 @@
 pub mod adv_train;
 pub mod attacks;
 pub mod data;
+pub mod demo;
 pub mod detectors;
 pub mod error;
 pub mod filters;

@@ -198,25 +198,10 @@ impl RunDir {
             ),
             _ => Error::io(&path, e),
         })?;
-        let record =
-            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-                .map_err(|e| {
-                    Error::record(
-                        &path,
-                        format!("corrupt model record ({e}); retrain or restore it"),
-                    )
-                })?;
         config
             .train
             .model
-            .init(device)
-            .try_load_record(record)
-            .map_err(|e| {
-                Error::record(
-                    &path,
-                    format!("model record does not fit config.json ({e})"),
-                )
-            })
+            .load(bytes, device, &path.display().to_string())
     }
 
     /// Writes `checkpoint.bin`.

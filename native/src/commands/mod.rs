@@ -4,6 +4,7 @@ pub mod attack;
 pub mod detect;
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod train;
 
 use std::path::Path;

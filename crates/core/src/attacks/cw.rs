@@ -65,77 +65,20 @@ pub fn cw_untargeted(
         )));
     }
     let clean = images.detach();
-    let [b, c, h, w_] = clean.dims();
-    let k = original.dims()[1];
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
-    // atanh(2x − 1), with x kept off {0, 1} so w is finite.
-    let y = clean.clone().clamp(1e-6, 1.0 - 1e-6) * 2.0 - 1.0;
-    let w0 = ((y.clone() + 1.0) / (-y + 1.0)).log() * 0.5;
-    let mut best = clean.clone();
-    let mut best_l2 = vec![f32::INFINITY; b];
+    let b = clean.dims()[0];
+    let mut keeper = BestKeeper::new(clean.clone(), original.dims()[1]);
     let mut cs = vec![config.c; b];
     let (mut lo, mut hi) = (vec![0f32; b], vec![f32::INFINITY; b]);
     for round in 0..=config.search_steps {
-        let c_col = Tensor::<1>::from_floats(cs.as_slice(), &clean.device()).reshape([b, 1]);
-        let mut w = w0.clone();
-        let mut m = w.zeros_like();
-        let mut v = w.zeros_like();
+        let mut stepper = CwStepper::new(clean.clone(), original.clone(), config, &cs);
         let mut won = vec![false; b];
         for step in 0..config.steps {
-            let wa = w.clone().autodiff().require_grad();
-            let x = (wa.clone().tanh() + 1.0) / 2.0;
-            let f = (model.logits(x.clone()) * config.relax as f64).tanh();
-            let l2 = (x.clone() - clean.clone())
-                .powi_scalar(2)
-                .flatten::<2>(1, 3)
-                .sum_dim(1);
-            let hash = ((f.clone() * original.clone()).sum_dim(1) / k as f64 + config.kappa as f64)
-                .clamp_min(0.0);
-            let loss = (l2.clone() + hash * c_col.clone()).sum();
-            let grads = loss.backward();
-            let g = wa
-                .grad(&grads)
-                .ok_or_else(|| Error::Numeric("no gradient for the CW variable".into()))?;
-
-            // Keep the smallest successful perturbation seen so far.
-            let x_now = x.inner();
-            let flips: Vec<f32> = sign_codes(f.inner())
-                .not_equal(original.clone())
-                .float()
-                .sum_dim(1)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Numeric(format!("{e:?}")))?;
-            let l2s: Vec<f32> = l2
-                .inner()
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Numeric(format!("{e:?}")))?;
-            let improved: Vec<f32> = (0..b)
-                .map(|i| {
-                    let success = flips[i] > k as f32 / 2.0;
-                    won[i] |= success;
-                    let ok = success && l2s[i] < best_l2[i];
-                    if ok {
-                        best_l2[i] = l2s[i];
-                    }
-                    ok as u8 as f32
-                })
-                .collect();
-            if improved.iter().any(|&u| u > 0.0) {
-                let mask = Tensor::<1>::from_floats(improved.as_slice(), &clean.device())
-                    .reshape([b, 1, 1, 1])
-                    .expand([b, c, h, w_]);
-                best = best.clone() * (mask.clone().neg() + 1.0) + x_now * mask;
+            let probe = stepper.step(model)?;
+            let flips = read(probe.flips)?;
+            let l2s = read(probe.l2)?;
+            for (w, s) in won.iter_mut().zip(keeper.offer(probe.x, &flips, &l2s)) {
+                *w |= s;
             }
-
-            // Adam update of w.
-            let t = (step + 1) as i32;
-            m = m * b1 + g.clone() * (1.0 - b1);
-            v = v * b2 + g.powi_scalar(2) * (1.0 - b2);
-            let m_hat = m.clone() / (1.0 - b1.powi(t));
-            let v_hat = v.clone() / (1.0 - b2.powi(t));
-            w = w - m_hat / (v_hat.sqrt() + eps) * config.lr as f64;
             on_step(round * config.steps + step);
         }
         // Binary search on c, per image.
@@ -153,7 +96,152 @@ pub fn cw_untargeted(
             }
         }
     }
-    Ok((best, best_l2.iter().map(|l| l.is_finite()).collect()))
+    Ok(keeper.into_best())
+}
+
+fn read(t: Tensor<1>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Numeric(format!("{e:?}")))
+}
+
+/// What one CW step evaluated, for the caller to read back (synchronously, or asynchronously
+/// in the browser) and hand to [`BestKeeper::offer`].
+pub struct CwProbe {
+    /// The iterate the step started from, `[batch, c, h, w]`.
+    pub x: Tensor<4>,
+    /// Bits of its code that differ from `h(x)`, `[batch]`.
+    pub flips: Tensor<1>,
+    /// Its squared L2 distance to the clean image, `[batch]`.
+    pub l2: Tensor<1>,
+}
+
+/// One round of CW at fixed per-image weights `c`, one Adam step at a time.
+pub struct CwStepper {
+    clean: Tensor<4>,
+    original: Tensor<2>,
+    config: CwConfig,
+    c_col: Tensor<2>,
+    w: Tensor<4>,
+    m: Tensor<4>,
+    v: Tensor<4>,
+    done: usize,
+}
+
+impl CwStepper {
+    /// Starts at the clean image with weight `cs[i]` for image `i`.
+    pub fn new(images: Tensor<4>, original: Tensor<2>, config: &CwConfig, cs: &[f32]) -> Self {
+        let clean = images.detach();
+        let b = clean.dims()[0];
+        // atanh(2x − 1), with x kept off {0, 1} so w is finite.
+        let y = clean.clone().clamp(1e-6, 1.0 - 1e-6) * 2.0 - 1.0;
+        let w = ((y.clone() + 1.0) / (-y + 1.0)).log() * 0.5;
+        let c_col = Tensor::<1>::from_floats(cs, &clean.device()).reshape([b, 1]);
+        Self {
+            m: w.zeros_like(),
+            v: w.zeros_like(),
+            w,
+            c_col,
+            clean,
+            original,
+            config: *config,
+            done: 0,
+        }
+    }
+
+    /// One Adam step on `w`; returns what the step evaluated (before moving).
+    pub fn step(&mut self, model: &HashNet) -> Result<CwProbe> {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let k = self.original.dims()[1];
+        let wa = self.w.clone().autodiff().require_grad();
+        let x = (wa.clone().tanh() + 1.0) / 2.0;
+        let f = (model.logits(x.clone()) * self.config.relax as f64).tanh();
+        let l2 = (x.clone() - self.clean.clone())
+            .powi_scalar(2)
+            .flatten::<2>(1, 3)
+            .sum_dim(1);
+        let hash = ((f.clone() * self.original.clone()).sum_dim(1) / k as f64
+            + self.config.kappa as f64)
+            .clamp_min(0.0);
+        let loss = (l2.clone() + hash * self.c_col.clone()).sum();
+        let grads = loss.backward();
+        let g = wa
+            .grad(&grads)
+            .ok_or_else(|| Error::Numeric("no gradient for the CW variable".into()))?;
+        let flips = sign_codes(f.inner())
+            .not_equal(self.original.clone())
+            .float()
+            .sum_dim(1)
+            .flatten::<1>(0, 1);
+        let t = (self.done + 1) as i32;
+        self.m = self.m.clone() * b1 + g.clone() * (1.0 - b1);
+        self.v = self.v.clone() * b2 + g.powi_scalar(2) * (1.0 - b2);
+        let m_hat = self.m.clone() / (1.0 - b1.powi(t));
+        let v_hat = self.v.clone() / (1.0 - b2.powi(t));
+        self.w = self.w.clone() - m_hat / (v_hat.sqrt() + eps) * self.config.lr as f64;
+        self.done += 1;
+        Ok(CwProbe {
+            x: x.inner(),
+            flips,
+            l2: l2.inner().flatten::<1>(0, 1),
+        })
+    }
+
+    /// Steps taken.
+    pub fn steps_done(&self) -> usize {
+        self.done
+    }
+}
+
+/// CW's memory: per image, the smallest perturbation whose code is more than K/2 bits away.
+pub struct BestKeeper {
+    best: Tensor<4>,
+    best_l2: Vec<f32>,
+    bits: usize,
+}
+
+impl BestKeeper {
+    /// Starts with the clean images (and no success), for `bits`-bit codes.
+    pub fn new(clean: Tensor<4>, bits: usize) -> Self {
+        let b = clean.dims()[0];
+        Self {
+            best: clean,
+            best_l2: vec![f32::INFINITY; b],
+            bits,
+        }
+    }
+
+    /// Considers iterate `x` with its code flips and squared L2 norms; returns per image
+    /// whether `x` is a success (more than K/2 bits flipped), whether or not it is kept.
+    pub fn offer(&mut self, x: Tensor<4>, flips: &[f32], l2s: &[f32]) -> Vec<bool> {
+        let [b, c, h, w] = x.dims();
+        let k = self.bits as f32;
+        let mut success = Vec::with_capacity(b);
+        let improved: Vec<f32> = (0..b)
+            .map(|i| {
+                let s = flips[i] > k / 2.0;
+                success.push(s);
+                let ok = s && l2s[i] < self.best_l2[i];
+                if ok {
+                    self.best_l2[i] = l2s[i];
+                }
+                ok as u8 as f32
+            })
+            .collect();
+        if improved.iter().any(|&u| u > 0.0) {
+            let mask = Tensor::<1>::from_floats(improved.as_slice(), &x.device())
+                .reshape([b, 1, 1, 1])
+                .expand([b, c, h, w]);
+            self.best = self.best.clone() * (mask.clone().neg() + 1.0) + x * mask;
+        }
+        success
+    }
+
+    /// The best images and, per image, whether any success was found.
+    pub fn into_best(self) -> (Tensor<4>, Vec<bool>) {
+        let ok = self.best_l2.iter().map(|l| l.is_finite()).collect();
+        (self.best, ok)
+    }
 }
 
 #[cfg(test)]

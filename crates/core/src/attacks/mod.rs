@@ -13,8 +13,8 @@ pub use adaptive::{
     bpda,
 };
 pub use anchor::{choose_target_labels, target_anchor};
-pub use cw::{CwConfig, cw_untargeted};
-pub use pgd::{Budget, Objective, objective_loss, pgd};
+pub use cw::{BestKeeper, CwConfig, CwProbe, CwStepper, cw_untargeted};
+pub use pgd::{Budget, Objective, PgdStepper, objective_loss, pgd};
 
 use burn::prelude::*;
 

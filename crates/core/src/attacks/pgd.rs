@@ -100,6 +100,96 @@ pub fn objective_loss(objective: &Objective, f: Tensor<2>) -> Tensor<1> {
     }
 }
 
+/// PGD one iteration at a time, for callers that must not block (the browser app steps it
+/// from its frame loop). A step only records tensor operations: nothing is read back.
+pub struct PgdStepper {
+    x: Tensor<4>,
+    lower: Tensor<4>,
+    upper: Tensor<4>,
+    objective: Objective,
+    budget: Budget,
+    alpha_schedule: bool,
+    done: usize,
+}
+
+impl PgdStepper {
+    /// Starts from `images` (or a seeded uniform point of the ball with `random_start`); see
+    /// [`pgd`] for the arguments.
+    pub fn new(
+        images: Tensor<4>,
+        objective: Objective,
+        budget: Budget,
+        alpha_schedule: bool,
+        seed: u64,
+    ) -> Result<Self> {
+        budget.validate()?;
+        let clean = images.detach();
+        let device = clean.device();
+        let lower = (clean.clone() - budget.eps as f64).clamp_min(0.0);
+        let upper = (clean.clone() + budget.eps as f64).clamp_max(1.0);
+        let mut x = clean.clone();
+        if budget.random_start {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let noise: Vec<f32> = (0..clean.shape().num_elements())
+                .map(|_| rng.random_range(-budget.eps..=budget.eps))
+                .collect();
+            let noise = Tensor::<4>::from_data(TensorData::new(noise, clean.shape()), &device);
+            x = (x + noise).max_pair(lower.clone()).min_pair(upper.clone());
+        }
+        Ok(Self {
+            x,
+            lower,
+            upper,
+            objective,
+            budget,
+            alpha_schedule,
+            done: 0,
+        })
+    }
+
+    /// One signed-gradient step (a no-op once all `budget.steps` are done).
+    pub fn step(&mut self, model: &HashNet) -> Result<()> {
+        if self.finished() {
+            return Ok(());
+        }
+        let i = self.done;
+        let xa = self.x.clone().autodiff().require_grad();
+        let logits = model.logits(xa.clone());
+        let top = self.budget.relax as f64;
+        let alpha = if self.alpha_schedule {
+            0.1 + (top - 0.1).max(0.0) * i as f64 / (self.budget.steps.max(2) - 1) as f64
+        } else {
+            top
+        };
+        let f = (logits * alpha).tanh();
+        let loss = objective_loss(&self.objective, f);
+        let grads = loss.backward();
+        let grad = xa.grad(&grads).ok_or_else(|| {
+            Error::Numeric("no input gradient: the model is not differentiable here".into())
+        })?;
+        self.x = (self.x.clone() - grad.sign() * self.budget.step as f64)
+            .max_pair(self.lower.clone())
+            .min_pair(self.upper.clone());
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Steps taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.done
+    }
+
+    /// Whether every step of the budget has been taken.
+    pub fn finished(&self) -> bool {
+        self.done >= self.budget.steps
+    }
+
+    /// The current adversarial batch (no autodiff).
+    pub fn current(&self) -> Tensor<4> {
+        self.x.clone()
+    }
+}
+
 /// Runs PGD from `images` and returns the adversarial batch (on `images`' device, without
 /// autodiff). `alpha_schedule` relaxes `f = tanh(α z)` with α ramped linearly from 0.1 to
 /// `budget.relax` over the steps (DHTA's schedule); otherwise α = `budget.relax` throughout
@@ -117,41 +207,12 @@ pub fn pgd(
     seed: u64,
     mut on_step: impl FnMut(usize),
 ) -> Result<Tensor<4>> {
-    budget.validate()?;
-    let clean = images.detach();
-    let device = clean.device();
-    let lower = (clean.clone() - budget.eps as f64).clamp_min(0.0);
-    let upper = (clean.clone() + budget.eps as f64).clamp_max(1.0);
-    let mut x = clean.clone();
-    if budget.random_start {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let noise: Vec<f32> = (0..clean.shape().num_elements())
-            .map(|_| rng.random_range(-budget.eps..=budget.eps))
-            .collect();
-        let noise = Tensor::<4>::from_data(TensorData::new(noise, clean.shape()), &device);
-        x = (x + noise).max_pair(lower.clone()).min_pair(upper.clone());
+    let mut stepper = PgdStepper::new(images, objective.clone(), *budget, alpha_schedule, seed)?;
+    while !stepper.finished() {
+        stepper.step(model)?;
+        on_step(stepper.steps_done() - 1);
     }
-    for i in 0..budget.steps {
-        let xa = x.clone().autodiff().require_grad();
-        let logits = model.logits(xa.clone());
-        let top = budget.relax as f64;
-        let alpha = if alpha_schedule {
-            0.1 + (top - 0.1).max(0.0) * i as f64 / (budget.steps.max(2) - 1) as f64
-        } else {
-            top
-        };
-        let f = (logits * alpha).tanh();
-        let loss = objective_loss(objective, f);
-        let grads = loss.backward();
-        let grad = xa.grad(&grads).ok_or_else(|| {
-            Error::Numeric("no input gradient: the model is not differentiable here".into())
-        })?;
-        x = (x - grad.sign() * budget.step as f64)
-            .max_pair(lower.clone())
-            .min_pair(upper.clone());
-        on_step(i);
-    }
-    Ok(x)
+    Ok(stepper.current())
 }
 
 #[cfg(test)]

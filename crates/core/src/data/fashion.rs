@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::idx::{IdxArray, parse_idx, read_idx};
+#[cfg(feature = "embedded-data")]
+use super::idx::parse_idx;
+use super::idx::{IdxArray, read_idx};
 use super::{ImageSet, LabelSet};
 use crate::{Error, Result};
 

@@ -151,6 +151,26 @@ impl HashNetConfig {
             bits: self.bits,
         }
     }
+
+    /// Builds the network on `device` with the weights of a serialised record (`model.bpk`
+    /// bytes); `origin` names the record in errors.
+    pub fn load(&self, bytes: Vec<u8>, device: &Device, origin: &str) -> Result<HashNet> {
+        self.validate()?;
+        let record =
+            burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| {
+                    crate::Error::record(
+                        origin,
+                        format!("corrupt model record ({e}); retrain or restore it"),
+                    )
+                })?;
+        self.init(device).try_load_record(record).map_err(|e| {
+            crate::Error::record(
+                origin,
+                format!("model record does not fit its configuration ({e})"),
+            )
+        })
+    }
 }
 
 impl HashNet {

@@ -1,0 +1,213 @@
+//! The browser demo's bundle: a database sample of real images with their codes, a gallery of
+//! query images, UMCD's parameters and benign calibration scores. `hashguard export-web` writes
+//! it, the web app embeds it; reading checks every length so a bad file is an error, not garbage.
+
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ImageSet, LabelSet};
+use crate::detectors::UmcdConfig;
+use crate::retrieval::PackedCodes;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"HGDEMO01";
+
+/// Everything about the bundle except the pixels and codes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemoHeader {
+    /// The run the model and codes come from (provenance).
+    pub run: String,
+    /// Code length.
+    pub bits: usize,
+    /// UMCD's k and blur.
+    pub umcd: UmcdConfig,
+    /// Benign UMCD scores of the database images, each leaving itself out of C1: one column
+    /// per criterion (C1, C2, C3), for calibrating thresholds at any FPR.
+    pub benign: Vec<Vec<f32>>,
+    /// `[channels, height, width]` of every image.
+    pub shape: [usize; 3],
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// Labels of the database images.
+    pub database_labels: Vec<LabelSet>,
+    /// Labels of the gallery images.
+    pub gallery_labels: Vec<LabelSet>,
+}
+
+/// A decoded bundle.
+#[derive(Clone, Debug)]
+pub struct DemoBundle {
+    /// Parameters and calibration scores.
+    pub header: DemoHeader,
+    /// The retrieval database.
+    pub database: ImageSet,
+    /// Query images offered in the gallery.
+    pub gallery: ImageSet,
+    /// Codes of the database images, in order.
+    pub codes: PackedCodes,
+}
+
+impl DemoBundle {
+    /// Serialises (gzip of a magic tag, the JSON header, the pixels and the codes).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let header = serde_json::to_vec(&self.header)
+            .map_err(|e| Error::Numeric(format!("serialising the demo header: {e}")))?;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        let codes = self.codes.to_bytes();
+        let mut write = |b: &[u8]| {
+            enc.write_all(b)
+                .map_err(|e| Error::Numeric(format!("compressing the demo bundle: {e}")))
+        };
+        write(MAGIC)?;
+        for part in [&header, &self.database.pixels, &self.gallery.pixels, &codes] {
+            write(&(part.len() as u64).to_le_bytes())?;
+            write(part)?;
+        }
+        enc.finish()
+            .map_err(|e| Error::Numeric(format!("compressing the demo bundle: {e}")))
+    }
+
+    /// Reads a bundle written by [`DemoBundle::to_bytes`], checking its parts agree.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |m: String| {
+            Error::record(
+                "demo bundle",
+                format!("{m}; regenerate it with `hashguard export-web`"),
+            )
+        };
+        let mut raw = Vec::new();
+        GzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .map_err(|e| bad(format!("not a gzip stream ({e})")))?;
+        if raw.len() < 8 || &raw[..8] != MAGIC {
+            return Err(bad("bad magic".into()));
+        }
+        let mut parts = Vec::new();
+        let mut at = 8;
+        for _ in 0..4 {
+            let len = raw
+                .get(at..at + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+                .ok_or_else(|| bad("truncated".into()))?;
+            let part = raw
+                .get(at + 8..at + 8 + len)
+                .ok_or_else(|| bad("truncated".into()))?;
+            parts.push(part);
+            at += 8 + len;
+        }
+        if at != raw.len() {
+            return Err(bad("trailing bytes".into()));
+        }
+        let header: DemoHeader =
+            serde_json::from_slice(parts[0]).map_err(|e| bad(format!("bad header ({e})")))?;
+        let set = |pixels: &[u8], labels: &[LabelSet], what: &str| {
+            ImageSet::new(
+                what,
+                "demo bundle",
+                header.shape,
+                pixels.to_vec(),
+                labels.to_vec(),
+                header.class_names.clone(),
+            )
+            .map_err(|e| bad(e.to_string()))
+        };
+        let database = set(parts[1], &header.database_labels, "database")?;
+        let gallery = set(parts[2], &header.gallery_labels, "gallery")?;
+        let codes = PackedCodes::from_bytes(parts[3], std::path::Path::new("demo bundle"))?;
+        if codes.len() != database.len() || codes.bits() != header.bits {
+            return Err(bad(format!(
+                "{} codes of {} bits for {} database images of a {}-bit model",
+                codes.len(),
+                codes.bits(),
+                database.len(),
+                header.bits
+            )));
+        }
+        if header.benign.len() != 3 || header.benign.iter().any(|c| c.len() != database.len()) {
+            return Err(bad("calibration scores do not cover the database".into()));
+        }
+        if header.umcd.k == 0 || header.umcd.k >= database.len() || header.umcd.blur == 0 {
+            return Err(bad(format!("UMCD parameters {:?} do not fit", header.umcd)));
+        }
+        Ok(Self {
+            header,
+            database,
+            gallery,
+            codes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> DemoBundle {
+        let names: Vec<String> = vec!["a".into(), "b".into()];
+        let labels: Vec<LabelSet> = (0..6).map(|i| LabelSet::single(i % 2)).collect();
+        let database = ImageSet::new(
+            "d",
+            "t",
+            [1, 2, 2],
+            (0..24).collect(),
+            labels.clone(),
+            names.clone(),
+        )
+        .unwrap();
+        let gallery = ImageSet::new(
+            "g",
+            "t",
+            [1, 2, 2],
+            vec![9; 8],
+            labels[..2].to_vec(),
+            names.clone(),
+        )
+        .unwrap();
+        let signs: Vec<f32> = (0..6 * 8)
+            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        DemoBundle {
+            header: DemoHeader {
+                run: "runs/x".into(),
+                bits: 8,
+                umcd: UmcdConfig { k: 2, blur: 2 },
+                benign: vec![vec![0.5; 6]; 3],
+                shape: [1, 2, 2],
+                class_names: names,
+                database_labels: labels.clone(),
+                gallery_labels: labels[..2].to_vec(),
+            },
+            database,
+            gallery,
+            codes: PackedCodes::from_signs(8, &signs),
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_part() {
+        let b = bundle();
+        let back = DemoBundle::from_bytes(&b.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.header, b.header);
+        assert_eq!(back.database.pixels, b.database.pixels);
+        assert_eq!(back.gallery.pixels, b.gallery.pixels);
+        assert_eq!(back.codes, b.codes);
+    }
+
+    #[test]
+    fn damaged_bundles_are_errors() {
+        let bytes = bundle().to_bytes().unwrap();
+        assert!(DemoBundle::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+        assert!(DemoBundle::from_bytes(b"not gzip").is_err());
+        let mut wrong = bundle();
+        wrong.header.benign[1].pop();
+        assert!(DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).is_err());
+        let mut wrong = bundle();
+        wrong.header.bits = 16;
+        let e = DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("export-web"), "{e}");
+    }
+}

@@ -1,0 +1,189 @@
+//! `hashguard export-web`: writes what the browser demo embeds — the run's model
+//! (`model.bpk`, `model.json`) and a bundle of real database images with their codes, gallery
+//! queries, UMCD's parameters and benign calibration scores (`demo.bin`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use clap::Args;
+use hashguard_core::demo::{DemoBundle, DemoHeader};
+use hashguard_core::detectors::{
+    Detector, ImageBatch, Scores, Umcd, UmcdConfig, c1_mean_topk, choose_k,
+};
+use hashguard_core::model::encode_images;
+use hashguard_core::retrieval::{HammingIndex, PackedCodes};
+use hashguard_core::run::{RunDir, write_atomic};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::load_run_data;
+use crate::backend::Selected;
+use crate::progress::bar;
+
+/// Flags of `hashguard export-web`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Run directory written by `hashguard train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Directory to write model.bpk, model.json and demo.bin into (the web app embeds
+    /// web/assets).
+    #[arg(long, default_value = "web/assets")]
+    out: PathBuf,
+    /// Database images to ship (a seeded sample of the run's database).
+    #[arg(long, default_value_t = 2000)]
+    database: usize,
+    /// Gallery query images per class (from the run's queries).
+    #[arg(long, default_value_t = 3)]
+    gallery_per_class: usize,
+    /// UMCD's C1 neighbours; default: chosen on the shipped database by the Theorem-1 rule.
+    #[arg(long)]
+    k: Option<usize>,
+    /// UMCD's C3 mean-blur window (Table 1 chose 2 on Fashion-MNIST).
+    #[arg(long, default_value_t = 2)]
+    blur: usize,
+    /// FPR used to choose k.
+    #[arg(long, default_value_t = 0.05)]
+    fpr: f64,
+    /// Seed of the samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Read the images from this directory instead of the one the run was trained on.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// Runs `hashguard export-web`.
+pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
+    if args.blur == 0 || args.gallery_per_class == 0 {
+        bail!("--blur and --gallery-per-class must be at least 1");
+    }
+    if !(args.fpr > 0.0 && args.fpr < 0.5) {
+        bail!("--fpr {} must lie in (0, 0.5)", args.fpr);
+    }
+    let run = RunDir::open(&args.run)?;
+    let config = run.read_config()?;
+    let model = run.load_model(&config, &selected.device)?.valid();
+    let (set, split) = load_run_data(&config, args.data.as_deref())?;
+    let bits = config.train.model.bits;
+    if args.database < 100 || args.database > split.database.len() {
+        bail!(
+            "--database {} must lie between 100 and the run's {} database images",
+            args.database,
+            split.database.len()
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut db = split.database.clone();
+    db.shuffle(&mut rng);
+    db.truncate(args.database);
+    db.sort_unstable();
+    // Gallery: the first queries of each class, class by class.
+    let mut gallery = Vec::new();
+    for class in 0..set.num_classes() {
+        gallery.extend(
+            split
+                .query
+                .iter()
+                .copied()
+                .filter(|&i| set.labels[i].primary() == Some(class))
+                .take(args.gallery_per_class),
+        );
+    }
+    let database = set.subset(&db);
+    let shape = database.shape();
+    let all: Vec<usize> = (0..database.len()).collect();
+    let pb = bar(database.len() as u64 * 2, "export");
+    let relaxed = encode_images(&model, &database, &all, 128, &selected.device, |n| {
+        pb.inc(n as u64)
+    })?;
+    let codes = PackedCodes::from_signs(bits, &relaxed);
+    let index = HammingIndex::new(codes.clone());
+
+    let k = match args.k {
+        Some(k) if k == 0 || k >= database.len() => {
+            bail!("--k {k} must lie between 1 and {}", database.len() - 1)
+        }
+        Some(k) => k,
+        None => {
+            let per_class = database.len() / set.num_classes().max(1);
+            let cands: Vec<(usize, Vec<f32>)> = [1usize, 5, 10, 20, 50, 100]
+                .into_iter()
+                .filter(|&k| k < per_class)
+                .map(|k| {
+                    let c1 = (0..codes.len())
+                        .map(|i| c1_mean_topk(&index, codes.code(i), k, Some(i)))
+                        .collect();
+                    (k, c1)
+                })
+                .collect();
+            if cands.is_empty() {
+                bail!("--database {} is too small to choose k", args.database);
+            }
+            choose_k(&cands, bits, set.num_classes(), database.len(), args.fpr).0
+        }
+    };
+    let umcd = UmcdConfig { k, blur: args.blur };
+    let detector = Umcd {
+        config: umcd,
+        index: &index,
+    };
+    let pixels = database.pixels_f32(&all);
+    let positions: Vec<Option<usize>> = all.iter().map(|&i| Some(i)).collect();
+    let mut benign = Scores::empty(detector.criteria());
+    let per = shape.len();
+    for start in (0..database.len()).step_by(128) {
+        let end = (start + 128).min(database.len());
+        benign.extend(detector.score(
+            &model,
+            ImageBatch {
+                pixels: &pixels[start * per..end * per],
+                shape,
+                database_positions: Some(&positions[start..end]),
+            },
+            &selected.device,
+        )?)?;
+        pb.inc((end - start) as u64);
+    }
+    pb.finish_and_clear();
+    let gallery_set = set.subset(&gallery);
+    let bundle = DemoBundle {
+        header: DemoHeader {
+            run: args.run.display().to_string(),
+            bits,
+            umcd,
+            benign: benign.values,
+            shape: [shape.channels, shape.height, shape.width],
+            class_names: set.class_names.clone(),
+            database_labels: database.labels.clone(),
+            gallery_labels: gallery_set.labels.clone(),
+        },
+        database,
+        gallery: gallery_set,
+        codes,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let model_bytes =
+        std::fs::read(run.file("model.bpk")).context("reading the run's model.bpk")?;
+    write_atomic(&args.out.join("model.bpk"), &model_bytes)?;
+    write_atomic(
+        &args.out.join("model.json"),
+        &serde_json::to_vec_pretty(&config.train.model)?,
+    )?;
+    let bytes = bundle.to_bytes()?;
+    write_atomic(&args.out.join("demo.bin"), &bytes)?;
+    eprintln!(
+        "exported {} database images, {} gallery queries, UMCD k = {k}, blur {}x{} ({} KiB bundle, {} KiB model) -> {}",
+        bundle.database.len(),
+        bundle.gallery.len(),
+        args.blur,
+        args.blur,
+        bytes.len() / 1024,
+        model_bytes.len() / 1024,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,66 @@
+// End-to-end test of the browser demo in Debian's headless Chromium, driven by playwright-core:
+// the page loads and reports its backend, retrieval runs, a PGD attack started by clicking the
+// egui "Run attack" button runs to the end, and UMCD flags the adversarial image. Screenshot
+// saved. Usage: node demo.mjs URL SCREENSHOT.png [--webgpu]
+import { chromium } from "playwright-core";
+
+const [url = "http://127.0.0.1:8080/", shot = "demo.png"] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const webgpu = process.argv.includes("--webgpu");
+const args = [
+  "--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync", "--disable-quic",
+];
+if (webgpu) {
+  args.push("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-angle=vulkan");
+}
+let passed = 0;
+let failed = 0;
+const check = (name, ok, detail = "") => {
+  if (ok) passed += 1; else failed += 1;
+  console.log(`${ok ? "ok  " : "FAIL"} ${name}${detail ? `: ${detail}` : ""}`);
+};
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args });
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  const t0 = Date.now();
+  await page.goto(url);
+  await page.waitForFunction(() => window.hashguardReady !== undefined || window.hashguardError !== undefined,
+    null, { timeout: 180_000 });
+  const error = await page.evaluate(() => window.hashguardError);
+  check("page starts", !error, error ?? "");
+  if (error) throw new Error(error);
+  const state = await page.evaluate(() => window.hashguard.state());
+  const firstRetrieval = (Date.now() - t0) / 1000;
+  check("backend reported", typeof state.backend === "string" && state.backend.length > 0, state.backend);
+  check("retrieval shows ten images", state.retrieved.length === 10, `${state.retrieved.length} in ${firstRetrieval.toFixed(1)} s from page load`);
+  check("the benign query is not flagged", state.benign_flagged === false);
+
+  await page.evaluate(() => window.hashguard.chooseAttack("pgd", 32, 100));
+  await page.waitForTimeout(500);
+  const rect = (await page.evaluate(() => window.hashguard.state())).run_button;
+  const canvas = await page.locator("#app").boundingBox();
+  check("the Run attack button is on the canvas", Array.isArray(rect) && canvas !== null);
+  await page.mouse.click(canvas.x + (rect[0] + rect[2]) / 2, canvas.y + (rect[1] + rect[3]) / 2);
+  await page.waitForFunction(() => window.hashguard.state().attacking, null, { timeout: 10_000 });
+  const tAttack = Date.now();
+  await page.waitForFunction(() => {
+    const s = window.hashguard.state();
+    return !s.attacking && s.adversarial_flagged !== null;
+  }, null, { timeout: 600_000, polling: 500 });
+  const done = await page.evaluate(() => window.hashguard.state());
+  check("the attack changes retrieval", JSON.stringify(done.adversarial_retrieved) !== JSON.stringify(done.retrieved),
+    `PGD-100 in ${((Date.now() - tAttack) / 1000).toFixed(1)} s`);
+  check("UMCD flags the adversarial image", done.adversarial_flagged === true);
+  await page.screenshot({ path: shot });
+  console.log(`screenshot -> ${shot}; backend ${done.backend}; first retrieval ${firstRetrieval.toFixed(1)} s after page load`);
+} catch (e) {
+  failed += 1;
+  console.log(`FAIL ${e.message}`);
+} finally {
+  await browser.close();
+}
+console.log(`e2e: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,395 @@
+//! The demo's computation, free of UI: the embedded model and database sample, retrieval with
+//! UMCD's three criteria for one image, and attacks advanced a few steps at a time so the
+//! caller can keep every frame short. All algorithms come from `hashguard-core`.
+
+use burn::prelude::*;
+use hashguard_core::attacks::{
+    BestKeeper, Budget, CwConfig, CwStepper, Objective, PgdStepper, target_anchor,
+};
+use hashguard_core::demo::DemoBundle;
+use hashguard_core::detectors::{
+    Calibration, Criterion, Direction, Scores, c1_mean_topk, c2_from_logits, c3_disagreement,
+    calibrate,
+};
+use hashguard_core::filters::{Filter, ImageShape};
+use hashguard_core::model::{HashNet, HashNetConfig};
+use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes, hamming};
+use hashguard_core::{Error, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use web_time::{Duration, Instant};
+
+/// The model and data the app ships with (written by `hashguard export-web`).
+pub mod embedded {
+    /// `model.json`: the network's configuration.
+    pub const MODEL_JSON: &[u8] = include_bytes!("../assets/model.json");
+    /// `model.bpk`: the trained weights.
+    pub const MODEL_BPK: &[u8] = include_bytes!("../assets/model.bpk");
+    /// `demo.bin`: database sample, codes, gallery and UMCD calibration scores.
+    pub const DEMO_BIN: &[u8] = include_bytes!("../assets/demo.bin");
+}
+
+/// Retrieval and UMCD's verdict for one image.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// Binary code, ±1 per bit.
+    pub signs: Vec<f32>,
+    /// The ten nearest database images.
+    pub neighbours: Vec<Neighbour>,
+    /// C1 (mean Hamming distance to the top k), C2 (quantisation loss), C3 (disagreement
+    /// with the blurred copy).
+    pub criteria: [f32; 3],
+    /// Each criterion's threshold at the current FPR.
+    pub thresholds: [f32; 3],
+    /// Which criteria fired.
+    pub fired: [bool; 3],
+    /// UMCD's verdict: any criterion fired.
+    pub adversarial: bool,
+}
+
+/// The attacks the demo offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackMethod {
+    /// Untargeted PGD (UMCD's form): push the code away from the original.
+    Pgd,
+    /// Targeted DHTA: pull the code onto an anchor of the target class.
+    Dhta,
+    /// Untargeted Carlini-Wagner (L2, Adam), keeping the smallest successful perturbation.
+    Cw,
+}
+
+/// What to run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttackSpec {
+    /// Method.
+    pub method: AttackMethod,
+    /// L∞ budget in pixel units (PGD, DHTA).
+    pub eps: f32,
+    /// Iterations.
+    pub steps: usize,
+    /// DHTA's target class.
+    pub target: usize,
+}
+
+enum Stepper {
+    Pgd(PgdStepper),
+    Cw(CwStepper, BestKeeper, Tensor<4>),
+}
+
+/// An attack in progress on one image.
+pub struct Attack {
+    stepper: Stepper,
+    spec: AttackSpec,
+    original: PackedCodes,
+    anchor: Option<PackedCodes>,
+    /// Hamming distance of the current iterate's code to the original code.
+    pub hamming: u32,
+    /// Hamming distance to DHTA's anchor, when targeted.
+    pub to_anchor: Option<u32>,
+    steps_done: usize,
+}
+
+/// The loaded demo.
+pub struct Engine {
+    /// The network, in inference mode.
+    pub model: HashNet,
+    /// Where it runs.
+    pub device: Device,
+    /// Shown in the UI, e.g. "CPU (burn-flex)".
+    pub backend: String,
+    /// Database sample, gallery and calibration scores.
+    pub bundle: DemoBundle,
+    /// The database codes.
+    pub index: HammingIndex,
+    calibration: Calibration,
+    shape: ImageShape,
+}
+
+impl Engine {
+    /// Loads a model and bundle from bytes.
+    pub fn load(
+        model_json: &[u8],
+        model_bpk: &[u8],
+        demo: &[u8],
+        device: Device,
+        backend: String,
+    ) -> Result<Self> {
+        let config: HashNetConfig = serde_json::from_slice(model_json)
+            .map_err(|e| Error::record("model.json", format!("unreadable ({e})")))?;
+        let model = config
+            .load(model_bpk.to_vec(), &device, "model.bpk")?
+            .valid();
+        let bundle = DemoBundle::from_bytes(demo)?;
+        if bundle.header.bits != model.bits() || bundle.database.channels != config.in_channels {
+            return Err(Error::record(
+                "demo.bin",
+                "the bundle was exported from another model; re-run `hashguard export-web`",
+            ));
+        }
+        let shape = bundle.database.shape();
+        let index = HammingIndex::new(bundle.codes.clone());
+        let calibration = Self::calibrate(&bundle, 0.05)?;
+        Ok(Self {
+            model,
+            device,
+            backend,
+            bundle,
+            index,
+            calibration,
+            shape,
+        })
+    }
+
+    /// The model and bundle compiled into the app.
+    pub fn embedded(device: Device, backend: String) -> Result<Self> {
+        Self::load(
+            embedded::MODEL_JSON,
+            embedded::MODEL_BPK,
+            embedded::DEMO_BIN,
+            device,
+            backend,
+        )
+    }
+
+    fn calibrate(bundle: &DemoBundle, fpr: f64) -> Result<Calibration> {
+        let scores = Scores {
+            criteria: criteria(),
+            values: bundle.header.benign.clone(),
+        };
+        calibrate(&scores, fpr, None)
+    }
+
+    /// Recalibrates UMCD's thresholds at a new false-positive rate.
+    pub fn set_fpr(&mut self, fpr: f64) -> Result<()> {
+        self.calibration = Self::calibrate(&self.bundle, fpr)?;
+        Ok(())
+    }
+
+    /// The false-positive rate the thresholds are calibrated at.
+    pub fn fpr(&self) -> f64 {
+        self.calibration.target_fpr
+    }
+
+    /// Layout of the demo's images.
+    pub fn shape(&self) -> ImageShape {
+        self.shape
+    }
+
+    fn tensor(&self, pixels: &[f32], n: usize) -> Tensor<4> {
+        let s = self.shape;
+        Tensor::<4>::from_data(
+            TensorData::new(pixels.to_vec(), [n, s.channels, s.height, s.width]),
+            &self.device,
+        )
+    }
+
+    /// Retrieval and UMCD for one image (pixels in `[0, 1]`, the demo's shape).
+    pub fn analyse(&self, pixels: &[f32]) -> Result<Analysis> {
+        if pixels.len() != self.shape.len() || pixels.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "the image must have {} finite pixel values",
+                self.shape.len()
+            )));
+        }
+        let k = self.model.bits();
+        let umcd = self.bundle.header.umcd;
+        let blurred = Filter::MeanBlur { size: umcd.blur }.apply(pixels, self.shape);
+        let both = [pixels, &blurred[..]].concat();
+        let z = read(self.model.logits(self.tensor(&both, 2)))?;
+        let (zx, zt) = z.split_at(k);
+        let signs: Vec<f32> = zx
+            .iter()
+            .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
+            .collect();
+        let code = PackedCodes::from_signs(k, &signs);
+        let fx: Vec<f32> = zx.iter().map(|v| v.tanh()).collect();
+        let ft: Vec<f32> = zt.iter().map(|v| v.tanh()).collect();
+        let criteria = [
+            c1_mean_topk(&self.index, code.code(0), umcd.k, None),
+            c2_from_logits(zx),
+            c3_disagreement(&fx, &ft),
+        ];
+        let scores = Scores {
+            criteria: self::criteria(),
+            values: criteria.iter().map(|&v| vec![v]).collect(),
+        };
+        let decision = self
+            .calibration
+            .decide(&scores)
+            .pop()
+            .ok_or_else(|| Error::Numeric("no decision".into()))?;
+        let t = &self.calibration.thresholds;
+        Ok(Analysis {
+            neighbours: self.index.top_k(code.code(0), 10),
+            signs,
+            criteria,
+            thresholds: [t[0], t[1], t[2]],
+            fired: [decision.fired[0], decision.fired[1], decision.fired[2]],
+            adversarial: decision.adversarial,
+        })
+    }
+
+    /// Starts `spec` on `pixels`, whose clean analysis is `original`.
+    pub fn start_attack(
+        &self,
+        pixels: &[f32],
+        original: &Analysis,
+        spec: AttackSpec,
+    ) -> Result<Attack> {
+        let bits = self.model.bits();
+        if spec.steps == 0 || !(spec.eps > 0.0 && spec.eps <= 1.0) {
+            return Err(Error::InvalidArgument(
+                "an attack needs at least one step and 0 < eps ≤ 1".into(),
+            ));
+        }
+        let x = self.tensor(pixels, 1);
+        let h = Tensor::<2>::from_data(
+            TensorData::new(original.signs.clone(), [1, bits]),
+            &self.device,
+        );
+        // Madry et al.'s rule of thumb: a step of 2.5·eps/steps, at least one grey level.
+        let budget = Budget {
+            eps: spec.eps,
+            step: (2.5 * spec.eps / spec.steps as f32).clamp(1.0 / 255.0, spec.eps),
+            steps: spec.steps,
+            random_start: false,
+            relax: 1.0,
+        };
+        let mut anchor = None;
+        let stepper = match spec.method {
+            AttackMethod::Pgd => Stepper::Pgd(PgdStepper::new(
+                x,
+                Objective::Untargeted { original: h },
+                budget,
+                false,
+                0,
+            )?),
+            AttackMethod::Dhta => {
+                let mut rng = ChaCha8Rng::seed_from_u64(spec.target as u64);
+                let a = target_anchor(
+                    &self.bundle.codes,
+                    &self.bundle.database.labels,
+                    spec.target,
+                    9,
+                    &mut rng,
+                )?;
+                anchor = Some(PackedCodes::from_signs(bits, &a));
+                let anchors = Tensor::<2>::from_data(TensorData::new(a, [1, bits]), &self.device);
+                Stepper::Pgd(PgdStepper::new(
+                    x,
+                    Objective::Targeted { anchors },
+                    budget,
+                    true,
+                    0,
+                )?)
+            }
+            AttackMethod::Cw => {
+                let config = CwConfig {
+                    steps: spec.steps,
+                    ..CwConfig::default()
+                };
+                Stepper::Cw(
+                    CwStepper::new(x.clone(), h, &config, &[config.c]),
+                    BestKeeper::new(x.clone(), bits),
+                    x,
+                )
+            }
+        };
+        Ok(Attack {
+            stepper,
+            spec,
+            original: PackedCodes::from_signs(bits, &original.signs),
+            anchor,
+            hamming: 0,
+            to_anchor: None,
+            steps_done: 0,
+        })
+    }
+
+    fn code_of(&self, x: Tensor<4>) -> Result<PackedCodes> {
+        let z = read(self.model.logits(x))?;
+        Ok(PackedCodes::from_signs(self.model.bits(), &z))
+    }
+}
+
+impl Attack {
+    /// Runs steps until `budget` has elapsed (at least one) or the attack is done, then
+    /// refreshes the live Hamming distances.
+    pub fn advance(&mut self, engine: &Engine, budget: Duration) -> Result<()> {
+        let start = Instant::now();
+        while !self.finished() {
+            match &mut self.stepper {
+                Stepper::Pgd(s) => s.step(&engine.model)?,
+                Stepper::Cw(s, keeper, last) => {
+                    let probe = s.step(&engine.model)?;
+                    let flips = read(probe.flips)?;
+                    let l2 = read(probe.l2)?;
+                    *last = probe.x.clone();
+                    keeper.offer(probe.x, &flips, &l2);
+                }
+            }
+            self.steps_done += 1;
+            if start.elapsed() >= budget {
+                break;
+            }
+        }
+        let code = engine.code_of(self.current())?;
+        self.hamming = hamming(code.code(0), self.original.code(0));
+        self.to_anchor = self
+            .anchor
+            .as_ref()
+            .map(|a| hamming(code.code(0), a.code(0)));
+        Ok(())
+    }
+
+    /// Share of the steps done.
+    pub fn progress(&self) -> f32 {
+        self.steps_done as f32 / self.spec.steps.max(1) as f32
+    }
+
+    /// Steps done.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// Whether all steps ran.
+    pub fn finished(&self) -> bool {
+        self.steps_done >= self.spec.steps
+    }
+
+    /// What was asked for.
+    pub fn spec(&self) -> AttackSpec {
+        self.spec
+    }
+
+    fn current(&self) -> Tensor<4> {
+        match &self.stepper {
+            Stepper::Pgd(s) => s.current(),
+            Stepper::Cw(_, _, last) => last.clone(),
+        }
+    }
+
+    /// The adversarial image: PGD's last iterate, or CW's smallest successful perturbation
+    /// (the clean image when none succeeded).
+    pub fn result(self) -> Result<Vec<f32>> {
+        let x = match self.stepper {
+            Stepper::Pgd(s) => s.current(),
+            Stepper::Cw(_, keeper, _) => keeper.into_best().0,
+        };
+        read(x)
+    }
+}
+
+fn criteria() -> Vec<Criterion> {
+    vec![
+        Criterion::new("C1", Direction::High),
+        Criterion::new("C2", Direction::Low),
+        Criterion::new("C3", Direction::High),
+    ]
+}
+
+fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Numeric(format!("reading a tensor: {e:?}")))
+}
