@@ -174,9 +174,9 @@ pub fn histogram(
 /// A polyline in the unit square and its colour.
 pub type Curve = (Vec<(f64, f64)>, [u8; 3]);
 
-/// Curves in the unit square (e.g. ROC: x = FPR, y = TPR) on a 400x400 plot with a grey
-/// diagonal and light grid lines every 0.1.
-pub fn line_plot(curves: &[Curve], path: &Path) -> Result<()> {
+/// Curves in the unit square (e.g. ROC: x = FPR, y = TPR) on a 400x400 plot with light grid
+/// lines every 0.1 and, with `diagonal`, the grey chance line of a ROC plot.
+pub fn line_plot(curves: &[Curve], diagonal: bool, path: &Path) -> Result<()> {
     const SIDE: u32 = 400;
     const MARGIN: u32 = 20;
     let mut img = RgbImage::from_pixel(SIDE + 2 * MARGIN, SIDE + 2 * MARGIN, Rgb([255, 255, 255]));
@@ -194,8 +194,10 @@ pub fn line_plot(curves: &[Curve], path: &Path) -> Result<()> {
             for (x, y) in [to_px(t, s), to_px(s, t)] {
                 img.put_pixel(x, y, Rgb([shade; 3]));
             }
-            let (x, y) = to_px(s, s);
-            img.put_pixel(x, y, Rgb([170; 3]));
+            if diagonal {
+                let (x, y) = to_px(s, s);
+                img.put_pixel(x, y, Rgb([170; 3]));
+            }
         }
     }
     for (points, colour) in curves {

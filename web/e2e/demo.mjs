@@ -20,10 +20,10 @@ const check = (name, ok, detail = "") => {
   console.log(`${ok ? "ok  " : "FAIL"} ${name}${detail ? `: ${detail}` : ""}`);
 };
 
+const logs = [];
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const logs = [];
   page.on("console", (m) => logs.push(m.text()));
   const t0 = Date.now();
   await page.goto(url);
@@ -60,6 +60,7 @@ try {
   failed += 1;
   console.log(`FAIL ${e.message}`);
 } finally {
+  if (failed > 0) console.log(`page console:\n${logs.slice(-20).join("\n")}`);
   await browser.close();
 }
 console.log(`e2e: ${passed} passed, ${failed} failed`);

@@ -446,13 +446,12 @@ impl DemoApp {
             }
         });
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(
-                    !running && self.query.is_some(),
-                    egui::Button::new("Run attack"),
-                )
-                .clicked()
-            {
+            let run = ui.add_enabled(
+                !running && self.query.is_some(),
+                egui::Button::new("Run attack"),
+            );
+            self.run_button = Some(run.rect);
+            if run.clicked() {
                 self.start_attack();
             }
             if running && ui.button("Stop").clicked() {
@@ -497,8 +496,13 @@ impl DemoApp {
                 ui.add(
                     egui::ProgressBar::new(fill)
                         .fill(colour)
-                        .desired_width(260.0)
-                        .text(format!("{}: {v:.3} (flags {side} {t:.3})", names[i])),
+                        .desired_width(360.0)
+                        .text(format!(
+                            "{}: {} (flags {side} {})",
+                            names[i],
+                            num(v),
+                            num(t)
+                        )),
                 );
             }
             let fired: Vec<&str> = ["C1", "C2", "C3"]
@@ -520,6 +524,15 @@ impl DemoApp {
                 );
             }
         });
+    }
+}
+
+/// A criterion value for display: three decimals, or scientific notation when tiny.
+fn num(v: f32) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.3}")
     }
 }
 

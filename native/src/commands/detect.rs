@@ -896,7 +896,7 @@ impl<'a> Bench<'a> {
                 "roc_{}.png",
                 format!("{:?}_{:.0}", a.method, a.eps * 255.0).to_lowercase()
             );
-            line_plot(&curves, &dir.join(name))?;
+            line_plot(&curves, true, &dir.join(name))?;
         }
         let umcd_adv: Vec<&Scores> = crafted.iter().map(|a| &a.scores[u]).collect();
         let series_colours = [[90, 90, 90], [210, 40, 40], [40, 110, 220], [60, 160, 60]];

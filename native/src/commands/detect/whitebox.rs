@@ -141,7 +141,7 @@ pub fn run(c: &DetectionArgs, w: &WhiteboxArgs, out: &Path, selected: &Selected)
         "pgd": {"step": fixed.step, "steps": fixed.steps},
         "apgd": {"steps": w.apgd_steps, "restarts": w.restarts},
         "fpr": c.fpr,
-        "table4_lambda1": w.table4_lambda1,
+        "table4_lambda1": decimal(w.table4_lambda1),
         "umcd": bench.selection,
         "points": points,
         "apgd_points": stronger,
@@ -154,7 +154,7 @@ pub fn run(c: &DetectionArgs, w: &WhiteboxArgs, out: &Path, selected: &Selected)
     for &lambda2 in &w.lambda2 {
         let mine: Vec<&Value> = points
             .iter()
-            .filter(|p| p["lambda2"].as_f64() == Some(lambda2 as f64))
+            .filter(|p| p["lambda2"].as_f64() == Some(decimal(lambda2)))
             .collect();
         fig5(&mine, &out.join(format!("fig5_lambda2_{lambda2}.png")))?;
     }
@@ -326,8 +326,8 @@ impl Bench<'_> {
         );
         let n = n as f64;
         Ok(json!({
-            "lambda1": weights.lambda1,
-            "lambda2": weights.lambda2,
+            "lambda1": decimal(weights.lambda1),
+            "lambda2": decimal(weights.lambda2),
             "rule": rule,
             "steps": budget.steps,
             "success_rate": success_rate,
@@ -341,6 +341,11 @@ impl Bench<'_> {
             "meanblur": detector(find("MeanBlur")),
         }))
     }
+}
+
+/// An `f32` flag value as the decimal a person typed (0.3, not 0.30000001192092896).
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
 }
 
 /// Fig. 5 analogue for one λ2: x = λ1 over the swept range, y in [0, 1]: success rate (blue),
@@ -365,7 +370,7 @@ fn fig5(points: &[&Value], path: &Path) -> Result<()> {
         series([30, 160, 60], &|p| p["umcd_criterion_auc"][1].as_f64()),
         series([130, 60, 170], &|p| p["umcd_criterion_auc"][2].as_f64()),
     ];
-    line_plot(&curves, path)
+    line_plot(&curves, false, path)
 }
 
 fn markdown(
@@ -414,7 +419,7 @@ fn markdown(
     ));
     let rows = points
         .iter()
-        .filter(|p| p["lambda1"].as_f64() == Some(w.table4_lambda1 as f64))
+        .filter(|p| p["lambda1"].as_f64() == Some(decimal(w.table4_lambda1)))
         .map(|p| (format!("PGD-{}", c.steps), p))
         .chain(
             stronger
