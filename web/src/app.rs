@@ -350,7 +350,7 @@ impl DemoApp {
         egui::Grid::new("gallery")
             .spacing(vec2(4.0, 4.0))
             .show(ui, |ui| {
-                for i in 0..n {
+                for (i, name) in names.iter().enumerate() {
                     let pixels = match &self.engine {
                         Ok(e) => e.bundle.gallery.pixels_f32(&[i]),
                         Err(_) => Vec::new(),
@@ -359,7 +359,7 @@ impl DemoApp {
                     let button = egui::Button::image(
                         egui::Image::new(&tex).fit_to_exact_size(vec2(48.0, 48.0)),
                     );
-                    if ui.add(button).on_hover_text(&names[i]).clicked() {
+                    if ui.add(button).on_hover_text(name).clicked() {
                         chosen = Some(i);
                     }
                     if i % 5 == 4 {

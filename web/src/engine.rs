@@ -71,9 +71,10 @@ pub struct AttackSpec {
     pub target: usize,
 }
 
+/// The attack's state, boxed (tensors' handles are large, the two variants differ).
 enum Stepper {
-    Pgd(PgdStepper),
-    Cw(CwStepper, BestKeeper, Tensor<4>),
+    Pgd(Box<PgdStepper>),
+    Cw(Box<(CwStepper, BestKeeper, Tensor<4>)>),
 }
 
 /// An attack in progress on one image.
@@ -257,13 +258,13 @@ impl Engine {
         };
         let mut anchor = None;
         let stepper = match spec.method {
-            AttackMethod::Pgd => Stepper::Pgd(PgdStepper::new(
+            AttackMethod::Pgd => Stepper::Pgd(Box::new(PgdStepper::new(
                 x,
                 Objective::Untargeted { original: h },
                 budget,
                 false,
                 0,
-            )?),
+            )?)),
             AttackMethod::Dhta => {
                 let mut rng = ChaCha8Rng::seed_from_u64(spec.target as u64);
                 let a = target_anchor(
@@ -275,24 +276,24 @@ impl Engine {
                 )?;
                 anchor = Some(PackedCodes::from_signs(bits, &a));
                 let anchors = Tensor::<2>::from_data(TensorData::new(a, [1, bits]), &self.device);
-                Stepper::Pgd(PgdStepper::new(
+                Stepper::Pgd(Box::new(PgdStepper::new(
                     x,
                     Objective::Targeted { anchors },
                     budget,
                     true,
                     0,
-                )?)
+                )?))
             }
             AttackMethod::Cw => {
                 let config = CwConfig {
                     steps: spec.steps,
                     ..CwConfig::default()
                 };
-                Stepper::Cw(
+                Stepper::Cw(Box::new((
                     CwStepper::new(x.clone(), h, &config, &[config.c]),
                     BestKeeper::new(x.clone(), bits),
                     x,
-                )
+                )))
             }
         };
         Ok(Attack {
@@ -320,7 +321,8 @@ impl Attack {
         while !self.finished() {
             match &mut self.stepper {
                 Stepper::Pgd(s) => s.step(&engine.model)?,
-                Stepper::Cw(s, keeper, last) => {
+                Stepper::Cw(cw) => {
+                    let (s, keeper, last) = &mut **cw;
                     let probe = s.step(&engine.model)?;
                     let flips = read(probe.flips)?;
                     let l2 = read(probe.l2)?;
@@ -365,7 +367,7 @@ impl Attack {
     fn current(&self) -> Tensor<4> {
         match &self.stepper {
             Stepper::Pgd(s) => s.current(),
-            Stepper::Cw(_, _, last) => last.clone(),
+            Stepper::Cw(cw) => cw.2.clone(),
         }
     }
 
@@ -374,7 +376,7 @@ impl Attack {
     pub fn result(self) -> Result<Vec<f32>> {
         let x = match self.stepper {
             Stepper::Pgd(s) => s.current(),
-            Stepper::Cw(_, keeper, _) => keeper.into_best().0,
+            Stepper::Cw(cw) => cw.1.into_best().0,
         };
         read(x)
     }
