@@ -647,8 +647,6 @@ impl<'a> Bench<'a> {
         let n = self.queries.len();
         let pb = bar((n.div_ceil(c.batch_size) * steps) as u64, "attack");
         pb.set_message(label.clone());
-        let per = self.shape.len();
-        let s = self.shape;
         let mut pixels = Vec::with_capacity(self.q_pixels.len());
         let mut success = Vec::with_capacity(n);
         let mut clean_codes = PackedCodes::new(bits);
@@ -656,13 +654,7 @@ impl<'a> Bench<'a> {
         let mut flips = 0u64;
         for (b, start) in (0..n).step_by(c.batch_size).enumerate() {
             let end = (start + c.batch_size).min(n);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(
-                    self.q_pixels[start * per..end * per].to_vec(),
-                    [end - start, s.channels, s.height, s.width],
-                ),
-                device,
-            );
+            let x = self.query_batch(start, end, device);
             let f_clean = self.model.forward(x.clone());
             let h_clean = sign_codes(f_clean.clone());
             let batch_anchors = anchors.as_ref().map(|a| a[start..end].concat());
@@ -731,6 +723,18 @@ impl<'a> Bench<'a> {
             mean_hamming_to_original: flips as f64 / n as f64,
             scores: Vec::new(),
         })
+    }
+
+    /// The test queries `start..end` as a batch tensor.
+    fn query_batch(&self, start: usize, end: usize, device: &Device) -> Tensor<4> {
+        let (s, per) = (self.shape, self.shape.len());
+        Tensor::<4>::from_data(
+            TensorData::new(
+                self.q_pixels[start * per..end * per].to_vec(),
+                [end - start, s.channels, s.height, s.width],
+            ),
+            device,
+        )
     }
 
     /// Scores `crafted` with every detector (kept in `crafted.scores`) and measures Table 1's

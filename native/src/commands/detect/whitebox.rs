@@ -200,7 +200,6 @@ impl Bench<'_> {
         let bits = self.model.bits();
         let n = self.queries.len();
         let per = self.shape.len();
-        let s = self.shape;
         let runs = match rule {
             StepRule::Fixed => 1,
             StepRule::Apgd { restarts } => restarts,
@@ -225,13 +224,7 @@ impl Bench<'_> {
         let (mut flips, mut terms) = (0u64, [0f64; 3]);
         for (b, start) in (0..n).step_by(c.batch_size).enumerate() {
             let end = (start + c.batch_size).min(n);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(
-                    self.q_pixels[start * per..end * per].to_vec(),
-                    [end - start, s.channels, s.height, s.width],
-                ),
-                device,
-            );
+            let x = self.query_batch(start, end, device);
             let t = Tensor::<2>::from_data(
                 TensorData::new(targets.codes[start..end].concat(), [end - start, bits]),
                 device,
