@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Criterion, Detector, Direction, ImageBatch, Scores, logits_with_transform};
 use crate::filters::Filter;
 use crate::model::HashNet;
-use crate::retrieval::{HammingIndex, PackedCodes};
+use crate::retrieval::{HammingIndex, Neighbour, PackedCodes};
 use crate::{Error, Result};
 
 /// UMCD's free parameters (the paper leaves them open; `hashguard detect` picks them by the
@@ -34,15 +34,16 @@ pub struct Umcd<'a> {
 /// database item `exclude` (the query itself when it is a database image).
 pub fn c1_mean_topk(index: &HammingIndex, code: &[u64], k: usize, exclude: Option<usize>) -> f32 {
     let extra = usize::from(exclude.is_some());
-    let mut hits = index.top_k(code, k + extra);
-    if let Some(e) = exclude {
-        match hits.iter().position(|n| n.index == e) {
-            Some(p) => {
-                hits.remove(p);
-            }
-            None => hits.truncate(k),
-        }
+    c1_from_hits(index.top_k(code, k + extra), k, exclude)
+}
+
+/// C1 from one search's nearest items (`k` of them, or more): `exclude` left out, then the
+/// first `k` averaged.
+fn c1_from_hits(mut hits: Vec<Neighbour>, k: usize, exclude: Option<usize>) -> f32 {
+    if let Some(p) = exclude.and_then(|e| hits.iter().position(|n| n.index == e)) {
+        hits.remove(p);
     }
+    hits.truncate(k);
     hits.iter().map(|n| n.distance as f32).sum::<f32>() / hits.len().max(1) as f32
 }
 
@@ -103,10 +104,14 @@ impl Detector for Umcd<'_> {
         let (z, zt) = logits_with_transform(model, batch, filter, device)?;
         let packed = PackedCodes::from_signs(bits, &z);
         let mut scores = Scores::empty(self.criteria());
-        for (i, (row, row_t)) in z.chunks(bits).zip(zt.chunks(bits)).enumerate() {
+        // One search for the whole batch; one extra neighbour when the query may be in it.
+        let extra = usize::from(batch.database_positions.is_some());
+        let found = self.index.search(&packed, self.config.k + extra);
+        for (i, ((row, row_t), hits)) in z.chunks(bits).zip(zt.chunks(bits)).zip(found).enumerate()
+        {
             let exclude = batch.database_positions.and_then(|p| p[i]);
             let tanh = |v: &[f32]| v.iter().map(|x| x.tanh()).collect::<Vec<f32>>();
-            let c1 = c1_mean_topk(self.index, packed.code(i), self.config.k, exclude);
+            let c1 = c1_from_hits(hits, self.config.k, exclude);
             scores.values[0].push(c1);
             scores.values[1].push(c2_from_logits(row));
             scores.values[2].push(c3_disagreement(&tanh(row), &tanh(row_t)));

@@ -100,6 +100,32 @@ impl PackedCodes {
         self.data.is_empty()
     }
 
+    /// Every code's words back to back (`words()` per code), for bulk scans.
+    pub fn as_words(&self) -> &[u64] {
+        &self.data
+    }
+
+    /// Builds codes from raw words (`bits.div_ceil(64)` per code); bits past K in a code's
+    /// last word are cleared.
+    ///
+    /// # Panics
+    /// If `bits` is 0 or `data` is not whole codes.
+    pub fn from_words(bits: usize, mut data: Vec<u64>) -> Self {
+        let words = bits.div_ceil(64);
+        assert!(
+            bits > 0 && data.len().is_multiple_of(words),
+            "{} words are not whole {bits}-bit codes",
+            data.len()
+        );
+        if !bits.is_multiple_of(64) {
+            let mask = (1u64 << (bits % 64)) - 1;
+            for code in data.chunks_exact_mut(words) {
+                code[words - 1] &= mask;
+            }
+        }
+        Self { bits, words, data }
+    }
+
     /// The packed words of code `i`.
     pub fn code(&self, i: usize) -> &[u64] {
         &self.data[i * self.words..(i + 1) * self.words]

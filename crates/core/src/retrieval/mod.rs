@@ -4,6 +4,8 @@
 
 mod codes;
 mod index;
+mod scan;
 
 pub use codes::{PackedCodes, hamming};
 pub use index::{HammingIndex, Neighbour};
+pub use scan::kernel_name;

@@ -1,0 +1,161 @@
+//! The Hamming scan's inner kernel: distances from one query to a block of packed codes. On
+//! x86-64 it is compiled three more times with the CPU's popcount instructions (AVX-512
+//! VPOPCNTDQ, AVX2 + POPCNT, POPCNT) and picked once at run time; elsewhere (wasm) it is portable.
+
+use super::codes::hamming;
+
+/// Codes per block of a scan: 1,024 64-bit codes (8 KiB) and their distances (4 KiB) stay in L1
+/// while every query of a group passes over them.
+pub(crate) const BLOCK: usize = 1024;
+
+/// Distances from `query` (`w` words) to each code of `codes` (`out.len()` codes of `w` words).
+#[inline(always)]
+fn kernel(query: &[u64], codes: &[u64], out: &mut [u32]) {
+    if let [q] = query {
+        // One word per code (K ≤ 64): a straight loop the compiler vectorises.
+        for (o, c) in out.iter_mut().zip(codes) {
+            *o = (q ^ c).count_ones();
+        }
+    } else {
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(query.len())) {
+            *o = hamming(query, c);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    //! The kernel compiled for three x86-64 feature levels.
+    use std::sync::OnceLock;
+
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn avx512(query: &[u64], codes: &[u64], out: &mut [u32]) {
+        super::kernel(query, codes, out)
+    }
+
+    #[target_feature(enable = "avx2,popcnt")]
+    fn avx2(query: &[u64], codes: &[u64], out: &mut [u32]) {
+        super::kernel(query, codes, out)
+    }
+
+    #[target_feature(enable = "popcnt")]
+    fn popcnt(query: &[u64], codes: &[u64], out: &mut [u32]) {
+        super::kernel(query, codes, out)
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Level {
+        Avx512,
+        Avx2,
+        Popcnt,
+        Portable,
+    }
+
+    /// The best level this CPU supports, detected once.
+    pub(super) fn level() -> Level {
+        static LEVEL: OnceLock<Level> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vpopcntdq") {
+                Level::Avx512
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt") {
+                Level::Avx2
+            } else if is_x86_feature_detected!("popcnt") {
+                Level::Popcnt
+            } else {
+                Level::Portable
+            }
+        })
+    }
+
+    /// Runs the kernel at `level`, which must not exceed [`level()`].
+    pub(super) fn run(level: Level, query: &[u64], codes: &[u64], out: &mut [u32]) {
+        assert!(
+            level_rank(level) <= level_rank(self::level()),
+            "{level:?} is beyond this CPU"
+        );
+        // SAFETY: the CPU has every feature the chosen function was compiled for: `level()`
+        // detected them at run time and the assertion above keeps `level` at or below it.
+        match level {
+            Level::Avx512 => unsafe { avx512(query, codes, out) },
+            Level::Avx2 => unsafe { avx2(query, codes, out) },
+            Level::Popcnt => unsafe { popcnt(query, codes, out) },
+            Level::Portable => super::kernel(query, codes, out),
+        }
+    }
+
+    fn level_rank(level: Level) -> u8 {
+        match level {
+            Level::Portable => 0,
+            Level::Popcnt => 1,
+            Level::Avx2 => 2,
+            Level::Avx512 => 3,
+        }
+    }
+
+    /// Every level this CPU can run, best first.
+    pub(super) fn available() -> Vec<Level> {
+        [Level::Avx512, Level::Avx2, Level::Popcnt, Level::Portable]
+            .into_iter()
+            .filter(|&l| level_rank(l) <= level_rank(level()))
+            .collect()
+    }
+}
+
+/// Writes the Hamming distance from `query` to each of the `out.len()` codes in `codes` (packed
+/// back to back, `query.len()` words each) into `out`, with the fastest kernel this CPU has.
+pub(crate) fn block_distances(query: &[u64], codes: &[u64], out: &mut [u32]) {
+    debug_assert_eq!(codes.len(), out.len() * query.len());
+    #[cfg(target_arch = "x86_64")]
+    x86::run(x86::level(), query, codes, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    kernel(query, codes, out);
+}
+
+/// Name of the kernel [`block_distances`] uses on this machine, for benchmark reports.
+pub fn kernel_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    return match x86::level() {
+        x86::Level::Avx512 => "avx512-vpopcntdq",
+        x86::Level::Avx2 => "avx2-popcnt",
+        x86::Level::Popcnt => "popcnt",
+        x86::Level::Portable => "portable",
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    "portable"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn every_kernel_equals_the_naive_distance() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for words in [1usize, 2, 3] {
+            let n = 1000;
+            let codes: Vec<u64> = (0..n * words).map(|_| rng.random()).collect();
+            let query: Vec<u64> = (0..words).map(|_| rng.random()).collect();
+            let naive: Vec<u32> = codes
+                .chunks_exact(words)
+                .map(|c| {
+                    c.iter()
+                        .zip(&query)
+                        .map(|(a, b)| (a ^ b).count_ones())
+                        .sum()
+                })
+                .collect();
+            let mut out = vec![u32::MAX; n];
+            block_distances(&query, &codes, &mut out);
+            assert_eq!(out, naive, "dispatched kernel, {words} words");
+            #[cfg(target_arch = "x86_64")]
+            for level in x86::available() {
+                out.fill(u32::MAX);
+                x86::run(level, &query, &codes, &mut out);
+                assert_eq!(out, naive, "{level:?}, {words} words");
+            }
+        }
+        assert!(!kernel_name().is_empty());
+    }
+}
