@@ -202,7 +202,7 @@ pub fn codes_with_transform(
 }
 
 /// Reads a tensor back to the host, refusing NaN.
-pub(crate) fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     let v = t
         .into_data()
         .try_to_vec::<f32>()

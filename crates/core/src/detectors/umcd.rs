@@ -83,6 +83,21 @@ impl Detector for Umcd<'_> {
     }
 
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
+        Ok(self.retrieve_and_score(model, batch, 0, device)?.1)
+    }
+}
+
+impl Umcd<'_> {
+    /// Retrieval and detection sharing their work (§3.4): one forward pass over `[x; blur(x)]`
+    /// and one database search serve both the `k_retrieve` nearest items of each query (the
+    /// retrieval result, database positions of the batch's own items left in) and C1–C3.
+    pub fn retrieve_and_score(
+        &self,
+        model: &HashNet,
+        batch: ImageBatch<'_>,
+        k_retrieve: usize,
+        device: &Device,
+    ) -> Result<(Vec<Vec<Neighbour>>, Scores)> {
         let bits = model.bits();
         if self.index.codes().bits() != bits {
             return Err(Error::InvalidArgument(format!(
@@ -106,17 +121,21 @@ impl Detector for Umcd<'_> {
         let mut scores = Scores::empty(self.criteria());
         // One search for the whole batch; one extra neighbour when the query may be in it.
         let extra = usize::from(batch.database_positions.is_some());
-        let found = self.index.search(&packed, self.config.k + extra);
+        let found = self
+            .index
+            .search(&packed, (self.config.k + extra).max(k_retrieve));
+        let mut retrieved = Vec::with_capacity(found.len());
         for (i, ((row, row_t), hits)) in z.chunks(bits).zip(zt.chunks(bits)).zip(found).enumerate()
         {
             let exclude = batch.database_positions.and_then(|p| p[i]);
             let tanh = |v: &[f32]| v.iter().map(|x| x.tanh()).collect::<Vec<f32>>();
+            retrieved.push(hits[..k_retrieve.min(hits.len())].to_vec());
             let c1 = c1_from_hits(hits, self.config.k, exclude);
             scores.values[0].push(c1);
             scores.values[1].push(c2_from_logits(row));
             scores.values[2].push(c3_disagreement(&tanh(row), &tanh(row_t)));
         }
-        Ok(scores)
+        Ok((retrieved, scores))
     }
 }
 
@@ -197,6 +216,13 @@ mod tests {
             assert!((s.values[1][i] - c2_quantisation(row)).abs() < 1e-4);
             let t = &ft[i * 8..(i + 1) * 8];
             assert!((s.values[2][i] - c3_disagreement(row, t)).abs() < 1e-5);
+        }
+        // Retrieval from the shared pass equals a plain search of the same codes.
+        let (hits, again) = umcd.retrieve_and_score(&model, batch, 2, &device).unwrap();
+        assert_eq!(again.values, s.values);
+        for (i, found) in hits.iter().enumerate() {
+            let code = PackedCodes::from_signs(8, &f[i * 8..(i + 1) * 8]);
+            assert_eq!(found, &db.top_k(code.code(0), 2));
         }
         // One forward of [x; t(x)] equals two separate forwards.
         let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [3, 1, 8, 8]), &device);

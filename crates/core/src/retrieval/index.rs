@@ -3,7 +3,7 @@
 //! falls; the scan goes block by block, many queries per block, over threads when it pays.
 
 use super::codes::PackedCodes;
-use super::scan::{BLOCK, block_distances};
+use super::scan::{BLOCK, CHUNK, block_distances};
 
 /// A database item found by a search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +42,22 @@ impl TopK {
         }
     }
 
-    /// Offers the items `base..base + distances.len()`, in database order.
+    /// Offers the items `base..base + distances.len()`, in database order; `mins` holds the
+    /// minimum of each [`CHUNK`] of `distances`, so chunks above the threshold are skipped.
     #[inline]
-    fn offer(&mut self, base: usize, distances: &[u32]) {
-        for (i, &d) in distances.iter().enumerate() {
-            if d <= self.threshold {
-                self.buckets[d as usize].push(base + i);
-                self.kept += 1;
-                self.tighten();
+    fn offer(&mut self, base: usize, distances: &[u32], mins: &[u32]) {
+        for (c, &m) in mins.iter().enumerate() {
+            if m > self.threshold {
+                continue;
+            }
+            let lo = c * CHUNK;
+            let chunk = &distances[lo..(lo + CHUNK).min(distances.len())];
+            for (i, &d) in chunk.iter().enumerate() {
+                if d <= self.threshold {
+                    self.buckets[d as usize].push(base + lo + i);
+                    self.kept += 1;
+                    self.tighten();
+                }
             }
         }
     }
@@ -141,7 +149,7 @@ impl HammingIndex {
     pub fn distances(&self, query: &[u64]) -> Vec<u32> {
         self.check(query.len());
         let mut out = vec![0; self.len()];
-        block_distances(query, self.codes.as_words(), &mut out);
+        block_distances(query, self.codes.as_words(), &mut out, &mut []);
         out
     }
 
@@ -227,15 +235,17 @@ impl HammingIndex {
         let (w, bits) = (self.codes.words(), self.codes.bits());
         let mut tops: Vec<TopK> = (0..queries.len() / w).map(|_| TopK::new(k, bits)).collect();
         let mut distances = [0u32; BLOCK];
+        let mut minima = [0u32; BLOCK / CHUNK];
         let data = self.codes.as_words();
         let mut lo = range.start;
         while lo < range.end {
             let hi = (lo + BLOCK).min(range.end);
             let block = &data[lo * w..hi * w];
             let out = &mut distances[..hi - lo];
+            let mins = &mut minima[..(hi - lo).div_ceil(CHUNK)];
             for (query, top) in queries.chunks_exact(w).zip(&mut tops) {
-                block_distances(query, block, out);
-                top.offer(lo, out);
+                block_distances(query, block, out, mins);
+                top.offer(lo, out, mins);
             }
             lo = hi;
         }

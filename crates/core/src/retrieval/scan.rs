@@ -8,9 +8,15 @@ use super::codes::hamming;
 /// while every query of a group passes over them.
 pub(crate) const BLOCK: usize = 1024;
 
-/// Distances from `query` (`w` words) to each code of `codes` (`out.len()` codes of `w` words).
+/// Distances per chunk minimum: a top-k scan skips a whole chunk whose minimum is above its
+/// threshold (most of them, once the threshold has settled).
+pub(crate) const CHUNK: usize = 16;
+const _: () = assert!(BLOCK.is_multiple_of(CHUNK), "blocks hold whole chunks");
+
+/// Distances from `query` (`w` words) to each code of `codes` (`out.len()` codes of `w` words),
+/// and the minimum of each [`CHUNK`] of them into `mins` (left alone when `mins` is empty).
 #[inline(always)]
-fn kernel(query: &[u64], codes: &[u64], out: &mut [u32]) {
+fn kernel(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
     if let [q] = query {
         // One word per code (K ≤ 64): a straight loop the compiler vectorises.
         for (o, c) in out.iter_mut().zip(codes) {
@@ -21,6 +27,9 @@ fn kernel(query: &[u64], codes: &[u64], out: &mut [u32]) {
             *o = hamming(query, c);
         }
     }
+    for (m, chunk) in mins.iter_mut().zip(out.chunks(CHUNK)) {
+        *m = chunk.iter().copied().min().unwrap_or(u32::MAX);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -30,18 +39,18 @@ mod x86 {
     use std::sync::OnceLock;
 
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    fn avx512(query: &[u64], codes: &[u64], out: &mut [u32]) {
-        super::kernel(query, codes, out)
+    fn avx512(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
+        super::kernel(query, codes, out, mins)
     }
 
     #[target_feature(enable = "avx2,popcnt")]
-    fn avx2(query: &[u64], codes: &[u64], out: &mut [u32]) {
-        super::kernel(query, codes, out)
+    fn avx2(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
+        super::kernel(query, codes, out, mins)
     }
 
     #[target_feature(enable = "popcnt")]
-    fn popcnt(query: &[u64], codes: &[u64], out: &mut [u32]) {
-        super::kernel(query, codes, out)
+    fn popcnt(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
+        super::kernel(query, codes, out, mins)
     }
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +78,13 @@ mod x86 {
     }
 
     /// Runs the kernel at `level`, which must not exceed [`level()`].
-    pub(super) fn run(level: Level, query: &[u64], codes: &[u64], out: &mut [u32]) {
+    pub(super) fn run(
+        level: Level,
+        query: &[u64],
+        codes: &[u64],
+        out: &mut [u32],
+        mins: &mut [u32],
+    ) {
         assert!(
             level_rank(level) <= level_rank(self::level()),
             "{level:?} is beyond this CPU"
@@ -77,10 +92,10 @@ mod x86 {
         // SAFETY: the CPU has every feature the chosen function was compiled for: `level()`
         // detected them at run time and the assertion above keeps `level` at or below it.
         match level {
-            Level::Avx512 => unsafe { avx512(query, codes, out) },
-            Level::Avx2 => unsafe { avx2(query, codes, out) },
-            Level::Popcnt => unsafe { popcnt(query, codes, out) },
-            Level::Portable => super::kernel(query, codes, out),
+            Level::Avx512 => unsafe { avx512(query, codes, out, mins) },
+            Level::Avx2 => unsafe { avx2(query, codes, out, mins) },
+            Level::Popcnt => unsafe { popcnt(query, codes, out, mins) },
+            Level::Portable => super::kernel(query, codes, out, mins),
         }
     }
 
@@ -94,6 +109,7 @@ mod x86 {
     }
 
     /// Every level this CPU can run, best first.
+    #[cfg(test)]
     pub(super) fn available() -> Vec<Level> {
         [Level::Avx512, Level::Avx2, Level::Popcnt, Level::Portable]
             .into_iter()
@@ -103,13 +119,15 @@ mod x86 {
 }
 
 /// Writes the Hamming distance from `query` to each of the `out.len()` codes in `codes` (packed
-/// back to back, `query.len()` words each) into `out`, with the fastest kernel this CPU has.
-pub(crate) fn block_distances(query: &[u64], codes: &[u64], out: &mut [u32]) {
+/// back to back, `query.len()` words each) into `out`, and each [`CHUNK`]'s minimum into `mins`
+/// (`out.len().div_ceil(CHUNK)` slots, or none), with the fastest kernel this CPU has.
+pub(crate) fn block_distances(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
     debug_assert_eq!(codes.len(), out.len() * query.len());
+    debug_assert!(mins.is_empty() || mins.len() == out.len().div_ceil(CHUNK));
     #[cfg(target_arch = "x86_64")]
-    x86::run(x86::level(), query, codes, out);
+    x86::run(x86::level(), query, codes, out, mins);
     #[cfg(not(target_arch = "x86_64"))]
-    kernel(query, codes, out);
+    kernel(query, codes, out, mins);
 }
 
 /// Name of the kernel [`block_distances`] uses on this machine, for benchmark reports.
@@ -146,14 +164,22 @@ mod tests {
                         .sum()
                 })
                 .collect();
+            let naive_mins: Vec<u32> = naive
+                .chunks(CHUNK)
+                .map(|c| *c.iter().min().unwrap())
+                .collect();
             let mut out = vec![u32::MAX; n];
-            block_distances(&query, &codes, &mut out);
+            let mut mins = vec![0; n.div_ceil(CHUNK)];
+            block_distances(&query, &codes, &mut out, &mut mins);
             assert_eq!(out, naive, "dispatched kernel, {words} words");
+            assert_eq!(mins, naive_mins, "dispatched kernel, {words} words");
             #[cfg(target_arch = "x86_64")]
             for level in x86::available() {
                 out.fill(u32::MAX);
-                x86::run(level, &query, &codes, &mut out);
+                mins.fill(0);
+                x86::run(level, &query, &codes, &mut out, &mut mins);
                 assert_eq!(out, naive, "{level:?}, {words} words");
+                assert_eq!(mins, naive_mins, "{level:?}, {words} words");
             }
         }
         assert!(!kernel_name().is_empty());

@@ -1,0 +1,65 @@
+//! The paper's Fig. 6: time to answer a batch of queries with retrieval alone (one forward pass,
+//! top-100 search over a 64,000-code database) and with retrieval plus UMCD (one forward pass over
+//! the queries and their blurs, one search serving the result list and C1, then C2 and C3).
+
+use std::time::Duration;
+
+use burn::module::Module;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use hashguard_benches::{
+    BITS, IMAGE, backends, default_model, random_codes, random_pixels, retrieve,
+};
+use hashguard_core::detectors::{ImageBatch, Umcd, UmcdConfig};
+use hashguard_core::filters::ImageShape;
+use hashguard_core::retrieval::HammingIndex;
+
+/// Database size: the default Fashion-MNIST split's 64,000 images.
+const DATABASE: usize = 64_000;
+/// Retrieved items per query.
+const K: usize = 100;
+
+fn fig6(c: &mut Criterion) {
+    let index = HammingIndex::new(random_codes(5, DATABASE));
+    assert_eq!(index.codes().bits(), BITS);
+    let [channels, height, width] = IMAGE;
+    let shape = ImageShape {
+        channels,
+        height,
+        width,
+    };
+    let umcd = Umcd {
+        config: UmcdConfig { k: K, blur: 2 },
+        index: &index,
+    };
+    for backend in backends() {
+        let device = backend.device.clone();
+        let model = default_model(&device).valid();
+        let mut group = c.benchmark_group(format!("umcd_fig6/{}", backend.name));
+        for batch in [1usize, 4, 16, 64, 256] {
+            let pixels = random_pixels(6, batch);
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(BenchmarkId::new("retrieval", batch), &batch, |b, _| {
+                b.iter(|| retrieve(&model, &index, &pixels, K, &device))
+            });
+            let images = ImageBatch {
+                pixels: &pixels,
+                shape,
+                database_positions: None,
+            };
+            group.bench_with_input(BenchmarkId::new("retrieval+umcd", batch), &batch, |b, _| {
+                b.iter(|| {
+                    umcd.retrieve_and_score(&model, images, K, &device)
+                        .expect("scores")
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion::criterion_group! {
+    name = benches;
+    config = super::config().measurement_time(Duration::from_secs(4));
+    targets = fig6
+}

@@ -1,0 +1,160 @@
+//! Fixtures shared by hashguard's criterion benchmarks and its peer scripts: the backends this
+//! build can run, deterministic data that `benches/peers/peers.py` regenerates bit for bit
+//! (SplitMix64), and the retrieval step that the detection overhead is measured against.
+
+use burn::prelude::*;
+use hashguard_core::detectors::read;
+use hashguard_core::model::{HashNet, HashNetConfig};
+use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes};
+
+/// Side and channels of the benchmarked images: Fashion-MNIST's 28x28 grey.
+pub const IMAGE: [usize; 3] = [1, 28, 28];
+/// Code length of every benchmark (the project's default model).
+pub const BITS: usize = 64;
+/// Images per train, attack and forward step.
+pub const BATCH: usize = 64;
+
+/// A backend to benchmark: its name (used in group names) and device.
+#[derive(Clone)]
+pub struct Backend {
+    /// `flex` or `wgpu`.
+    pub name: &'static str,
+    /// Where its tensors live.
+    pub device: Device,
+    /// What it runs on, for the report.
+    pub adapter: String,
+}
+
+impl Backend {
+    /// Waits until every queued operation has run (a no-op on the eager CPU backend), so a
+    /// clock read after it measures the work, not its submission.
+    pub fn sync(&self) {
+        self.device.sync().expect("device synchronisation");
+    }
+}
+
+/// Every backend compiled into this build, filtered by `HASHGUARD_BENCH_BACKENDS` (a comma list
+/// such as `flex` or `flex,wgpu`; unset means all).
+pub fn backends() -> Vec<Backend> {
+    let wanted = std::env::var("HASHGUARD_BENCH_BACKENDS").ok();
+    let keep = |name: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w.split(',').any(|x| x.trim() == name))
+    };
+    let mut out = Vec::new();
+    if keep("flex") {
+        out.push(Backend {
+            name: "flex",
+            device: Device::flex(),
+            adapter: format!(
+                "burn-flex on {} CPU threads",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        });
+    }
+    #[cfg(feature = "wgpu")]
+    if keep("wgpu") {
+        let device = Device::wgpu(Default::default());
+        let adapter = device
+            .identity()
+            .map(|id| id.name)
+            .unwrap_or_else(|| "default wgpu adapter".into());
+        out.push(Backend {
+            name: "wgpu",
+            device,
+            adapter,
+        });
+    }
+    out
+}
+
+/// SplitMix64 (Steele, Lea and Flood): the `i`-th output of the stream seeded with `seed`.
+pub fn splitmix64(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `n` random 64-bit codes from `seed`, identical to `peers.py`'s `codes(seed, n)`.
+pub fn random_codes(seed: u64, n: usize) -> PackedCodes {
+    PackedCodes::from_words(64, (0..n as u64).map(|i| splitmix64(seed, i)).collect())
+}
+
+/// `n` images of [`IMAGE`] with pixels in `[0, 1)` from `seed` (the top 24 bits of each
+/// SplitMix64 output / 2^24), identical to `peers.py`'s `images(seed, n)`.
+pub fn random_pixels(seed: u64, n: usize) -> Vec<f32> {
+    let len = n * IMAGE.iter().product::<usize>();
+    (0..len as u64)
+        .map(|i| (splitmix64(seed, i) >> 40) as f32 / (1u32 << 24) as f32)
+        .collect()
+}
+
+/// [`random_pixels`] as a `[n, 1, 28, 28]` tensor on `device`.
+pub fn random_images(seed: u64, n: usize, device: &Device) -> Tensor<4> {
+    let [c, h, w] = IMAGE;
+    Tensor::from_data(
+        TensorData::new(random_pixels(seed, n), [n, c, h, w]),
+        device,
+    )
+}
+
+/// The project's default hashing network (64 bits, grey input), freshly initialised.
+pub fn default_model(device: &Device) -> HashNet {
+    device.seed(0);
+    HashNetConfig::new(BITS, IMAGE[0]).init(device)
+}
+
+/// Retrieval alone, the baseline of the paper's Fig. 6: encode a batch (one forward pass),
+/// pack the signs and search the database for each query's `k` nearest codes.
+pub fn retrieve(
+    model: &HashNet,
+    index: &HammingIndex,
+    pixels: &[f32],
+    k: usize,
+    device: &Device,
+) -> Vec<Vec<Neighbour>> {
+    let [c, h, w] = IMAGE;
+    let n = pixels.len() / (c * h * w);
+    let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, c, h, w]), device);
+    let z = read(model.logits(x)).expect("finite logits");
+    index.search(&PackedCodes::from_signs(model.bits(), &z), k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_matches_its_published_first_outputs() {
+        // The reference stream for seed 0 (Vigna's splitmix64.c) starts with these values.
+        assert_eq!(splitmix64(0, 0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0, 1), 0x6E78_9E6A_A1B9_65F4);
+        let px = random_pixels(1, 2);
+        assert_eq!(px.len(), 2 * 784);
+        assert!(px.iter().all(|&p| (0.0..1.0).contains(&p)));
+    }
+
+    #[test]
+    fn the_search_data_are_the_ones_faiss_searched() {
+        // Query 0's ten nearest distances over the 1M-code database, as FAISS IndexBinaryFlat
+        // returned them in `peers.py` (`query0_top100_distances`).
+        let index = HammingIndex::new(random_codes(1, 1_000_000));
+        let found = index.search(&random_codes(2, 1), 10);
+        let d: Vec<u32> = found[0].iter().map(|n| n.distance).collect();
+        assert_eq!(d, [13, 13, 14, 14, 14, 15, 15, 15, 15, 15]);
+    }
+
+    #[test]
+    fn retrieval_baseline_finds_a_database_image_first() {
+        let device = Device::flex();
+        let model = default_model(&device).valid();
+        let pixels = random_pixels(3, 4);
+        let x = random_images(3, 4, &device);
+        let z = read(model.logits(x)).unwrap();
+        let index = HammingIndex::new(PackedCodes::from_signs(BITS, &z));
+        let found = retrieve(&model, &index, &pixels[..784], 1, &device);
+        assert_eq!(found[0][0].distance, 0);
+    }
+}
