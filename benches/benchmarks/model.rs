@@ -18,6 +18,7 @@ use hashguard_core::model::{HashNetConfig, sign_codes};
 
 fn steps(c: &mut Criterion) {
     for backend in backends() {
+        eprintln!("backend {}: {}", backend.name, backend.adapter);
         let device = backend.device.clone();
         let model = default_model(&device).valid();
         let x = random_images(7, BATCH, &device);

@@ -20,6 +20,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -49,7 +51,7 @@ def images(seed, n):
     return v.astype(np.float32).reshape(n, 1, SIDE, SIDE)
 
 
-def timed(fn, repeats, warmup=3):
+def timed(fn, repeats, warmup=5):
     """Median and spread of `repeats` calls of fn, in milliseconds, after `warmup` calls."""
     for _ in range(warmup):
         fn()
@@ -158,7 +160,7 @@ def faiss_peer(repeats, threads):
     for label, n in (("10k", 10_000), ("100k", 100_000), ("1M", 1_000_000)):
         index = faiss.IndexBinaryFlat(BITS)
         index.add(codes(1, n))
-        out[f"top100_1000q_{label}"] = timed(lambda: index.search(queries, 100), max(3, repeats // 4), warmup=1)
+        out[f"top100_1000q_{label}"] = timed(lambda: index.search(queries, 100), max(5, repeats // 2), warmup=2)
     out["top100_1q_1M"] = timed(lambda: index.search(queries[:1], 100), repeats * 5)
     # The nearest distance of query 0, for cross-checking the data against hashguard's.
     d, _ = index.search(queries[:1], 100)
@@ -166,22 +168,34 @@ def faiss_peer(repeats, threads):
     return out
 
 
+def run_alone(peer, args):
+    """Runs one peer in its own process: PyTorch and FAISS each bring an OpenMP runtime whose
+    idle threads spin for a while, which would slow the other down in a shared process."""
+    cmd = [sys.executable, __file__, "--peer", peer, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benches/peers/results.json")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--peer", choices=["torch", "faiss"], help="run one peer, print its JSON")
     args = parser.parse_args()
     # The published first outputs of SplitMix64 for seed 0: the data generator is the same.
     assert splitmix64(0, 2).tolist() == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4]
+    if args.peer:
+        peer = torch_peer if args.peer == "torch" else faiss_peer
+        json.dump(peer(args.repeats, args.threads), sys.stdout)
+        return
     results = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "torch_cpu": torch_peer(args.repeats, args.threads),
-        "faiss": faiss_peer(args.repeats, args.threads),
+        "torch_cpu": run_alone("torch", args),
+        "faiss": run_alone("faiss", args),
     }
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -42,12 +42,40 @@ def ms(v):
     return f"{v:.3f}" if v is not None else "n/a"
 
 
+def plot_fig6(ours, path):
+    """The paper's Fig. 6 from this run: time per batch against batch size, retrieval alone
+    and retrieval + UMCD, one panel per backend (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = (1, 4, 16, 64, 256)
+    backends = [b for b in ("flex", "wgpu") if ours.get(f"umcd_fig6/{b}/retrieval/1")]
+    fig, axes = plt.subplots(1, len(backends), figsize=(5 * len(backends), 4), squeeze=False)
+    for ax, backend in zip(axes[0], backends):
+        for kind, style in (("retrieval", "o-"), ("retrieval+umcd", "s--")):
+            ax.plot(batches, [ours.get(f"umcd_fig6/{backend}/{kind}/{b}") for b in batches], style, label=kind)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("queries per batch")
+        ax.set_ylabel("ms per batch (median)")
+        ax.set_title(f"Fig. 6 analogue: {backend}, 64k-code database")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     target = os.environ.get("CARGO_TARGET_DIR", "target")
     parser.add_argument("--criterion", default=os.path.join(target, "criterion"))
     parser.add_argument("--peers", default="benches/peers/results.json")
     parser.add_argument("--json", help="also write the joined figures here")
+    parser.add_argument("--plot", help="also plot Fig. 6 (time per batch vs batch size) as PNG here")
     args = parser.parse_args()
     ours = criterion_results(args.criterion)
     with open(args.peers) as f:
@@ -90,11 +118,15 @@ def main():
                 print(f"| {batch} ({backend}) | {ms(r)} | {ms(d)} | {ratio(d, r)} |")
 
     print()
-    print("| target codes (10 classes) | hashguard (ms) |")
+    print("| target codes | hashguard (ms) |")
     print("| --- | ---: |")
-    for kind in ("centre", "mainstay"):
-        for n in (5000, 69000):
-            print(f"| {kind}, {n:,} codes | {ms(ours.get(f'target_codes/cpu/{kind}/{n}'))} |")
+    for labels, n in (("single", 5000), ("single", 69000), ("multi", 69000)):
+        for kind in ("centre", "mainstay"):
+            v = ours.get(f"target_codes/cpu/{kind}/{labels}/{n}")
+            print(f"| {kind}, {n:,} codes, {labels}-label | {ms(v)} |")
+
+    if args.plot:
+        plot_fig6(ours, args.plot)
 
     if args.json:
         tmp = args.json + ".tmp"
