@@ -20,7 +20,11 @@ fn multi_labels(n: usize) -> Vec<LabelSet> {
 
 fn codes(c: &mut Criterion) {
     let mut group = c.benchmark_group("target_codes/cpu");
-    for (kind, n) in [("single", 5_000usize), ("single", 69_000), ("multi", 69_000)] {
+    for (kind, n) in [
+        ("single", 5_000usize),
+        ("single", 69_000),
+        ("multi", 69_000),
+    ] {
         let codes = random_codes(4, n);
         let labels: Vec<LabelSet> = match kind {
             "single" => (0..n).map(|i| LabelSet::single(i % 10)).collect(),

@@ -99,9 +99,9 @@ pub fn evaluate_retrieval(
     let mut relevant = Vec::with_capacity(n);
     // Rank a group of queries per (multi-threaded, block-scanned) search; a group's rankings
     // take 16 bytes per query and database item.
-    let group = (64usize << 20) / (16 * n).max(1);
-    let rankings = (0..queries.len()).step_by(group.max(1)).flat_map(|lo| {
-        let ids: Vec<usize> = (lo..(lo + group.max(1)).min(queries.len())).collect();
+    let group = ((64usize << 20) / (16 * n)).max(1);
+    let rankings = (0..queries.len()).step_by(group).flat_map(|lo| {
+        let ids: Vec<usize> = (lo..(lo + group).min(queries.len())).collect();
         index.search(&queries.select(&ids), n)
     });
     for (ranked, &label) in rankings.zip(query_labels) {
