@@ -93,18 +93,29 @@ fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
         .context("running wasm-bindgen")?;
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
-    // wasm-opt is optional: npm's `binaryen` provides a working one.
-    let optimised = Command::new("wasm-opt")
+    // wasm-opt is optional: npm's `binaryen` provides a working one. The features are the ones
+    // rustc's wasm32 target emits (plus SIMD, which Burn's CPU kernels use); binaryen rejects a
+    // module using anything not listed.
+    let opt = Command::new("wasm-opt")
         .args([
             "-Oz",
             "--enable-bulk-memory",
             "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-reference-types",
+            "--enable-multivalue",
+            "--enable-mutable-globals",
+            "--enable-simd",
             "-o",
         ])
         .arg(&bg)
         .arg(&bg)
-        .status()
-        .is_ok_and(|s| s.success());
+        .status();
+    let optimised = match &opt {
+        Ok(s) if s.success() => format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6),
+        Ok(s) => format!(", wasm-opt failed ({s}): module left unoptimised"),
+        Err(_) => ", wasm-opt not found (optional)".into(),
+    };
     std::fs::copy(root.join("web/index.html"), out.join("index.html"))
         .context("copying web/index.html")?;
     let bytes = std::fs::read(&bg)?;
@@ -116,11 +127,7 @@ fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
         bg.display(),
         bytes.len() as f64 / 1e6,
         gzipped as f64 / 1e6,
-        if optimised {
-            format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6)
-        } else {
-            ", wasm-opt not found (optional)".into()
-        }
+        optimised
     );
     Ok(())
 }
