@@ -454,9 +454,9 @@ impl<'a> Bench<'a> {
                 let packed = PackedCodes::from_signs(bits, &codes);
                 let kmax = *cands.last().context("database too small")?;
                 let mut per_k = vec![Vec::new(); cands.len()];
-                for (i, &pos) in cal_pos.iter().enumerate() {
-                    let hits: Vec<u32> = index
-                        .top_k(packed.code(i), kmax + 1)
+                // One batched search for every calibration image (the image itself left out).
+                for (found, &pos) in index.search(&packed, kmax + 1).into_iter().zip(&cal_pos) {
+                    let hits: Vec<u32> = found
                         .into_iter()
                         .filter(|n| n.index != pos)
                         .map(|n| n.distance)
@@ -1023,9 +1023,8 @@ fn precision_at_100(
     let bits = index.codes().bits();
     let packed = PackedCodes::from_signs(bits, codes);
     let mut total = 0.0;
-    for (i, &pos) in cal_pos.iter().enumerate() {
+    for (hits, &pos) in index.search(&packed, 101).into_iter().zip(cal_pos) {
         let own = db_labels[pos];
-        let hits = index.top_k(packed.code(i), 101);
         let rel = hits
             .iter()
             .filter(|n| n.index != pos)
