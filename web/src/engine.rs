@@ -8,10 +8,9 @@ use hashguard_core::attacks::{
 };
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
-    Calibration, Criterion, Direction, Scores, c1_mean_topk, c2_from_logits, c3_disagreement,
-    calibrate,
+    Calibration, Criterion, Direction, ImageBatch, Scores, Umcd, calibrate,
 };
-use hashguard_core::filters::{Filter, ImageShape};
+use hashguard_core::filters::ImageShape;
 use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes, hamming};
 use hashguard_core::{Error, Result};
@@ -192,28 +191,27 @@ impl Engine {
                 self.shape.len()
             )));
         }
-        let k = self.model.bits();
-        let umcd = self.bundle.header.umcd;
-        let blurred = Filter::MeanBlur { size: umcd.blur }.apply(pixels, self.shape);
-        let both = [pixels, &blurred[..]].concat();
-        let z = read(self.model.logits(self.tensor(&both, 2)))?;
-        let (zx, zt) = z.split_at(k);
-        let signs: Vec<f32> = zx
-            .iter()
-            .map(|&v| if v >= 0.0 { 1.0 } else { -1.0 })
-            .collect();
-        let code = PackedCodes::from_signs(k, &signs);
-        let fx: Vec<f32> = zx.iter().map(|v| v.tanh()).collect();
-        let ft: Vec<f32> = zt.iter().map(|v| v.tanh()).collect();
+        // One forward pass over [x; blur(x)] and one search: the top 10 and C1–C3 (§3.4).
+        let pass = Umcd {
+            config: self.bundle.header.umcd,
+            index: &self.index,
+        }
+        .retrieve_and_score(
+            &self.model,
+            ImageBatch {
+                pixels,
+                shape: self.shape,
+                database_positions: None,
+            },
+            10,
+            &self.device,
+        )?;
+        let scores = pass.scores;
         let criteria = [
-            c1_mean_topk(&self.index, code.code(0), umcd.k, None),
-            c2_from_logits(zx),
-            c3_disagreement(&fx, &ft),
+            scores.values[0][0],
+            scores.values[1][0],
+            scores.values[2][0],
         ];
-        let scores = Scores {
-            criteria: self::criteria(),
-            values: criteria.iter().map(|&v| vec![v]).collect(),
-        };
         let decision = self
             .calibration
             .decide(&scores)
@@ -221,8 +219,8 @@ impl Engine {
             .ok_or_else(|| Error::Numeric("no decision".into()))?;
         let t = &self.calibration.thresholds;
         Ok(Analysis {
-            neighbours: self.index.top_k(code.code(0), 10),
-            signs,
+            neighbours: pass.retrieved.into_iter().next().unwrap_or_default(),
+            signs: pass.codes.signs(0),
             criteria,
             thresholds: [t[0], t[1], t[2]],
             fired: [decision.fired[0], decision.fired[1], decision.fired[2]],

@@ -13,7 +13,9 @@ pub use calibrate::{Calibration, Decision, calibrate};
 pub use lid::{Lid, lid_estimate};
 pub use select::{KChoice, choose_k, predicted_adversarial_topk_mean};
 pub use squeeze::FeatureSqueeze;
-pub use umcd::{Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement};
+pub use umcd::{
+    Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement,
+};
 
 use burn::prelude::*;
 use serde::Serialize;

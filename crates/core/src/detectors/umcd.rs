@@ -83,21 +83,32 @@ impl Detector for Umcd<'_> {
     }
 
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
-        Ok(self.retrieve_and_score(model, batch, 0, device)?.1)
+        Ok(self.retrieve_and_score(model, batch, 0, device)?.scores)
     }
+}
+
+/// Retrieval and UMCD's scores of one batch, from one shared pass.
+#[derive(Clone, Debug)]
+pub struct Screening {
+    /// The batch's binary codes h(x).
+    pub codes: PackedCodes,
+    /// Each image's nearest database items (database positions of the batch's own items left in).
+    pub retrieved: Vec<Vec<Neighbour>>,
+    /// C1, C2, C3 per image.
+    pub scores: Scores,
 }
 
 impl Umcd<'_> {
     /// Retrieval and detection sharing their work (§3.4): one forward pass over `[x; blur(x)]`
-    /// and one database search serve both the `k_retrieve` nearest items of each query (the
-    /// retrieval result, database positions of the batch's own items left in) and C1–C3.
+    /// and one database search serve both the `k_retrieve` nearest items of each query and
+    /// C1–C3.
     pub fn retrieve_and_score(
         &self,
         model: &HashNet,
         batch: ImageBatch<'_>,
         k_retrieve: usize,
         device: &Device,
-    ) -> Result<(Vec<Vec<Neighbour>>, Scores)> {
+    ) -> Result<Screening> {
         let bits = model.bits();
         if self.index.codes().bits() != bits {
             return Err(Error::InvalidArgument(format!(
@@ -135,7 +146,11 @@ impl Umcd<'_> {
             scores.values[1].push(c2_from_logits(row));
             scores.values[2].push(c3_disagreement(&tanh(row), &tanh(row_t)));
         }
-        Ok((retrieved, scores))
+        Ok(Screening {
+            codes: packed,
+            retrieved,
+            scores,
+        })
     }
 }
 
@@ -218,11 +233,11 @@ mod tests {
             assert!((s.values[2][i] - c3_disagreement(row, t)).abs() < 1e-5);
         }
         // Retrieval from the shared pass equals a plain search of the same codes.
-        let (hits, again) = umcd.retrieve_and_score(&model, batch, 2, &device).unwrap();
-        assert_eq!(again.values, s.values);
-        for (i, found) in hits.iter().enumerate() {
-            let code = PackedCodes::from_signs(8, &f[i * 8..(i + 1) * 8]);
-            assert_eq!(found, &db.top_k(code.code(0), 2));
+        let pass = umcd.retrieve_and_score(&model, batch, 2, &device).unwrap();
+        assert_eq!(pass.scores.values, s.values);
+        assert_eq!(pass.codes, PackedCodes::from_signs(8, &f));
+        for (i, found) in pass.retrieved.iter().enumerate() {
+            assert_eq!(found, &db.top_k(pass.codes.code(i), 2));
         }
         // One forward of [x; t(x)] equals two separate forwards.
         let x = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [3, 1, 8, 8]), &device);
