@@ -16,6 +16,7 @@ Usage: python peers.py [--out results.json] [--repeats 20]
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -24,7 +25,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("peers.py needs numpy, torch and faiss: pip install torch faiss-cpu numpy (in a venv)")
 
 MASK = (1 << 64) - 1
 BITS, BATCH, SIDE = 64, 64, 28
@@ -184,6 +188,9 @@ def main():
     args = parser.parse_args()
     # The published first outputs of SplitMix64 for seed 0: the data generator is the same.
     assert splitmix64(0, 2).tolist() == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4]
+    missing = [m for m in ("torch", "faiss") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.exit(f"peers.py needs {', '.join(missing)}: pip install torch faiss-cpu numpy (in a venv)")
     if args.peer:
         peer = torch_peer if args.peer == "torch" else faiss_peer
         json.dump(peer(args.repeats, args.threads), sys.stdout)

@@ -78,6 +78,10 @@ def main():
     parser.add_argument("--plot", help="also plot Fig. 6 (time per batch vs batch size) as PNG here")
     args = parser.parse_args()
     ours = criterion_results(args.criterion)
+    if not ours:
+        raise SystemExit(f"no criterion results under {args.criterion}: run `cargo bench` first")
+    if not os.path.isfile(args.peers):
+        raise SystemExit(f"{args.peers} not found: run benches/peers/peers.py first")
     with open(args.peers) as f:
         peers = json.load(f)
     torch, faiss = peers["torch_cpu"], peers["faiss"]

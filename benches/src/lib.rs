@@ -33,10 +33,27 @@ impl Backend {
     }
 }
 
+/// Backends this build can run.
+const COMPILED: &[&str] = if cfg!(feature = "wgpu") {
+    &["flex", "wgpu"]
+} else {
+    &["flex"]
+};
+
 /// Every backend compiled into this build, filtered by `HASHGUARD_BENCH_BACKENDS` (a comma list
-/// such as `flex` or `flex,wgpu`; unset means all).
+/// such as `flex` or `flex,wgpu`; unset means all). Exits with a one-line message when the list
+/// names a backend this build does not have.
 pub fn backends() -> Vec<Backend> {
     let wanted = std::env::var("HASHGUARD_BENCH_BACKENDS").ok();
+    if let Some(w) = &wanted
+        && let Some(bad) = w.split(',').map(str::trim).find(|b| !COMPILED.contains(b))
+    {
+        eprintln!(
+            "HASHGUARD_BENCH_BACKENDS names `{bad}`, but this build has only {}: fix the list",
+            COMPILED.join(", ")
+        );
+        std::process::exit(2);
+    }
     let keep = |name: &str| {
         wanted
             .as_deref()
