@@ -2,6 +2,8 @@
 // the page loads and reports its backend, retrieval runs, a PGD attack started by clicking the
 // egui "Run attack" button runs to the end, and UMCD flags the adversarial image. Screenshot
 // saved. Usage: node demo.mjs URL SCREENSHOT.png [--webgpu]
+// --webgpu starts Chromium with WebGPU on SwiftShader's Vulkan and expects the WebGPU backend;
+// without it Chromium has no WebGPU and the page must fall back to Burn's CPU backend.
 import { chromium } from "playwright-core";
 
 const [url = "http://127.0.0.1:8080/", shot = "demo.png"] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -32,9 +34,13 @@ try {
   const error = await page.evaluate(() => window.hashguardError);
   check("page starts", !error, error ?? "");
   if (error) throw new Error(error);
+  // The first retrieval is awaited on the page (WebGPU compiles its shaders first).
+  await page.waitForFunction(() => window.hashguard.state().retrieved.length > 0 || window.hashguard.state().message,
+    null, { timeout: 600_000, polling: 200 });
   const state = await page.evaluate(() => window.hashguard.state());
   const firstRetrieval = (Date.now() - t0) / 1000;
-  check("backend reported", typeof state.backend === "string" && state.backend.length > 0, state.backend);
+  const expected = webgpu ? "WebGPU" : "CPU";
+  check(`backend reported (${expected})`, typeof state.backend === "string" && state.backend.startsWith(expected), state.backend);
   check("retrieval shows ten images", state.retrieved.length === 10, `${state.retrieved.length} in ${firstRetrieval.toFixed(1)} s from page load`);
   check("the benign query is not flagged", state.benign_flagged === false);
 
@@ -44,7 +50,7 @@ try {
   const canvas = await page.locator("#app").boundingBox();
   check("the Run attack button is on the canvas", Array.isArray(rect) && canvas !== null);
   await page.mouse.click(canvas.x + (rect[0] + rect[2]) / 2, canvas.y + (rect[1] + rect[3]) / 2);
-  await page.waitForFunction(() => window.hashguard.state().attacking, null, { timeout: 10_000 });
+  await page.waitForFunction(() => window.hashguard.state().attacking, null, { timeout: 30_000 });
   const tAttack = Date.now();
   await page.waitForFunction(() => {
     const s = window.hashguard.state();
@@ -56,6 +62,7 @@ try {
   check("UMCD flags the adversarial image", done.adversarial_flagged === true);
   await page.screenshot({ path: shot });
   console.log(`screenshot -> ${shot}; backend ${done.backend}; first retrieval ${firstRetrieval.toFixed(1)} s after page load`);
+  if (done.message) console.log(`app message: ${done.message}`);
 } catch (e) {
   failed += 1;
   console.log(`FAIL ${e.message}`);

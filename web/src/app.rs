@@ -1,15 +1,19 @@
 //! The egui app: pick a query (gallery or your own image), see what deep hashing retrieves,
 //! attack it step by step, and watch UMCD's three criteria judge the benign and the
-//! adversarial image. Attacks advance inside `ui()` in slices of at most ~30 ms.
+//! adversarial image. Device work runs as tasks polled from `ui()`: attacks advance in slices
+//! of ~30 ms, and on WebGPU every read is awaited on the page's event loop.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use eframe::egui;
 use egui::{Color32, RichText, TextureHandle, TextureOptions, vec2};
+use hashguard_core::detectors::Calibration;
 use web_time::Duration;
 
-use crate::engine::{Analysis, Attack, AttackMethod, AttackSpec, Engine};
+use crate::engine::{Analysis, Attack, AttackMethod, AttackSpec, Engine, Verdict};
+use crate::task::Task;
 use crate::upload::decode_grey;
 
 /// Longest slice of attack work per frame.
@@ -26,6 +30,14 @@ struct Query {
     analysis: Analysis,
 }
 
+/// A query whose analysis is still being computed.
+struct PendingQuery {
+    name: String,
+    label: Option<usize>,
+    pixels: Vec<f32>,
+    analysis: Task<hashguard_core::Result<Analysis>>,
+}
+
 /// The finished attack's image and what retrieval and UMCD make of it.
 struct Adversarial {
     method: AttackMethod,
@@ -33,16 +45,34 @@ struct Adversarial {
     analysis: Analysis,
 }
 
+/// Where a running attack is: between slices, in a slice, or reading its result.
+enum Stage {
+    Ready(Box<Attack>),
+    Stepping(Task<(Box<Attack>, hashguard_core::Result<()>)>),
+    Finishing(Task<hashguard_core::Result<(Vec<f32>, Analysis)>>),
+}
+
+/// A running attack and the progress shown for it.
+struct Running {
+    spec: AttackSpec,
+    steps_done: usize,
+    hamming: u32,
+    to_anchor: Option<u32>,
+    stage: Stage,
+}
+
 /// The demo app.
 pub struct DemoApp {
-    engine: Result<Engine, String>,
+    engine: Result<Rc<Engine>, String>,
+    calibration: Option<Calibration>,
     uploads: Uploads,
     textures: HashMap<String, TextureHandle>,
     query: Option<Query>,
+    pending_query: Option<PendingQuery>,
     spec: AttackSpec,
     eps_levels: f32,
     fpr_percent: f64,
-    attack: Option<Attack>,
+    attack: Option<Running>,
     adversarial: Option<Adversarial>,
     message: Option<String>,
     /// Where "Run attack" was drawn last frame (for the browser test's click).
@@ -52,11 +82,20 @@ pub struct DemoApp {
 impl DemoApp {
     /// An app around a loaded engine (or the reason it failed to load, shown in the window).
     pub fn new(engine: Result<Engine, String>, uploads: Uploads) -> Self {
+        let (engine, calibration) = match engine {
+            Ok(e) => match e.calibration(0.05) {
+                Ok(c) => (Ok(Rc::new(e)), Some(c)),
+                Err(err) => (Err(err.to_string()), None),
+            },
+            Err(err) => (Err(err), None),
+        };
         let mut app = Self {
             engine,
+            calibration,
             uploads,
             textures: HashMap::new(),
             query: None,
+            pending_query: None,
             spec: AttackSpec {
                 method: AttackMethod::Pgd,
                 eps: 8.0 / 255.0,
@@ -114,7 +153,94 @@ impl DemoApp {
 
     fn set_query(&mut self, name: String, label: Option<usize>, pixels: Vec<f32>) {
         let Ok(engine) = &self.engine else { return };
-        match engine.analyse(&pixels) {
+        let (engine, input) = (engine.clone(), pixels.clone());
+        self.pending_query = Some(PendingQuery {
+            name,
+            label,
+            pixels,
+            analysis: Task::spawn(async move { engine.analyse(&input).await }),
+        });
+        self.poll();
+    }
+
+    /// Collects finished tasks and starts the next slice of a running attack (one per call,
+    /// so a frame does at most one slice of work).
+    pub fn poll(&mut self) {
+        if let Some(p) = &self.pending_query
+            && let Some(result) = p.analysis.take()
+        {
+            let p = self.pending_query.take().expect("checked above");
+            self.query_ready(p.name, p.label, p.pixels, result);
+        }
+        let (Ok(engine), Some(mut run)) = (&self.engine, self.attack.take()) else {
+            return;
+        };
+        run.stage = match run.stage {
+            Stage::Stepping(task) => match task.take() {
+                None => Stage::Stepping(task),
+                Some((_, Err(e))) => {
+                    self.message = Some(format!("attack failed: {e}"));
+                    return;
+                }
+                Some((attack, Ok(()))) => {
+                    run.steps_done = attack.steps_done();
+                    run.hamming = attack.hamming;
+                    run.to_anchor = attack.to_anchor;
+                    Stage::Ready(attack)
+                }
+            },
+            Stage::Finishing(task) => match task.take() {
+                None => Stage::Finishing(task),
+                Some(Ok((pixels, analysis))) => {
+                    self.adversarial = Some(Adversarial {
+                        method: run.spec.method,
+                        pixels,
+                        analysis,
+                    });
+                    self.textures.remove("adversarial");
+                    self.textures.remove("perturbation");
+                    return;
+                }
+                Some(Err(e)) => {
+                    self.message = Some(format!("attack failed: {e}"));
+                    return;
+                }
+            },
+            ready => ready,
+        };
+        if let Stage::Ready(attack) = run.stage {
+            let engine = engine.clone();
+            run.stage = if attack.finished() {
+                Stage::Finishing(Task::spawn(async move {
+                    let pixels = attack.result().await?;
+                    let analysis = engine.analyse(&pixels).await?;
+                    Ok((pixels, analysis))
+                }))
+            } else {
+                let mut attack = attack;
+                Stage::Stepping(Task::spawn(async move {
+                    let done = attack.advance(&engine, FRAME_BUDGET).await;
+                    (attack, done)
+                }))
+            };
+        }
+        self.attack = Some(run);
+    }
+
+    /// Whether device work is under way (an analysis or an attack).
+    pub fn busy(&self) -> bool {
+        self.pending_query.is_some() || self.attack.is_some()
+    }
+
+    fn query_ready(
+        &mut self,
+        name: String,
+        label: Option<usize>,
+        pixels: Vec<f32>,
+        result: hashguard_core::Result<Analysis>,
+    ) {
+        let Ok(engine) = &self.engine else { return };
+        match result {
             Ok(analysis) => {
                 let classes = engine.bundle.database.num_classes();
                 if Some(self.spec.target) == label {
@@ -151,7 +277,13 @@ impl DemoApp {
         self.spec.eps = self.eps_levels / 255.0;
         match engine.start_attack(&q.pixels, &q.analysis, self.spec) {
             Ok(a) => {
-                self.attack = Some(a);
+                self.attack = Some(Running {
+                    spec: self.spec,
+                    steps_done: 0,
+                    hamming: 0,
+                    to_anchor: None,
+                    stage: Stage::Ready(Box::new(a)),
+                });
                 self.adversarial = None;
                 self.message = None;
             }
@@ -167,9 +299,19 @@ impl DemoApp {
     /// UMCD's verdicts on the benign query and the adversarial image, when there are both.
     pub fn verdicts(&self) -> (Option<bool>, Option<bool>) {
         (
-            self.query.as_ref().map(|q| q.analysis.adversarial),
-            self.adversarial.as_ref().map(|a| a.analysis.adversarial),
+            self.query
+                .as_ref()
+                .and_then(|q| self.verdict(&q.analysis))
+                .map(|v| v.adversarial),
+            self.adversarial
+                .as_ref()
+                .and_then(|a| self.verdict(&a.analysis))
+                .map(|v| v.adversarial),
         )
+    }
+
+    fn verdict(&self, analysis: &Analysis) -> Option<Verdict> {
+        self.calibration.as_ref().map(|c| analysis.verdict(c))
     }
 
     /// The query's and the adversarial image's ten retrieved database images.
@@ -202,7 +344,8 @@ impl DemoApp {
             "benign_flagged": v_benign,
             "adversarial_flagged": v_adv,
             "attacking": self.attacking(),
-            "progress": self.attack.as_ref().map(|a| a.progress()),
+            "busy": self.busy(),
+            "progress": self.attack.as_ref().map(Running::progress),
             "run_button": rect,
             "message": self.message,
         })
@@ -214,57 +357,11 @@ impl DemoApp {
         self.message.as_deref()
     }
 
-    /// One slice of attack work; finishes the attack when its steps are done.
-    fn advance(&mut self) {
-        let (Ok(engine), Some(attack)) = (&self.engine, &mut self.attack) else {
-            return;
-        };
-        if let Err(e) = attack.advance(engine, FRAME_BUDGET) {
-            self.message = Some(format!("attack failed: {e}"));
-            self.attack = None;
-            return;
-        }
-        if attack.finished() {
-            let attack = self.attack.take().expect("checked above");
-            let method = attack.spec().method;
-            let done = attack
-                .result()
-                .and_then(|pixels| engine.analyse(&pixels).map(|a| (pixels, a)));
-            match done {
-                Ok((pixels, analysis)) => {
-                    self.adversarial = Some(Adversarial {
-                        method,
-                        pixels,
-                        analysis,
-                    });
-                    self.textures.remove("adversarial");
-                    self.textures.remove("perturbation");
-                }
-                Err(e) => self.message = Some(format!("attack failed: {e}")),
-            }
-        }
-    }
-
     fn set_fpr(&mut self) {
-        let Ok(engine) = &mut self.engine else { return };
-        if let Err(e) = engine.set_fpr(self.fpr_percent / 100.0) {
-            self.message = Some(e.to_string());
-            return;
-        }
-        let engine = &*engine;
-        for (pixels, analysis) in self
-            .query
-            .iter_mut()
-            .map(|q| (&q.pixels, &mut q.analysis))
-            .chain(
-                self.adversarial
-                    .iter_mut()
-                    .map(|a| (&a.pixels, &mut a.analysis)),
-            )
-        {
-            if let Ok(a) = engine.analyse(pixels) {
-                *analysis = a;
-            }
+        let Ok(engine) = &self.engine else { return };
+        match engine.calibration(self.fpr_percent / 100.0) {
+            Ok(c) => self.calibration = Some(c),
+            Err(e) => self.message = Some(e.to_string()),
         }
     }
 
@@ -467,15 +564,14 @@ impl DemoApp {
                     .show_percentage()
                     .text(format!(
                         "step {}/{}: Hamming distance to the original code {}{target}",
-                        a.steps_done(),
-                        a.spec().steps,
-                        a.hamming
+                        a.steps_done, a.spec.steps, a.hamming
                     )),
             );
         }
     }
 
-    fn umcd_panel(ui: &mut egui::Ui, title: &str, a: &Analysis) {
+    fn umcd_panel(ui: &mut egui::Ui, title: &str, a: &Analysis, verdict: Option<Verdict>) {
+        let Some(v) = verdict else { return };
         ui.vertical(|ui| {
             ui.strong(title);
             let names = [
@@ -485,10 +581,10 @@ impl DemoApp {
             ];
             let flagged_high = [true, false, true];
             for i in 0..3 {
-                let (v, t) = (a.criteria[i], a.thresholds[i]);
+                let (value, t) = (a.criteria[i], v.thresholds[i]);
                 let side = if flagged_high[i] { "≥" } else { "≤" };
-                let fill = (v / (2.0 * t.abs().max(1e-6))).clamp(0.0, 1.0);
-                let colour = if a.fired[i] {
+                let fill = (value / (2.0 * t.abs().max(1e-6))).clamp(0.0, 1.0);
+                let colour = if v.fired[i] {
                     Color32::from_rgb(200, 50, 50)
                 } else {
                     Color32::from_rgb(40, 160, 60)
@@ -500,17 +596,17 @@ impl DemoApp {
                         .text(format!(
                             "{}: {} (flags {side} {})",
                             names[i],
-                            num(v),
+                            num(value),
                             num(t)
                         )),
                 );
             }
             let fired: Vec<&str> = ["C1", "C2", "C3"]
                 .iter()
-                .zip(a.fired)
+                .zip(v.fired)
                 .filter_map(|(n, f)| f.then_some(*n))
                 .collect();
-            if a.adversarial {
+            if v.adversarial {
                 ui.label(
                     RichText::new(format!("UMCD: ADVERSARIAL ({} fired)", fired.join(", ")))
                         .color(Color32::from_rgb(200, 50, 50))
@@ -536,6 +632,12 @@ fn num(v: f32) -> String {
     }
 }
 
+impl Running {
+    fn progress(&self) -> f32 {
+        self.steps_done as f32 / self.spec.steps.max(1) as f32
+    }
+}
+
 impl eframe::App for DemoApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
@@ -547,8 +649,8 @@ impl eframe::App for DemoApp {
             return;
         }
         self.drain_uploads(&ctx);
-        if self.attack.is_some() {
-            self.advance();
+        self.poll();
+        if self.busy() {
             ctx.request_repaint();
         } else if cfg!(target_arch = "wasm32") {
             // Poll the page's file input.
@@ -573,6 +675,12 @@ impl eframe::App for DemoApp {
             });
             if let Some(m) = &self.message {
                 ui.colored_label(Color32::from_rgb(200, 50, 50), m);
+            }
+            if let Some(p) = &self.pending_query {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(format!("retrieving {} …", p.name));
+                });
             }
         });
         egui::Panel::left("gallery").show(ui, |ui| self.gallery_panel(ui));
@@ -632,10 +740,11 @@ impl eframe::App for DemoApp {
                 ui.separator();
                 ui.heading("UMCD detection");
                 ui.horizontal(|ui| {
-                    Self::umcd_panel(ui, "Benign query", &analysis);
+                    Self::umcd_panel(ui, "Benign query", &analysis, self.verdict(&analysis));
                     if let Some(adv) = &self.adversarial {
                         ui.separator();
-                        Self::umcd_panel(ui, "Adversarial image", &adv.analysis);
+                        let verdict = self.verdict(&adv.analysis);
+                        Self::umcd_panel(ui, "Adversarial image", &adv.analysis, verdict);
                     }
                 });
             });

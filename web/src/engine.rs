@@ -1,6 +1,6 @@
 //! The demo's computation, free of UI: the embedded model and database sample, retrieval with
-//! UMCD's three criteria for one image, and attacks advanced a few steps at a time so the
-//! caller can keep every frame short. All algorithms come from `hashguard-core`.
+//! UMCD's three criteria for one image, and attacks advanced a few steps at a time. Every read
+//! from the device is awaited (WebGPU cannot block), so no call holds a frame for long.
 
 use burn::prelude::*;
 use hashguard_core::attacks::{
@@ -8,7 +8,7 @@ use hashguard_core::attacks::{
 };
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
-    Calibration, Criterion, Direction, ImageBatch, Scores, Umcd, calibrate,
+    Calibration, Criterion, Direction, ImageBatch, Scores, Umcd, calibrate, read_async,
 };
 use hashguard_core::filters::ImageShape;
 use hashguard_core::model::{HashNet, HashNetConfig};
@@ -28,7 +28,7 @@ pub mod embedded {
     pub const DEMO_BIN: &[u8] = include_bytes!("../assets/demo.bin");
 }
 
-/// Retrieval and UMCD's verdict for one image.
+/// Retrieval and UMCD's three criteria for one image.
 #[derive(Clone, Debug)]
 pub struct Analysis {
     /// Binary code, ±1 per bit.
@@ -38,12 +38,37 @@ pub struct Analysis {
     /// C1 (mean Hamming distance to the top k), C2 (quantisation loss), C3 (disagreement
     /// with the blurred copy).
     pub criteria: [f32; 3],
-    /// Each criterion's threshold at the current FPR.
+}
+
+/// UMCD's judgement of an [`Analysis`] at a calibrated false-positive rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    /// Each criterion's threshold.
     pub thresholds: [f32; 3],
     /// Which criteria fired.
     pub fired: [bool; 3],
-    /// UMCD's verdict: any criterion fired.
+    /// Any criterion fired.
     pub adversarial: bool,
+}
+
+impl Analysis {
+    /// The verdict under `calibration` (thresholds from the bundle's benign scores).
+    pub fn verdict(&self, calibration: &Calibration) -> Verdict {
+        let scores = Scores {
+            criteria: criteria(),
+            values: self.criteria.iter().map(|&v| vec![v]).collect(),
+        };
+        let decision = calibration.decide(&scores).pop();
+        let fired = decision
+            .as_ref()
+            .map_or([false; 3], |d| [d.fired[0], d.fired[1], d.fired[2]]);
+        let t = &calibration.thresholds;
+        Verdict {
+            thresholds: [t[0], t[1], t[2]],
+            fired,
+            adversarial: decision.is_some_and(|d| d.adversarial),
+        }
+    }
 }
 
 /// The attacks the demo offers.
@@ -101,7 +126,6 @@ pub struct Engine {
     pub bundle: DemoBundle,
     /// The database codes.
     pub index: HammingIndex,
-    calibration: Calibration,
     shape: ImageShape,
 }
 
@@ -128,14 +152,12 @@ impl Engine {
         }
         let shape = bundle.database.shape();
         let index = HammingIndex::new(bundle.codes.clone());
-        let calibration = Self::calibrate(&bundle, 0.05)?;
         Ok(Self {
             model,
             device,
             backend,
             bundle,
             index,
-            calibration,
             shape,
         })
     }
@@ -151,23 +173,13 @@ impl Engine {
         )
     }
 
-    fn calibrate(bundle: &DemoBundle, fpr: f64) -> Result<Calibration> {
+    /// UMCD's thresholds at false-positive rate `fpr`, from the bundle's benign scores.
+    pub fn calibration(&self, fpr: f64) -> Result<Calibration> {
         let scores = Scores {
             criteria: criteria(),
-            values: bundle.header.benign.clone(),
+            values: self.bundle.header.benign.clone(),
         };
         calibrate(&scores, fpr, None)
-    }
-
-    /// Recalibrates UMCD's thresholds at a new false-positive rate.
-    pub fn set_fpr(&mut self, fpr: f64) -> Result<()> {
-        self.calibration = Self::calibrate(&self.bundle, fpr)?;
-        Ok(())
-    }
-
-    /// The false-positive rate the thresholds are calibrated at.
-    pub fn fpr(&self) -> f64 {
-        self.calibration.target_fpr
     }
 
     /// Layout of the demo's images.
@@ -183,8 +195,8 @@ impl Engine {
         )
     }
 
-    /// Retrieval and UMCD for one image (pixels in `[0, 1]`, the demo's shape).
-    pub fn analyse(&self, pixels: &[f32]) -> Result<Analysis> {
+    /// Retrieval and UMCD's criteria for one image (pixels in `[0, 1]`, the demo's shape).
+    pub async fn analyse(&self, pixels: &[f32]) -> Result<Analysis> {
         if pixels.len() != self.shape.len() || pixels.iter().any(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "the image must have {} finite pixel values",
@@ -192,39 +204,22 @@ impl Engine {
             )));
         }
         // One forward pass over [x; blur(x)] and one search: the top 10 and C1–C3 (§3.4).
-        let pass = Umcd {
+        let umcd = Umcd {
             config: self.bundle.header.umcd,
             index: &self.index,
-        }
-        .retrieve_and_score(
-            &self.model,
-            ImageBatch {
-                pixels,
-                shape: self.shape,
-                database_positions: None,
-            },
-            10,
-            &self.device,
-        )?;
-        let scores = pass.scores;
-        let criteria = [
-            scores.values[0][0],
-            scores.values[1][0],
-            scores.values[2][0],
-        ];
-        let decision = self
-            .calibration
-            .decide(&scores)
-            .pop()
-            .ok_or_else(|| Error::Numeric("no decision".into()))?;
-        let t = &self.calibration.thresholds;
+        };
+        let batch = ImageBatch {
+            pixels,
+            shape: self.shape,
+            database_positions: None,
+        };
+        let logits = read_async(umcd.forward(&self.model, batch, &self.device)?).await?;
+        let pass = umcd.screen(self.model.bits(), batch, &logits, 10)?;
+        let v = &pass.scores.values;
         Ok(Analysis {
             neighbours: pass.retrieved.into_iter().next().unwrap_or_default(),
             signs: pass.codes.signs(0),
-            criteria,
-            thresholds: [t[0], t[1], t[2]],
-            fired: [decision.fired[0], decision.fired[1], decision.fired[2]],
-            adversarial: decision.adversarial,
+            criteria: [v[0][0], v[1][0], v[2][0]],
         })
     }
 
@@ -305,16 +300,17 @@ impl Engine {
         })
     }
 
-    fn code_of(&self, x: Tensor<4>) -> Result<PackedCodes> {
-        let z = read(self.model.logits(x))?;
+    async fn code_of(&self, x: Tensor<4>) -> Result<PackedCodes> {
+        let z = read_async(self.model.logits(x)).await?;
         Ok(PackedCodes::from_signs(self.model.bits(), &z))
     }
 }
 
 impl Attack {
-    /// Runs steps until `budget` has elapsed (at least one) or the attack is done, then
-    /// refreshes the live Hamming distances.
-    pub fn advance(&mut self, engine: &Engine, budget: Duration) -> Result<()> {
+    /// Records steps until `budget` has elapsed (at least one) or the attack is done, then
+    /// awaits the current code and refreshes the live Hamming distances. On WebGPU the steps
+    /// run on the device while the page stays responsive; only the reads are awaited.
+    pub async fn advance(&mut self, engine: &Engine, budget: Duration) -> Result<()> {
         let start = Instant::now();
         while !self.finished() {
             match &mut self.stepper {
@@ -322,8 +318,8 @@ impl Attack {
                 Stepper::Cw(cw) => {
                     let (s, keeper, last) = &mut **cw;
                     let probe = s.step(&engine.model)?;
-                    let flips = read(probe.flips)?;
-                    let l2 = read(probe.l2)?;
+                    let flips = read_async(probe.flips).await?;
+                    let l2 = read_async(probe.l2).await?;
                     *last = probe.x.clone();
                     keeper.offer(probe.x, &flips, &l2);
                 }
@@ -333,7 +329,7 @@ impl Attack {
                 break;
             }
         }
-        let code = engine.code_of(self.current())?;
+        let code = engine.code_of(self.current()).await?;
         self.hamming = hamming(code.code(0), self.original.code(0));
         self.to_anchor = self
             .anchor
@@ -371,12 +367,12 @@ impl Attack {
 
     /// The adversarial image: PGD's last iterate, or CW's smallest successful perturbation
     /// (the clean image when none succeeded).
-    pub fn result(self) -> Result<Vec<f32>> {
+    pub async fn result(self) -> Result<Vec<f32>> {
         let x = match self.stepper {
             Stepper::Pgd(s) => s.current(),
             Stepper::Cw(cw) => cw.1.into_best().0,
         };
-        read(x)
+        read_async(x).await
     }
 }
 
@@ -386,10 +382,4 @@ fn criteria() -> Vec<Criterion> {
         Criterion::new("C2", Direction::Low),
         Criterion::new("C3", Direction::High),
     ]
-}
-
-fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Numeric(format!("reading a tensor: {e:?}")))
 }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod engine;
+pub mod task;
 pub mod upload;
 
 pub use app::{DemoApp, Uploads};
@@ -17,6 +18,7 @@ mod web {
     use std::sync::{Mutex, OnceLock};
 
     use burn::prelude::Device;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
     use wasm_bindgen::prelude::*;
 
     use crate::{DemoApp, Engine, Uploads};
@@ -77,6 +79,60 @@ mod web {
         uploads().lock().expect("upload queue").push((name, bytes));
     }
 
+    /// WebGPU through Burn's wgpu runtime when the browser offers an adapter, else Burn's CPU
+    /// backend; `?backend=cpu` in the page's address forces the CPU. The label says which,
+    /// and why the CPU when WebGPU was wanted.
+    async fn choose_device() -> (Device, String) {
+        let window = web_sys::window();
+        let forced_cpu = window
+            .as_ref()
+            .and_then(|w| w.location().search().ok())
+            .is_some_and(|q| q.contains("backend=cpu"));
+        if forced_cpu {
+            return (
+                Device::flex(),
+                "CPU (burn-flex, wasm; asked for by ?backend=cpu)".into(),
+            );
+        }
+        let has_webgpu = window.as_ref().is_some_and(|w| {
+            js_sys::Reflect::get(&w.navigator(), &"gpu".into()).is_ok_and(|gpu| !gpu.is_undefined())
+        });
+        if !has_webgpu {
+            return (
+                Device::flex(),
+                "CPU (burn-flex, wasm; this browser has no WebGPU)".into(),
+            );
+        }
+        match Device::wgpu_options()
+            .graphics_api(WgpuBackend::WebGpu)
+            .init_with_setup_async()
+            .await
+        {
+            Ok((device, setup)) => {
+                let info = setup.adapter.get_info();
+                // Browsers often withhold the adapter's name; the fallback flag is always there.
+                let kind = if info.device_type == wgpu::DeviceType::Cpu {
+                    "software adapter"
+                } else {
+                    "GPU adapter"
+                };
+                let adapter = if info.name.is_empty() {
+                    kind.to_string()
+                } else {
+                    format!("{}, {kind}", info.name)
+                };
+                (device, format!("WebGPU (burn-wgpu on {adapter})"))
+            }
+            Err(e) => {
+                web_sys::console::warn_1(&format!("hashguard: WebGPU unavailable: {e}").into());
+                (
+                    Device::flex(),
+                    "CPU (burn-flex, wasm; WebGPU unavailable, see the console)".into(),
+                )
+            }
+        }
+    }
+
     /// Starts the app on the canvas with id `canvas_id`.
     #[wasm_bindgen]
     pub async fn start(canvas_id: String) -> Result<(), JsValue> {
@@ -87,8 +143,8 @@ mod web {
             .get_element_by_id(&canvas_id)
             .ok_or("no canvas with that id")?
             .dyn_into::<web_sys::HtmlCanvasElement>()?;
-        let engine = Engine::embedded(Device::flex(), "CPU (burn-flex, wasm)".into())
-            .map_err(|e| e.to_string());
+        let (device, backend) = choose_device().await;
+        let engine = Engine::embedded(device, backend).map_err(|e| e.to_string());
         let app = DemoApp::new(engine, uploads().clone());
         let runner = eframe::WebRunner::new();
         runner

@@ -38,11 +38,22 @@ fn main() -> Result<()> {
     }
 }
 
+/// The workspace being worked on, asked of cargo at run time: the path compiled into the
+/// binary can be stale when a shared target dir serves several clones.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    let located = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|manifest| Path::new(manifest.trim()).parent().map(Path::to_path_buf));
+    located.unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf()
+    })
 }
 
 fn target_dir(root: &Path) -> Result<PathBuf> {

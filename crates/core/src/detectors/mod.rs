@@ -176,6 +176,23 @@ pub fn logits_with_transform(
     filter: Filter,
     device: &Device,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
+    let n = batch.len();
+    let mut z = read(forward_with_transform(model, batch, filter, device)?)?;
+    let transformed = z.split_off(n * model.bits());
+    Ok((z, transformed))
+}
+
+/// The forward pass behind [`logits_with_transform`], left on the device (nothing is read
+/// back, so browsers can await the read).
+///
+/// # Shapes
+/// - output: `[2 * batch, bits]`, the images' logits, then their transforms'
+pub fn forward_with_transform(
+    model: &HashNet,
+    batch: ImageBatch<'_>,
+    filter: Filter,
+    device: &Device,
+) -> Result<Tensor<2>> {
     batch.check()?;
     let n = batch.len();
     let mut pixels = batch.pixels.to_vec();
@@ -185,9 +202,7 @@ pub fn logits_with_transform(
         TensorData::new(pixels, [2 * n, s.channels, s.height, s.width]),
         device,
     );
-    let mut z = read(model.logits(x))?;
-    let transformed = z.split_off(n * model.bits());
-    Ok((z, transformed))
+    Ok(model.logits(x))
 }
 
 /// Relaxed codes `f = tanh(z)` of the images and of their transforms, one batched forward
@@ -203,12 +218,23 @@ pub fn codes_with_transform(
     Ok((tanh(z), tanh(zt)))
 }
 
-/// Reads a tensor back to the host, refusing NaN.
+/// Reads a tensor back to the host, refusing NaN. Blocks until the device is done: in a
+/// browser use [`read_async`].
 pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let v = t
-        .into_data()
-        .try_to_vec::<f32>()
+    finite(t.into_data().try_to_vec::<f32>())
+}
+
+/// [`read`] for devices that cannot block (WebGPU in a browser): awaits the transfer.
+pub async fn read_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
         .map_err(|e| Error::Numeric(format!("reading model outputs: {e:?}")))?;
+    finite(data.try_to_vec::<f32>())
+}
+
+fn finite<E: std::fmt::Debug>(v: std::result::Result<Vec<f32>, E>) -> Result<Vec<f32>> {
+    let v = v.map_err(|e| Error::Numeric(format!("reading model outputs: {e:?}")))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(Error::Numeric(
             "the model produced NaN: the model record is corrupt or training diverged".into(),

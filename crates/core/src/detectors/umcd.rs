@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Criterion, Detector, Direction, ImageBatch, Scores, logits_with_transform};
+use super::{Criterion, Detector, Direction, ImageBatch, Scores, forward_with_transform, read};
 use crate::filters::Filter;
 use crate::model::HashNet;
 use crate::retrieval::{HammingIndex, Neighbour, PackedCodes};
@@ -109,6 +109,22 @@ impl Umcd<'_> {
         k_retrieve: usize,
         device: &Device,
     ) -> Result<Screening> {
+        let logits = read(self.forward(model, batch, device)?)?;
+        self.screen(model.bits(), batch, &logits, k_retrieve)
+    }
+
+    /// The device half of [`Self::retrieve_and_score`]: checks the configuration and records
+    /// the forward pass over `[x; blur(x)]` without reading it back (browsers await the read,
+    /// then call [`Self::screen`]).
+    ///
+    /// # Shapes
+    /// - output: `[2 * batch, bits]` logits
+    pub fn forward(
+        &self,
+        model: &HashNet,
+        batch: ImageBatch<'_>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
         let bits = model.bits();
         if self.index.codes().bits() != bits {
             return Err(Error::InvalidArgument(format!(
@@ -127,8 +143,29 @@ impl Umcd<'_> {
             size: self.config.blur,
         };
         filter.validate()?;
-        let (z, zt) = logits_with_transform(model, batch, filter, device)?;
-        let packed = PackedCodes::from_signs(bits, &z);
+        forward_with_transform(model, batch, filter, device)
+    }
+
+    /// The host half of [`Self::retrieve_and_score`]: from the logits of `[x; blur(x)]`
+    /// (what [`Self::forward`] computed, read back), one search for the whole batch, the
+    /// `k_retrieve` nearest items and C1–C3.
+    pub fn screen(
+        &self,
+        bits: usize,
+        batch: ImageBatch<'_>,
+        logits: &[f32],
+        k_retrieve: usize,
+    ) -> Result<Screening> {
+        let n = batch.len();
+        if logits.len() != 2 * n * bits {
+            return Err(Error::InvalidArgument(format!(
+                "expected {} logits for {n} images and their blurred copies, got {}",
+                2 * n * bits,
+                logits.len()
+            )));
+        }
+        let (z, zt) = logits.split_at(n * bits);
+        let packed = PackedCodes::from_signs(bits, z);
         let mut scores = Scores::empty(self.criteria());
         // One search for the whole batch; one extra neighbour when the query may be in it.
         let extra = usize::from(batch.database_positions.is_some());
@@ -245,5 +282,12 @@ mod tests {
         for (a, b) in alone.iter().zip(&f) {
             assert!((a - b).abs() < 1e-5);
         }
+        // The split halves (device pass, then host scoring) agree with the whole, and the
+        // host half refuses logits of the wrong length.
+        let logits = super::super::read(umcd.forward(&model, batch, &device).unwrap()).unwrap();
+        let split = umcd.screen(8, batch, &logits, 2).unwrap();
+        assert_eq!(split.scores.values, pass.scores.values);
+        assert_eq!(split.retrieved, pass.retrieved);
+        assert!(umcd.screen(8, batch, &logits[1..], 2).is_err());
     }
 }
