@@ -43,6 +43,18 @@ try {
   check(`backend reported (${expected})`, typeof state.backend === "string" && state.backend.startsWith(expected), state.backend);
   check("retrieval shows ten images", state.retrieved.length === 10, `${state.retrieved.length} in ${firstRetrieval.toFixed(1)} s from page load`);
   check("the benign query is not flagged", state.benign_flagged === false);
+  if (webgpu) {
+    // Parity: the same query on Burn's CPU backend in a second page retrieves the same images
+    // with the same UMCD criteria.
+    const cpu = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await cpu.goto(`${url}?backend=cpu`);
+    await cpu.waitForFunction(() => window.hashguard?.state().retrieved.length > 0, null, { timeout: 120_000, polling: 200 });
+    const ref = await cpu.evaluate(() => window.hashguard.state());
+    await cpu.close();
+    const close = state.criteria.every((v, i) => Math.abs(v - ref.criteria[i]) <= 1e-3 + 1e-3 * Math.abs(ref.criteria[i]));
+    check("WebGPU and CPU agree", ref.backend.startsWith("CPU") && JSON.stringify(ref.retrieved) === JSON.stringify(state.retrieved) && close,
+      `criteria ${state.criteria.map((v) => v.toPrecision(5))} vs ${ref.criteria.map((v) => v.toPrecision(5))}`);
+  }
 
   await page.evaluate(() => window.hashguard.chooseAttack("pgd", 32, 100));
   await page.waitForTimeout(500);

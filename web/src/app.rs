@@ -340,6 +340,7 @@ impl DemoApp {
             "backend": self.backend(),
             "query": self.query.as_ref().map(|q| q.name.clone()),
             "retrieved": benign,
+            "criteria": self.query.as_ref().map(|q| q.analysis.criteria),
             "adversarial_retrieved": adversarial,
             "benign_flagged": v_benign,
             "adversarial_flagged": v_adv,
