@@ -64,11 +64,40 @@ try {
   await page.mouse.click(canvas.x + (rect[0] + rect[2]) / 2, canvas.y + (rect[1] + rect[3]) / 2);
   await page.waitForFunction(() => window.hashguard.state().attacking, null, { timeout: 30_000 });
   const tAttack = Date.now();
+  // Frame gaps while the attack runs (requestAnimationFrame intervals), reported, not judged:
+  // headless frame pacing is noisy.
+  await page.evaluate(() => {
+    // Main-thread tasks over 50 ms (the Long Tasks API): what would make the page stutter.
+    window.longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.longTasks.push(e.duration);
+    }).observe({ type: "longtask" });
+    window.frameGaps = [];
+    let last = performance.now();
+    const tick = (t) => {
+      window.frameGaps.push(t - last);
+      last = t;
+      if (window.hashguard.state().attacking) requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
   await page.waitForFunction(() => {
     const s = window.hashguard.state();
     return !s.attacking && s.adversarial_flagged !== null;
   }, null, { timeout: 600_000, polling: 500 });
   const done = await page.evaluate(() => window.hashguard.state());
+  const gaps = (await page.evaluate(() => window.frameGaps)).sort((a, b) => a - b);
+  if (gaps.length > 0) {
+    const q = (p) => gaps[Math.min(gaps.length - 1, Math.floor(p * gaps.length))].toFixed(0);
+    console.log(`frames during the attack: ${gaps.length}, gap median ${q(0.5)} ms, p95 ${q(0.95)} ms, max ${q(1)} ms`);
+  }
+  if (done.attack_timing) {
+    const t = done.attack_timing;
+    console.log(`attack slices: ${t.slices}, per slice ${t.steps_ms_per_slice.toFixed(1)} ms of steps + ${t.read_ms_per_slice.toFixed(1)} ms for the live code; ui() ${done.ui_ms_per_busy_frame.toFixed(1)} ms per frame`);
+  }
+  const long = (await page.evaluate(() => window.longTasks)).sort((a, b) => a - b);
+  console.log(`main-thread tasks over 50 ms during the attack: ${long.length}` +
+    (long.length ? `, median ${long[Math.floor(long.length / 2)].toFixed(0)} ms, max ${long[long.length - 1].toFixed(0)} ms` : ""));
   check("the attack changes retrieval", JSON.stringify(done.adversarial_retrieved) !== JSON.stringify(done.retrieved),
     `PGD-100 in ${((Date.now() - tAttack) / 1000).toFixed(1)} s`);
   check("UMCD flags the adversarial image", done.adversarial_flagged === true);

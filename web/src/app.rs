@@ -12,7 +12,7 @@ use egui::{Color32, RichText, TextureHandle, TextureOptions, vec2};
 use hashguard_core::detectors::Calibration;
 use web_time::Duration;
 
-use crate::engine::{Analysis, Attack, AttackMethod, AttackSpec, Engine, Verdict};
+use crate::engine::{Analysis, Attack, AttackMethod, AttackSpec, Engine, SliceTiming, Verdict};
 use crate::task::Task;
 use crate::upload::decode_grey;
 
@@ -55,6 +55,7 @@ enum Stage {
 /// A running attack and the progress shown for it.
 struct Running {
     spec: AttackSpec,
+    timing: SliceTiming,
     steps_done: usize,
     hamming: u32,
     to_anchor: Option<u32>,
@@ -77,6 +78,9 @@ pub struct DemoApp {
     message: Option<String>,
     /// Where "Run attack" was drawn last frame (for the browser test's click).
     run_button: Option<egui::Rect>,
+    /// The last attack's time per slice, and the time `ui()` took per frame while it ran.
+    last_timing: Option<SliceTiming>,
+    ui_ms: (usize, f64),
 }
 
 impl DemoApp {
@@ -108,6 +112,8 @@ impl DemoApp {
             adversarial: None,
             message: None,
             run_button: None,
+            last_timing: None,
+            ui_ms: (0, 0.0),
         };
         // Start with the first gallery image so retrieval shows at once.
         if app.engine.is_ok() {
@@ -186,12 +192,14 @@ impl DemoApp {
                     run.steps_done = attack.steps_done();
                     run.hamming = attack.hamming;
                     run.to_anchor = attack.to_anchor;
+                    run.timing = attack.timing;
                     Stage::Ready(attack)
                 }
             },
             Stage::Finishing(task) => match task.take() {
                 None => Stage::Finishing(task),
                 Some(Ok((pixels, analysis))) => {
+                    self.last_timing = Some(run.timing);
                     self.adversarial = Some(Adversarial {
                         method: run.spec.method,
                         pixels,
@@ -279,6 +287,7 @@ impl DemoApp {
             Ok(a) => {
                 self.attack = Some(Running {
                     spec: self.spec,
+                    timing: SliceTiming::default(),
                     steps_done: 0,
                     hamming: 0,
                     to_anchor: None,
@@ -349,6 +358,12 @@ impl DemoApp {
             "progress": self.attack.as_ref().map(Running::progress),
             "run_button": rect,
             "message": self.message,
+            "attack_timing": self.last_timing.map(|t| serde_json::json!({
+                "slices": t.slices,
+                "steps_ms_per_slice": t.steps_ms / t.slices.max(1) as f64,
+                "read_ms_per_slice": t.read_ms / t.slices.max(1) as f64,
+            })),
+            "ui_ms_per_busy_frame": self.ui_ms.1 / self.ui_ms.0.max(1) as f64,
         })
         .to_string()
     }
@@ -649,6 +664,7 @@ impl eframe::App for DemoApp {
             });
             return;
         }
+        let frame_start = web_time::Instant::now();
         self.drain_uploads(&ctx);
         self.poll();
         if self.busy() {
@@ -750,6 +766,10 @@ impl eframe::App for DemoApp {
                 });
             });
         });
+        if self.attacking() {
+            self.ui_ms.0 += 1;
+            self.ui_ms.1 += frame_start.elapsed().as_secs_f64() * 1e3;
+        }
     }
 
     #[cfg(target_arch = "wasm32")]

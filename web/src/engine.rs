@@ -112,7 +112,26 @@ pub struct Attack {
     /// Hamming distance to DHTA's anchor, when targeted.
     pub to_anchor: Option<u32>,
     steps_done: usize,
+    /// Most steps one slice records: on an asynchronous device (WebGPU) recording is quick and
+    /// the time goes by in the awaited read, so the slice's size adapts to its measured time.
+    slice_cap: usize,
+    /// Milliseconds spent recording steps and awaiting the code, summed over the slices.
+    pub timing: SliceTiming,
 }
+
+/// Where an attack's time went, summed over its slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SliceTiming {
+    /// Slices run.
+    pub slices: usize,
+    /// Milliseconds recording (on the CPU backend: computing) steps.
+    pub steps_ms: f64,
+    /// Milliseconds computing and awaiting the live code.
+    pub read_ms: f64,
+}
+
+/// Largest number of steps in one slice.
+const MAX_SLICE: usize = 64;
 
 /// The loaded demo.
 pub struct Engine {
@@ -297,6 +316,8 @@ impl Engine {
             hamming: 0,
             to_anchor: None,
             steps_done: 0,
+            slice_cap: 1,
+            timing: SliceTiming::default(),
         })
     }
 
@@ -309,10 +330,13 @@ impl Engine {
 impl Attack {
     /// Records steps until `budget` has elapsed (at least one) or the attack is done, then
     /// awaits the current code and refreshes the live Hamming distances. On WebGPU the steps
-    /// run on the device while the page stays responsive; only the reads are awaited.
+    /// run on the device while the page stays responsive; only the reads are awaited, and the
+    /// number of steps per slice doubles while a whole slice (read included) stays within
+    /// `budget` and halves when it takes over twice as long, so progress shows often.
     pub async fn advance(&mut self, engine: &Engine, budget: Duration) -> Result<()> {
         let start = Instant::now();
-        while !self.finished() {
+        let mut taken = 0;
+        while !self.finished() && taken < self.slice_cap {
             match &mut self.stepper {
                 Stepper::Pgd(s) => s.step(&engine.model)?,
                 Stepper::Cw(cw) => {
@@ -325,11 +349,22 @@ impl Attack {
                 }
             }
             self.steps_done += 1;
+            taken += 1;
             if start.elapsed() >= budget {
                 break;
             }
         }
+        let stepped = start.elapsed();
         let code = engine.code_of(self.current()).await?;
+        let elapsed = start.elapsed();
+        self.timing.slices += 1;
+        self.timing.steps_ms += stepped.as_secs_f64() * 1e3;
+        self.timing.read_ms += (elapsed - stepped).as_secs_f64() * 1e3;
+        if elapsed <= budget && taken == self.slice_cap {
+            self.slice_cap = (self.slice_cap * 2).min(MAX_SLICE);
+        } else if elapsed > 2 * budget {
+            self.slice_cap = (self.slice_cap / 2).max(1);
+        }
         self.hamming = hamming(code.code(0), self.original.code(0));
         self.to_anchor = self
             .anchor
