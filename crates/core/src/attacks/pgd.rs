@@ -262,22 +262,34 @@ mod tests {
                 .try_to_vec::<f32>()
                 .unwrap();
             let base: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap();
-            let h_fd = 1e-2f32;
-            for &i in &[0usize, 7, 20, 41, 70] {
+            let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [2, 1, 6, 6]), &device);
+            let fd = |i: usize, h: f32| -> f64 {
                 let mut plus = base.clone();
                 let mut minus = base.clone();
-                plus[i] += h_fd;
-                minus[i] -= h_fd;
-                let t =
-                    |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [2, 1, 6, 6]), &device);
-                let fd = (loss_at(t(plus)) - loss_at(t(minus))) / (2.0 * h_fd as f64);
-                let tol = 2e-3 + 0.05 * fd.abs();
+                plus[i] += h;
+                minus[i] -= h;
+                (loss_at(t(plus)) - loss_at(t(minus))) / (2.0 * h as f64)
+            };
+            // ReLU, max-pooling and HAG's mask are piecewise: a pixel whose finite differences
+            // at two step sizes disagree sits near a kink and proves nothing either way.
+            let mut checked = 0;
+            for i in (0..72).step_by(5) {
+                let (coarse, fine) = (fd(i, 1e-3), fd(i, 5e-4));
+                if (coarse - fine).abs() > 1e-3 + 0.02 * fine.abs() {
+                    continue;
+                }
+                checked += 1;
+                let tol = 2e-3 + 0.05 * fine.abs();
                 assert!(
-                    (grad[i] as f64 - fd).abs() < tol,
-                    "{objective:?} pixel {i}: analytic {} vs finite difference {fd}",
+                    (grad[i] as f64 - fine).abs() < tol,
+                    "{objective:?} pixel {i}: analytic {} vs finite difference {fine}",
                     grad[i]
                 );
             }
+            assert!(
+                checked >= 8,
+                "{objective:?}: only {checked} of 15 pixels away from kinks"
+            );
         }
     }
 
