@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use hashguard_core::attacks::{
-    BestKeeper, Budget, CwConfig, CwStepper, Objective, PgdStepper, target_anchor,
+    BestKeeper, Budget, CwConfig, CwMargin, CwStepper, Objective, PgdStepper, target_anchor,
 };
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
@@ -297,8 +297,12 @@ impl Engine {
                 )?))
             }
             AttackMethod::Cw => {
+                // CW's logit margin with a large c: the relaxed tanh form stalls on this
+                // confident model (see docs/results.md).
                 let config = CwConfig {
                     steps: spec.steps,
+                    margin: CwMargin::Logits,
+                    c: 1000.0,
                     ..CwConfig::default()
                 };
                 Stepper::Cw(Box::new((

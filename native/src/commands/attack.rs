@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use clap::{Args, ValueEnum};
 use hashguard_core::attacks::{
-    Budget, CwConfig, Objective, choose_target_labels, cw_untargeted, pgd, sample_stats,
+    Budget, CwConfig, CwMargin, Objective, choose_target_labels, cw_untargeted, pgd, sample_stats,
     target_anchor,
 };
 use hashguard_core::data::{Augment, LabelSet, to_tensor};
@@ -83,12 +83,18 @@ pub struct AttackArgs {
     /// HAG: weight of the bit-balance term.
     #[arg(long, default_value_t = 1.0)]
     hag_beta: f32,
-    /// CW: weight c of the hashing term.
-    #[arg(long, default_value_t = 5.0)]
+    /// CW: weight c of the hashing term (with the logit margin, c below ~100 rarely flips
+    /// K/2 bits of a confident model in 500 steps; docs/results.md).
+    #[arg(long, default_value_t = 1000.0)]
     cw_c: f32,
-    /// CW: margin κ on f·h/K.
+    /// CW: margin κ (on f·h/K for `--cw-margin relaxed`, on the chosen bits' logit margins for
+    /// `logits`).
     #[arg(long, default_value_t = 0.1)]
     cw_kappa: f32,
+    /// CW: hashing term — `logits` (CW's logit margin over the K/2 + 1 cheapest bits) or
+    /// `relaxed` (f·h/K on tanh codes, which saturate on confident models).
+    #[arg(long, default_value = "logits", value_parser = parse_cw_margin)]
+    cw_margin: CwMargin,
     /// CW: rounds of per-image binary search over c after the first (0 keeps c fixed).
     #[arg(long, default_value_t = 0)]
     cw_search: usize,
@@ -174,6 +180,15 @@ impl AttackPlan {
     }
 }
 
+/// `--cw-margin`: `logits` or `relaxed`.
+pub fn parse_cw_margin(s: &str) -> Result<CwMargin, String> {
+    match s {
+        "logits" => Ok(CwMargin::Logits),
+        "relaxed" => Ok(CwMargin::Relaxed),
+        other => Err(format!("{other} is not a CW margin: use logits or relaxed")),
+    }
+}
+
 /// Parses `0.03` or `8/255`.
 pub fn parse_fraction(s: &str) -> Result<f32, String> {
     let value = match s.split_once('/') {
@@ -226,6 +241,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         cw: CwConfig {
             c: args.cw_c,
             kappa: args.cw_kappa,
+            margin: args.cw_margin,
             lr: args.cw_lr,
             steps,
             relax: args.relax,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use clap::Args;
-use hashguard_core::attacks::{Budget, CwConfig, choose_target_labels, target_anchor};
+use hashguard_core::attacks::{Budget, CwConfig, CwMargin, choose_target_labels, target_anchor};
 use hashguard_core::data::{ImageSet, LabelSet};
 use hashguard_core::detectors::{
     Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig, calibrate,
@@ -619,6 +619,7 @@ impl<'a> Bench<'a> {
             cw: CwConfig {
                 c: c.cw_c,
                 kappa: 0.1,
+                margin: CwMargin::Relaxed,
                 lr: 0.01,
                 steps,
                 relax: 1.0,

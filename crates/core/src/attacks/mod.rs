@@ -13,7 +13,7 @@ pub use adaptive::{
     bpda,
 };
 pub use anchor::{choose_target_labels, target_anchor};
-pub use cw::{BestKeeper, CwConfig, CwProbe, CwStepper, cw_untargeted};
+pub use cw::{BestKeeper, CwConfig, CwMargin, CwProbe, CwStepper, cw_untargeted};
 pub use pgd::{Budget, Objective, PgdStepper, objective_loss, pgd};
 
 use burn::prelude::*;
