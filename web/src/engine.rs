@@ -335,8 +335,9 @@ impl Attack {
     /// Records steps until `budget` has elapsed (at least one) or the attack is done, then
     /// awaits the current code and refreshes the live Hamming distances. On WebGPU the steps
     /// run on the device while the page stays responsive; only the reads are awaited, and the
-    /// number of steps per slice doubles while a whole slice (read included) stays within
-    /// `budget` and halves when it takes over twice as long, so progress shows often.
+    /// number of steps per slice doubles while recording them leaves part of `budget` unused
+    /// and halves when a whole slice (read included) takes over four budgets, so progress
+    /// shows often.
     pub async fn advance(&mut self, engine: &Engine, budget: Duration) -> Result<()> {
         let start = Instant::now();
         let mut taken = 0;
@@ -364,9 +365,10 @@ impl Attack {
         self.timing.slices += 1;
         self.timing.steps_ms += stepped.as_secs_f64() * 1e3;
         self.timing.read_ms += (elapsed - stepped).as_secs_f64() * 1e3;
-        if elapsed <= budget && taken == self.slice_cap {
+        if stepped < budget && taken == self.slice_cap {
+            // Recording left budget over (an asynchronous device, or quick steps): allow more.
             self.slice_cap = (self.slice_cap * 2).min(MAX_SLICE);
-        } else if elapsed > 2 * budget {
+        } else if elapsed > 4 * budget {
             self.slice_cap = (self.slice_cap / 2).max(1);
         }
         self.hamming = hamming(code.code(0), self.original.code(0));
