@@ -78,8 +78,9 @@ pub struct DemoApp {
     message: Option<String>,
     /// Where "Run attack" was drawn last frame (for the browser test's click).
     run_button: Option<egui::Rect>,
-    /// The last attack's time per slice, and the time `ui()` took per frame while it ran.
+    /// Where the last finished attack's time went, slice by slice.
     last_timing: Option<SliceTiming>,
+    /// Frames drawn while an attack ran, and the milliseconds `ui()` took over them.
     ui_ms: (usize, f64),
 }
 
