@@ -379,11 +379,6 @@ impl Attack {
         Ok(())
     }
 
-    /// Share of the steps done.
-    pub fn progress(&self) -> f32 {
-        self.steps_done as f32 / self.spec.steps.max(1) as f32
-    }
-
     /// Steps done.
     pub fn steps_done(&self) -> usize {
         self.steps_done
@@ -392,11 +387,6 @@ impl Attack {
     /// Whether all steps ran.
     pub fn finished(&self) -> bool {
         self.steps_done >= self.spec.steps
-    }
-
-    /// What was asked for.
-    pub fn spec(&self) -> AttackSpec {
-        self.spec
     }
 
     fn current(&self) -> Tensor<4> {
