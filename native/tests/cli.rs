@@ -588,6 +588,15 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
         serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["umcd"]["k"], 5);
     assert_eq!(r["table2"]["rows"].as_array().unwrap().len(), 4);
+    // CW ran with the attack command's defaults (logit margin, c 1000, the paper's lr).
+    let cw = r["attacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["method"] == "cw")
+        .expect("a CW attack in the report");
+    assert_eq!(cw["cw"]["margin"], "logits");
+    assert_eq!(cw["cw"]["c"], 1000.0);
     for f in [
         "roc_pgd_8.png",
         "roc_dhta_8.png",
@@ -620,6 +629,12 @@ fn detect_bad_input() {
     );
     assert_clean_error(&detect(&["--k", "100000"]), "k = 100000");
     assert_rejected(&detect(&["--attack", "fgsm"]), "invalid value 'fgsm'");
+    assert_clean_error(&detect(&["--cw-lr", "0"]), "--cw-lr 0 must be positive");
+    assert_clean_error(&detect(&["--cw-c", "NaN"]), "--cw-c NaN");
+    assert_rejected(
+        &detect(&["--cw-margin", "hinge"]),
+        "hinge is not a CW margin",
+    );
     assert_clean_error(
         &run(&["detect", "--run", "/no/such/run"]),
         "not a hashguard run",

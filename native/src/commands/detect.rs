@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 
-use super::attack::{AttackPlan, Method, parse_fraction};
+use super::attack::{AttackPlan, Method, parse_cw_margin, parse_fraction};
 use super::encode::database_codes;
 use super::load_run_data;
 use crate::backend::Selected;
@@ -86,9 +86,17 @@ pub struct DetectionArgs {
     /// CW: Adam steps.
     #[arg(long, default_value_t = 500)]
     cw_steps: usize,
-    /// CW: weight c of the hashing term.
-    #[arg(long, default_value_t = 5.0)]
+    /// CW: weight c of the hashing term (as `hashguard attack`: with the logit margin, c below
+    /// ~100 rarely flips K/2 bits of a confident model in 500 steps).
+    #[arg(long, default_value_t = 1000.0)]
     cw_c: f32,
+    /// CW: hashing term — `logits` (CW's logit margin over the K/2 + 1 cheapest bits) or
+    /// `relaxed` (f·h/K on tanh codes, which saturate on confident models).
+    #[arg(long, default_value = "logits", value_parser = parse_cw_margin)]
+    cw_margin: CwMargin,
+    /// CW: Adam learning rate (the paper: 0.01).
+    #[arg(long, default_value_t = 0.01)]
+    cw_lr: f32,
     /// DHTA: database codes voting for each anchor.
     #[arg(long, default_value_t = 9)]
     n_t: usize,
@@ -257,12 +265,20 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
     let labels: Vec<String> = methods.iter().map(|m| attack_label(*m).into()).collect();
     print_table1(&results, &labels);
 
-    // Table 2: UMCD's criteria alone and together against eps-32 attacks.
-    let mut ablation_attacks = Vec::new();
-    for m in [Method::Pgd, Method::Dhta] {
-        ablation_attacks.push(bench.craft(m, args.ablation_eps, c, &selected)?);
+    // Table 2: UMCD's criteria alone and together against eps-32 attacks (Table 1's PGD and
+    // DHTA examples when it ran at the same budget: crafting them again would repeat them).
+    let mut fresh = Vec::new();
+    if args.ablation_eps != c.eps {
+        for m in [Method::Pgd, Method::Dhta] {
+            fresh.push(bench.craft(m, args.ablation_eps, c, &selected)?);
+        }
     }
-    let table2 = bench.ablation(&ablation_attacks)?;
+    let ablation_attacks: &[Crafted] = if fresh.is_empty() {
+        &crafted[..2]
+    } else {
+        &fresh
+    };
+    let table2 = bench.ablation(ablation_attacks)?;
 
     let mut report = bench.report(c, &results, &crafted, &selected);
     report["table2"] = json!({
@@ -313,6 +329,13 @@ impl Loaded {
         }
         if c.batch_size == 0 || c.steps == 0 || c.cw_steps == 0 {
             bail!("--batch-size, --steps and --cw-steps must be at least 1");
+        }
+        if !(c.cw_c > 0.0 && c.cw_c.is_finite() && c.cw_lr > 0.0 && c.cw_lr.is_finite()) {
+            bail!(
+                "--cw-c {} and --cw-lr {} must be positive numbers",
+                c.cw_c,
+                c.cw_lr
+            );
         }
         let run = RunDir::open(&c.run)?;
         let config = run.read_config()?;
@@ -619,8 +642,8 @@ impl<'a> Bench<'a> {
             cw: CwConfig {
                 c: c.cw_c,
                 kappa: 0.1,
-                margin: CwMargin::Relaxed,
-                lr: 0.01,
+                margin: c.cw_margin,
+                lr: c.cw_lr,
                 steps,
                 relax: 1.0,
                 search_steps: 0,
@@ -867,6 +890,9 @@ impl<'a> Bench<'a> {
                 "metric": if a.method == Method::Dhta { "t-mAP" } else { "mAP" },
                 "success_rate": a.success.iter().filter(|&&s| s).count() as f64 / a.success.len().max(1) as f64,
                 "mean_hamming_to_original": a.mean_hamming_to_original,
+                "cw": (a.method == Method::Cw).then(|| json!({
+                    "c": c.cw_c, "margin": c.cw_margin, "lr": c.cw_lr, "kappa": 0.1,
+                })),
             })).collect::<Vec<_>>(),
             "table1": results,
             "backend": selected.info,
