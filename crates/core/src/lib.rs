@@ -9,6 +9,7 @@ pub mod demo;
 pub mod detectors;
 pub mod error;
 pub mod filters;
+pub mod host;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -1035,9 +1035,7 @@ fn encode(
 }
 
 fn read_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading a tensor: {e:?}"))
+    Ok(hashguard_core::host::read_floats(t, "model outputs")?)
 }
 
 /// Mean precision@100 of the calibration images' codes (their own database entry left out).

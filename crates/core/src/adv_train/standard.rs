@@ -14,6 +14,7 @@ use super::{AdvTraining, LrSchedule, centre_codes, mainstay_codes};
 use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
 use crate::data::{Augment, ImageSet, to_tensor};
+use crate::host::read_floats;
 use crate::loss::{CsqLoss, CsqLossConfig, HashCentres};
 use crate::loss::{centre_alignment, mainstay_objective};
 use crate::model::encode_images;
@@ -486,13 +487,6 @@ impl Trainer {
 /// parameters descend, clipped back to the L∞ ball.
 fn free_ascent(delta: Tensor<4>, grad: Tensor<4>, eps: f32) -> Tensor<4> {
     (delta + grad.sign() * eps as f64).clamp(-eps as f64, eps as f64)
-}
-
-/// Reads a tensor's values (for losses and codes).
-fn read_floats<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Numeric(format!("reading the {what}: {e:?}")))
 }
 
 /// (total, BCE, quantisation) of a loss as numbers.

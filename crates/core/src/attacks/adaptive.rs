@@ -301,9 +301,7 @@ fn uniform(like: &Tensor<4>, eps: f32, seed: u64) -> Tensor<4> {
 }
 
 fn read(t: Tensor<1>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Numeric(format!("reading the adaptive loss: {e:?}")))
+    crate::host::read_floats(t, "adaptive loss")
 }
 
 #[cfg(test)]

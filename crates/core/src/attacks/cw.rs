@@ -126,9 +126,7 @@ pub fn cw_untargeted(
 }
 
 fn read(t: Tensor<1>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Numeric(format!("{e:?}")))
+    crate::host::read_floats(t, "CW step")
 }
 
 /// What one CW step evaluated, for the caller to read back (synchronously, or asynchronously

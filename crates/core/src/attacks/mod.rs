@@ -19,7 +19,7 @@ pub use pgd::{Budget, Objective, PgdStepper, objective_loss, pgd};
 use burn::prelude::*;
 
 use crate::model::sign_codes;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Per-sample outcome of an attack.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -43,11 +43,7 @@ pub fn sample_stats(
     codes_orig: Tensor<2>,
     codes_adv: Tensor<2>,
 ) -> Result<Vec<SampleStats>> {
-    let read = |t: Tensor<1>| {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Numeric(format!("reading attack statistics: {e:?}")))
-    };
+    let read = |t: Tensor<1>| crate::host::read_floats(t, "attack statistics");
     let delta = (adversarial - original).flatten::<2>(1, 3);
     let linf = read(delta.clone().abs().max_dim(1).flatten(0, 1))?;
     let l2 = read(delta.powi_scalar(2).sum_dim(1).sqrt().flatten(0, 1))?;

@@ -221,20 +221,15 @@ pub fn codes_with_transform(
 /// Reads a tensor back to the host, refusing NaN. Blocks until the device is done: in a
 /// browser use [`read_async`].
 pub fn read<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    finite(t.into_data().try_to_vec::<f32>())
+    finite(crate::host::read_floats(t, "model outputs")?)
 }
 
 /// [`read`] for devices that cannot block (WebGPU in a browser): awaits the transfer.
 pub async fn read_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Numeric(format!("reading model outputs: {e:?}")))?;
-    finite(data.try_to_vec::<f32>())
+    finite(crate::host::read_floats_async(t, "model outputs").await?)
 }
 
-fn finite<E: std::fmt::Debug>(v: std::result::Result<Vec<f32>, E>) -> Result<Vec<f32>> {
-    let v = v.map_err(|e| Error::Numeric(format!("reading model outputs: {e:?}")))?;
+fn finite(v: Vec<f32>) -> Result<Vec<f32>> {
     if v.iter().any(|x| !x.is_finite()) {
         return Err(Error::Numeric(
             "the model produced NaN: the model record is corrupt or training diverged".into(),
