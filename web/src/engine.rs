@@ -8,7 +8,7 @@ use hashguard_core::attacks::{
 };
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
-    Calibration, Criterion, Direction, ImageBatch, Scores, Umcd, calibrate, read_async,
+    Calibration, ImageBatch, Scores, Umcd, calibrate, read_async, umcd_criteria,
 };
 use hashguard_core::filters::ImageShape;
 use hashguard_core::model::{HashNet, HashNetConfig};
@@ -55,7 +55,7 @@ impl Analysis {
     /// The verdict under `calibration` (thresholds from the bundle's benign scores).
     pub fn verdict(&self, calibration: &Calibration) -> Verdict {
         let scores = Scores {
-            criteria: criteria(),
+            criteria: umcd_criteria(),
             values: self.criteria.iter().map(|&v| vec![v]).collect(),
         };
         let decision = calibration.decide(&scores).pop();
@@ -195,7 +195,7 @@ impl Engine {
     /// UMCD's thresholds at false-positive rate `fpr`, from the bundle's benign scores.
     pub fn calibration(&self, fpr: f64) -> Result<Calibration> {
         let scores = Scores {
-            criteria: criteria(),
+            criteria: umcd_criteria(),
             values: self.bundle.header.benign.clone(),
         };
         calibrate(&scores, fpr, None)
@@ -405,12 +405,4 @@ impl Attack {
         };
         read_async(x).await
     }
-}
-
-fn criteria() -> Vec<Criterion> {
-    vec![
-        Criterion::new("C1", Direction::High),
-        Criterion::new("C2", Direction::Low),
-        Criterion::new("C3", Direction::High),
-    ]
 }

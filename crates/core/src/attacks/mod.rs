@@ -18,8 +18,8 @@ pub use pgd::{Budget, Objective, PgdStepper, objective_loss, pgd};
 
 use burn::prelude::*;
 
-use crate::model::sign_codes;
 use crate::Result;
+use crate::model::sign_codes;
 
 /// Per-sample outcome of an attack.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]

@@ -15,6 +15,7 @@ pub use select::{KChoice, choose_k, predicted_adversarial_topk_mean};
 pub use squeeze::FeatureSqueeze;
 pub use umcd::{
     Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement,
+    umcd_criteria,
 };
 
 use burn::prelude::*;

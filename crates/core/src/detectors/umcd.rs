@@ -69,17 +69,24 @@ pub fn c3_disagreement(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (1.0 - x * y) / 2.0).sum()
 }
 
+/// UMCD's three criteria in score order: C1 (Hamming distance to the top-k, high is
+/// adversarial), C2 (quantisation loss, low is adversarial), C3 (disagreement after the blur,
+/// high is adversarial). Callers that score without a [`Umcd`] at hand (the browser app) share it.
+pub fn umcd_criteria() -> Vec<Criterion> {
+    vec![
+        Criterion::new("C1", Direction::High),
+        Criterion::new("C2", Direction::Low),
+        Criterion::new("C3", Direction::High),
+    ]
+}
+
 impl Detector for Umcd<'_> {
     fn name(&self) -> String {
         "UMCD".into()
     }
 
     fn criteria(&self) -> Vec<Criterion> {
-        vec![
-            Criterion::new("C1", Direction::High),
-            Criterion::new("C2", Direction::Low),
-            Criterion::new("C3", Direction::High),
-        ]
+        umcd_criteria()
     }
 
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
