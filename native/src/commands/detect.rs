@@ -667,7 +667,12 @@ impl<'a> Bench<'a> {
         } else {
             (None, None)
         };
-        let label = format!("{} eps {:.0}/255", attack_label(method), eps * 255.0);
+        // CW has no L∞ budget: its label names its own settings instead.
+        let label = if method == Method::Cw {
+            format!("{} c {} lr {}", attack_label(method), c.cw_c, c.cw_lr)
+        } else {
+            format!("{} eps {:.0}/255", attack_label(method), eps * 255.0)
+        };
         let n = self.queries.len();
         let pb = bar((n.div_ceil(c.batch_size) * steps) as u64, "attack");
         pb.set_message(label.clone());
