@@ -1,6 +1,6 @@
 //! Small PNG figures drawn directly into pixel buffers: image grids, bar histograms, curves
-//! and grouped bars.
-//! No plotting dependency: a figure is rectangles and images, labels live in the JSON.
+//! and grouped bars, with numeric tick labels in a built-in 3x5 pixel font.
+//! No plotting dependency: a figure is rectangles, images and digits; titles live in the docs.
 
 use std::path::Path;
 
@@ -109,6 +109,96 @@ fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A 3x5 glyph: five rows, three bits each (the highest bit is the left column).
+fn glyph(c: char) -> [u8; 5] {
+    match c {
+        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
+        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
+        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
+        '3' => [0b111, 0b001, 0b011, 0b001, 0b111],
+        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
+        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
+        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
+        '7' => [0b111, 0b001, 0b010, 0b010, 0b010],
+        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
+        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
+        '.' => [0, 0, 0, 0, 0b010],
+        '-' => [0, 0, 0b111, 0, 0],
+        '+' => [0, 0b010, 0b111, 0b010, 0],
+        'e' => [0, 0b111, 0b111, 0b100, 0b111],
+        // Anything else (only a space is ever asked for) is blank.
+        _ => [0; 5],
+    }
+}
+
+/// Pixel size of each glyph cell.
+const FONT_SCALE: u32 = 2;
+
+/// Width in pixels of `s` drawn by [`text`].
+fn text_width(s: &str) -> u32 {
+    (s.chars().count() as u32 * 4).saturating_sub(1) * FONT_SCALE
+}
+
+/// Draws `s` in black with its top-left corner at `(x, y)`; pixels off the canvas are skipped.
+fn text(img: &mut RgbImage, x: u32, y: u32, s: &str) {
+    for (i, c) in s.chars().enumerate() {
+        for (row, bits) in glyph(c).iter().enumerate() {
+            for col in 0..3u32 {
+                if bits & (0b100 >> col) == 0 {
+                    continue;
+                }
+                for dy in 0..FONT_SCALE {
+                    for dx in 0..FONT_SCALE {
+                        let px = x + (i as u32 * 4 + col) * FONT_SCALE + dx;
+                        let py = y + row as u32 * FONT_SCALE + dy;
+                        if px < img.width() && py < img.height() {
+                            img.put_pixel(px, py, Rgb([0, 0, 0]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A tick value in at most four significant characters: integers as integers, small or large
+/// magnitudes in `1e-5` form, the rest with up to two decimals (trailing zeros dropped).
+pub fn tick_label(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
+        let exp = a.log10().floor() as i32;
+        let mantissa = v / 10f64.powi(exp);
+        let m = format!("{mantissa:.0}");
+        return format!("{m}e{exp}");
+    }
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{}", v.round() as i64);
+    }
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
+/// Where a histogram's bins sit on the value axis: bin `b` starts at `first + b * step`.
+#[derive(Clone, Copy, Debug)]
+pub struct BinAxis {
+    /// Value at the left edge of bin 0.
+    pub first: f64,
+    /// Width of a bin in value units.
+    pub step: f64,
+}
+
+impl BinAxis {
+    /// Integer bins 0, 1, 2, … (Hamming distances).
+    pub const INTEGERS: BinAxis = BinAxis {
+        first: 0.0,
+        step: 1.0,
+    };
+}
+
 /// Normalised histogram of integer values over bins `0..bins` (larger values go to the last bin).
 pub fn density(counts: &[u64]) -> Vec<f64> {
     let n = counts.iter().sum::<u64>().max(1) as f64;
@@ -116,16 +206,19 @@ pub fn density(counts: &[u64]) -> Vec<f64> {
 }
 
 /// Overlaid bar histograms (densities over the same bins, one colour per series, bars side by
-/// side), with an optional reference curve over the same bins drawn as dots.
+/// side), with an optional reference curve over the same bins drawn as dots. Every eighth bin
+/// gets a tick labelled with its value on `axis`; the top-left corner gives the tallest
+/// bar's density.
 pub fn histogram(
     series: &[(Vec<f64>, [u8; 3])],
     curve: Option<(&[f64], [u8; 3])>,
+    axis: BinAxis,
     path: &Path,
 ) -> Result<()> {
     let bins = series.iter().map(|(d, _)| d.len()).max().unwrap_or(1);
     let (bar_w, height) = (8u32 * series.len().max(1) as u32, 240u32);
-    let width = bins as u32 * (bar_w + 2) + 20;
-    let mut img = RgbImage::from_pixel(width, height + 20, Rgb([255, 255, 255]));
+    let width = bins as u32 * (bar_w + 2) + 40;
+    let mut img = RgbImage::from_pixel(width, height + 28, Rgb([255, 255, 255]));
     let counts: Vec<&Vec<f64>> = series.iter().map(|(d, _)| d).collect();
     let peak = counts
         .iter()
@@ -167,7 +260,15 @@ pub fn histogram(
         for y in height..height + 6 {
             img.put_pixel(x, y, Rgb([0, 0, 0]));
         }
+        let label = tick_label(axis.first + b as f64 * axis.step);
+        text(
+            &mut img,
+            x.saturating_sub(text_width(&label) / 2),
+            height + 9,
+            &label,
+        );
     }
+    text(&mut img, 2, 0, &tick_label(peak));
     save_png(&img, path)
 }
 
@@ -178,7 +279,7 @@ pub type Curve = (Vec<(f64, f64)>, [u8; 3]);
 /// lines every 0.1 and, with `diagonal`, the grey chance line of a ROC plot.
 pub fn line_plot(curves: &[Curve], diagonal: bool, path: &Path) -> Result<()> {
     const SIDE: u32 = 400;
-    const MARGIN: u32 = 20;
+    const MARGIN: u32 = 32;
     let mut img = RgbImage::from_pixel(SIDE + 2 * MARGIN, SIDE + 2 * MARGIN, Rgb([255, 255, 255]));
     let to_px = |x: f64, y: f64| {
         (
@@ -199,6 +300,14 @@ pub fn line_plot(curves: &[Curve], diagonal: bool, path: &Path) -> Result<()> {
                 img.put_pixel(x, y, Rgb([170; 3]));
             }
         }
+    }
+    for i in (0..=10).step_by(2) {
+        let t = i as f64 / 10.0;
+        let label = tick_label(t);
+        let (x, y) = to_px(t, 0.0);
+        text(&mut img, x - text_width(&label) / 2, y + 6, &label);
+        let (x, y) = to_px(0.0, t);
+        text(&mut img, x - text_width(&label) - 5, y - 5, &label);
     }
     for (points, colour) in curves {
         for w in points.windows(2) {
@@ -225,7 +334,7 @@ pub fn line_plot(curves: &[Curve], diagonal: bool, path: &Path) -> Result<()> {
 /// darker with their position; light grid lines every 0.1.
 pub fn bar_groups(groups: &[Vec<f64>], path: &Path) -> Result<()> {
     const HEIGHT: u32 = 300;
-    const MARGIN: u32 = 20;
+    const MARGIN: u32 = 32;
     const BAR: u32 = 12;
     let per = groups.iter().map(Vec::len).max().unwrap_or(1).max(1) as u32;
     let group_w = per * BAR + 16;
@@ -236,6 +345,10 @@ pub fn bar_groups(groups: &[Vec<f64>], path: &Path) -> Result<()> {
         let shade = if i == 0 { 0 } else { 225 };
         for x in MARGIN..width - MARGIN {
             img.put_pixel(x, y, Rgb([shade; 3]));
+        }
+        if i % 2 == 0 {
+            let label = tick_label(i as f64 / 10.0);
+            text(&mut img, MARGIN - text_width(&label) - 5, y - 5, &label);
         }
     }
     for (g, values) in groups.iter().enumerate() {
@@ -256,4 +369,32 @@ pub fn bar_groups(groups: &[Vec<f64>], path: &Path) -> Result<()> {
         }
     }
     save_png(&img, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_short_and_exact() {
+        assert_eq!(tick_label(0.0), "0");
+        assert_eq!(tick_label(32.0), "32");
+        assert_eq!(tick_label(0.5), "0.5");
+        assert_eq!(tick_label(0.25), "0.25");
+        assert_eq!(tick_label(-5.3), "-5.3");
+        assert_eq!(tick_label(-0.001), "-1e-3");
+        assert_eq!(tick_label(250000.0), "2e5");
+        assert_eq!(tick_label(f64::NAN), "");
+    }
+
+    #[test]
+    fn text_draws_glyph_pixels_and_clips_at_the_edge() {
+        let mut img = RgbImage::from_pixel(20, 12, Rgb([255, 255, 255]));
+        text(&mut img, 0, 0, "1");
+        // '1' has its top row in the middle column only.
+        let black = |x, y| img.get_pixel(x, y).0 == [0, 0, 0];
+        assert!(black(FONT_SCALE, 0) && !black(0, 0) && !black(2 * FONT_SCALE, 0));
+        assert_eq!(text_width("10"), 7 * FONT_SCALE);
+        text(&mut img, 18, 10, "888"); // runs off the canvas: must not panic
+    }
 }

@@ -25,7 +25,7 @@ use serde_json::json;
 use super::encode::database_codes;
 use super::load_run_data;
 use crate::backend::Selected;
-use crate::plot::{Grid, density, histogram};
+use crate::plot::{BinAxis, Grid, density, histogram};
 use crate::progress::{bar, log};
 
 /// Attack methods.
@@ -529,6 +529,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         histogram(
             &[(density(&hist), [200, 40, 40])],
             None,
+            BinAxis::INTEGERS,
             &dir.join("hamming_to_original.png"),
         )?;
         if let Some((p, counts, _, _)) = &theorem1 {
@@ -543,6 +544,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
             histogram(
                 &[(density(counts), [60, 90, 200])],
                 Some((&gauss, [0, 0, 0])),
+                BinAxis::INTEGERS,
                 &dir.join("theorem1.png"),
             )?;
         }

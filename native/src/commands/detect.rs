@@ -31,7 +31,7 @@ use super::attack::{AttackPlan, Method, parse_cw_margin, parse_fraction};
 use super::encode::database_codes;
 use super::load_run_data;
 use crate::backend::Selected;
-use crate::plot::{histogram, line_plot};
+use crate::plot::{BinAxis, histogram, line_plot};
 use crate::progress::{bar, log};
 
 mod robustness;
@@ -972,7 +972,11 @@ impl<'a> Bench<'a> {
                     (crate::plot::density(&h), col)
                 })
                 .collect();
-            histogram(&series, None, &dir.join(format!("hist_{name}.png")))?;
+            let axis = BinAxis {
+                first: lo as f64,
+                step: width as f64,
+            };
+            histogram(&series, None, axis, &dir.join(format!("hist_{name}.png")))?;
         }
         Ok(())
     }
