@@ -3,7 +3,7 @@
 //! FPR, AUC and TPR at FPR 0.1 / 0.2 — the UMCD paper's Tables 1 and 2, as Markdown, JSON, PNG.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -16,7 +16,7 @@ use hashguard_core::detectors::{
     choose_k, codes_with_transform,
 };
 use hashguard_core::filters::{Filter, ImageShape};
-use hashguard_core::metrics::{RocPoint, auc, roc_curve, tpr_at_fpr};
+use hashguard_core::metrics::{auc, tpr_at_fpr};
 use hashguard_core::model::{HashNet, sign_codes};
 use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{RunDir, write_atomic};
@@ -31,10 +31,13 @@ use super::attack::{AttackPlan, Method, parse_cw_margin, parse_fraction};
 use super::encode::database_codes;
 use super::load_run_data;
 use crate::backend::Selected;
-use crate::plot::{BinAxis, histogram, line_plot};
 use crate::progress::{bar, log};
 
+mod figures;
 mod robustness;
+mod tables;
+
+use tables::{print_table1, table1_markdown, table2_markdown};
 mod whitebox;
 
 /// Flags shared by `detect` and `reproduce`.
@@ -903,83 +906,6 @@ impl<'a> Bench<'a> {
             "backend": selected.info,
         })
     }
-
-    /// ROC curves per attack and C1/C2/C3 histograms (benign vs each attack).
-    fn plots(&self, crafted: &[Crafted], dir: &Path) -> Result<()> {
-        const COLOURS: [[u8; 3]; 6] = [
-            [120, 120, 120],
-            [230, 140, 30],
-            [150, 80, 190],
-            [60, 160, 60],
-            [40, 110, 220],
-            [210, 30, 30],
-        ];
-        let u = self.detectors.len() - 1;
-        for a in crafted {
-            let curves: Vec<_> = self
-                .calibrations
-                .iter()
-                .zip(&self.benign_test)
-                .zip(&a.scores)
-                .zip(COLOURS)
-                .map(|(((cal, benign), adv), colour)| {
-                    let roc: Vec<RocPoint> =
-                        roc_curve(&cal.combined_score(benign), &cal.combined_score(adv));
-                    (roc.iter().map(|p| (p.fpr, p.tpr)).collect(), colour)
-                })
-                .collect();
-            let name = format!(
-                "roc_{}.png",
-                format!("{:?}_{:.0}", a.method, a.eps * 255.0).to_lowercase()
-            );
-            line_plot(&curves, true, &dir.join(name))?;
-        }
-        let umcd_adv: Vec<&Scores> = crafted.iter().map(|a| &a.scores[u]).collect();
-        let series_colours = [[90, 90, 90], [210, 40, 40], [40, 110, 220], [60, 160, 60]];
-        for (c, name) in ["c1", "c2", "c3"].iter().enumerate() {
-            // C2 spans orders of magnitude on confident models: bin its log10.
-            let view = |v: &[f32]| -> Vec<f32> {
-                if c == 1 {
-                    v.iter().map(|x| x.max(1e-30).log10()).collect()
-                } else {
-                    v.to_vec()
-                }
-            };
-            let owned: Vec<Vec<f32>> = std::iter::once(view(&self.benign_test[u].values[c]))
-                .chain(umcd_adv.iter().map(|s| view(&s.values[c])))
-                .collect();
-            let sets: Vec<&[f32]> = owned.iter().map(Vec::as_slice).collect();
-            let lo = sets
-                .iter()
-                .flat_map(|s| s.iter())
-                .copied()
-                .fold(f32::MAX, f32::min);
-            let hi = sets
-                .iter()
-                .flat_map(|s| s.iter())
-                .copied()
-                .fold(f32::MIN, f32::max);
-            let bins = 40;
-            let width = ((hi - lo) / bins as f32).max(1e-6);
-            let series: Vec<(Vec<f64>, [u8; 3])> = sets
-                .iter()
-                .zip(series_colours)
-                .map(|(s, col)| {
-                    let mut h = vec![0u64; bins];
-                    for &v in s.iter() {
-                        h[(((v - lo) / width) as usize).min(bins - 1)] += 1;
-                    }
-                    (crate::plot::density(&h), col)
-                })
-                .collect();
-            let axis = BinAxis {
-                first: lo as f64,
-                step: width as f64,
-            };
-            histogram(&series, None, axis, &dir.join(format!("hist_{name}.png")))?;
-        }
-        Ok(())
-    }
 }
 
 /// Table 1's metrics for one detector against one attack.
@@ -1116,137 +1042,4 @@ fn choose_blur(
         pb.inc(1);
     }
     Ok((best, table))
-}
-
-/// Detector names in first-seen order.
-fn detector_names(results: &[Outcome]) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in results {
-        if !names.contains(&r.detector.as_str()) {
-            names.push(&r.detector);
-        }
-    }
-    names
-}
-
-/// A Markdown table: one row per detector, one column per attack, cells `f(outcome)`.
-fn metric_table(
-    results: &[Outcome],
-    attacks: &[String],
-    decimals: usize,
-    f: fn(&Outcome) -> f64,
-) -> String {
-    let mut s = format!(
-        "| Detector | {} |\n|---|{}\n",
-        attacks.join(" | "),
-        "---:|".repeat(attacks.len())
-    );
-    for n in detector_names(results) {
-        let cells: Vec<String> = attacks
-            .iter()
-            .map(|a| {
-                results
-                    .iter()
-                    .find(|r| r.detector == n && r.attack.starts_with(a.as_str()))
-                    .map_or("-".into(), |r| format!("{:.*}", decimals, f(r)))
-            })
-            .collect();
-        s += &format!("| {n} | {} |\n", cells.join(" | "));
-    }
-    s
-}
-
-fn miss_percent(r: &Outcome) -> f64 {
-    100.0 * r.miss_rate
-}
-
-fn print_table1(results: &[Outcome], attacks: &[String]) {
-    println!("\nMiss rate (%) at the calibrated FPR:\n");
-    println!("{}", metric_table(results, attacks, 2, miss_percent));
-}
-
-/// Table 1 as Markdown, laid out like the paper's (rows: detectors, columns: attacks), then
-/// AUC and TPR at FPR 0.1 / 0.2.
-fn table1_markdown(results: &[Outcome], attacks: &[String], report: &serde_json::Value) -> String {
-    let mut s = format!(
-        "# Table 1: detection miss rate (%) at {:.0}% FPR\n\n",
-        100.0 * report["target_fpr"].as_f64().unwrap_or(0.05)
-    );
-    s += &metric_table(results, attacks, 2, miss_percent);
-    for (title, f) in [
-        ("AUC", (|r: &Outcome| r.auc) as fn(&Outcome) -> f64),
-        ("TPR at FPR 0.1", |r: &Outcome| r.tpr_at_fpr_0_1),
-        ("TPR at FPR 0.2", |r: &Outcome| r.tpr_at_fpr_0_2),
-        ("Miss rate (%), successful attacks only", |r: &Outcome| {
-            100.0 * r.miss_rate_successful
-        }),
-    ] {
-        s += &format!("\n## {title}\n\n{}", metric_table(results, attacks, 4, f));
-    }
-    s += "\n## Attacks\n\n| Attack | clean | adversarial | success |\n|---|---:|---:|---:|\n";
-    if let Some(list) = report["attacks"].as_array() {
-        for a in list {
-            s += &format!(
-                "| {} | {} {:.4} | {:.4} | {:.1}% |\n",
-                a["attack"].as_str().unwrap_or("?"),
-                a["metric"].as_str().unwrap_or("mAP"),
-                a["clean_map"].as_f64().unwrap_or(f64::NAN),
-                a["adv_map"].as_f64().unwrap_or(f64::NAN),
-                100.0 * a["success_rate"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-    }
-    s += "\nHeld-out benign FPR per detector (queries, not used for calibration):\n\n";
-    if let Some(list) = report["detectors"].as_array() {
-        for d in list {
-            s += &format!(
-                "- {}: {:.2}%\n",
-                d["name"].as_str().unwrap_or("?"),
-                100.0 * d["held_out_benign_fpr"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-    }
-    s += "\nFigures: roc_<attack>_<eps>.png (grey LID, orange FS-Median, purple FS-NLM, green \
-          FS-Adaptive, blue MeanBlur, red UMCD); hist_c1/c2/c3.png (grey benign queries, red \
-          untargeted PGD, blue targeted DHTA, green CW; C2 binned as log10, 40 bins from the \
-          smallest to the largest value).\n";
-    s
-}
-
-fn table2_markdown(rows: &[serde_json::Value], eps: f32) -> String {
-    let mut s = format!(
-        "# Table 2: ablation, detection rates (eps {:.0}/255)\n\n",
-        eps * 255.0
-    );
-    let attacks: Vec<String> = rows
-        .first()
-        .and_then(|r| r["detection_rates"].as_array())
-        .map(|a| {
-            a.iter()
-                .map(|x| x["attack"].as_str().unwrap_or("?").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    s += &format!(
-        "| Criteria | {} | held-out benign FPR |\n|---|{}---:|\n",
-        attacks.join(" | "),
-        "---:|".repeat(attacks.len())
-    );
-    for r in rows {
-        let cells: Vec<String> = r["detection_rates"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|x| format!("{:.4}", x["rate"].as_f64().unwrap_or(f64::NAN)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        s += &format!(
-            "| {} | {} | {:.4} |\n",
-            r["criteria"].as_str().unwrap_or("?"),
-            cells.join(" | "),
-            r["held_out_benign_fpr"].as_f64().unwrap_or(f64::NAN)
-        );
-    }
-    s
 }
