@@ -771,9 +771,12 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         assert_eq!(config["train"]["adversarial"]["method"], method, "{name}");
         assert_eq!(config["train"]["epochs"], epochs, "{name}");
         assert_eq!(config["train"]["init"], s(&base), "{name}");
+        let eps = config["train"]["adversarial"]["eps"].as_f64().unwrap();
+        assert!((eps - 8.0 / 255.0).abs() < 1e-6, "{name}: eps {eps}");
     }
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("table3.json")).unwrap()).unwrap();
+    assert!((report["at_eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-6);
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
     assert_eq!(names, ["no AT", "freeat-m2", "cgat", "saat"]);
@@ -810,6 +813,13 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let mut other = args.clone();
     other.extend(["--at-lr", "0.01"]);
     assert_clean_error(&run(&other), "holds a different run");
+    // So would another training budget (it reaches every adversarial row's config).
+    let mut other = args.clone();
+    other.extend(["--at-eps", "16/255"]);
+    assert_clean_error(&run(&other), "holds a different run");
+    let mut other = args.clone();
+    other.extend(["--at-eps", "0"]);
+    assert_rejected(&run(&other), "is outside (0, 1]");
     // --init takes the base run's data and network.
     assert_clean_error(
         &run(&[

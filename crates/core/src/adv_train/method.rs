@@ -76,6 +76,36 @@ impl AdvTraining {
         }
     }
 
+    /// The same method at L∞ radius `eps`; CgAT's and SAAT's inner step scales with it (the
+    /// papers' 2/255 at 8/255, i.e. eps/4), FreeAT's step is eps itself.
+    pub fn with_eps(self, eps: f32) -> Self {
+        match self {
+            AdvTraining::Free { replays, .. } => AdvTraining::Free { eps, replays },
+            AdvTraining::CgAt {
+                eps: old,
+                step,
+                steps,
+            } => AdvTraining::CgAt {
+                eps,
+                step: step * eps / old,
+                steps,
+            },
+            AdvTraining::Saat {
+                eps: old,
+                step,
+                steps,
+                lambda,
+                mu,
+            } => AdvTraining::Saat {
+                eps,
+                step: step * eps / old,
+                steps,
+                lambda,
+                mu,
+            },
+        }
+    }
+
     /// The inner PGD's budget of CgAT and SAAT (uniform random start, as both papers);
     /// `None` for FreeAT, whose perturbation is not a separate PGD.
     pub fn inner_pgd(&self) -> Option<Budget> {
@@ -140,5 +170,34 @@ impl AdvTraining {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_eps_scales_the_inner_step_and_keeps_the_rest() {
+        let eps = 16.0 / 255.0;
+        let cgat = AdvTraining::cgat().with_eps(eps);
+        let budget = cgat.inner_pgd().unwrap();
+        assert_eq!(budget.eps, eps);
+        assert!((budget.step - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(budget.steps, 7);
+        match AdvTraining::saat().with_eps(eps) {
+            AdvTraining::Saat {
+                step, lambda, mu, ..
+            } => {
+                assert!((step - 4.0 / 255.0).abs() < 1e-7);
+                assert_eq!((lambda, mu), (1.0, 1e-4));
+            }
+            other => panic!("SAAT became {other:?}"),
+        }
+        assert_eq!(
+            AdvTraining::free(4).with_eps(eps),
+            AdvTraining::Free { eps, replays: 4 }
+        );
+        assert_eq!(AdvTraining::free(4).with_eps(eps).label(), "freeat-m4");
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Bench, DetectionArgs, Loaded, Method};
 use crate::backend::Selected;
+use crate::commands::attack::parse_fraction;
 use crate::commands::train::ensure_fine_tuned;
 use crate::plot::bar_groups;
 
@@ -32,6 +33,10 @@ pub struct RobustnessArgs {
     /// Table 3: base learning rate of the adversarial fine-tuning (Adam, cosine decay).
     #[arg(long, default_value_t = 3e-4)]
     at_lr: f64,
+    /// Table 3: L∞ radius of the adversarial training (pixel units; the paper: 8/255). CgAT's
+    /// and SAAT's inner step scales with it (eps/4), FreeAT's step is eps.
+    #[arg(long, default_value = "8/255", value_parser = parse_fraction)]
+    at_eps: f32,
     /// Table 3: PGD iterations to evaluate (comma-separated; the last also feeds UMCD).
     #[arg(long, value_delimiter = ',', default_value = "8,40,100")]
     pgd_steps: Vec<usize>,
@@ -66,13 +71,14 @@ impl RobustnessArgs {
             training: None,
         }];
         for &m in &self.freeat_m {
-            let a = AdvTraining::free(m);
+            let a = AdvTraining::free(m).with_eps(self.at_eps);
             rows.push(Row {
                 name: a.label(),
                 training: Some((a, self.freeat_budget.div_ceil(m))),
             });
         }
         for a in [AdvTraining::cgat(), AdvTraining::saat()] {
+            let a = a.with_eps(self.at_eps);
             rows.push(Row {
                 name: a.label(),
                 training: Some((a, self.at_epochs)),
@@ -143,6 +149,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     let report = json!({
         "table": 3,
         "base_run": c.run,
+        "at_eps": r.at_eps,
         "settings": settings,
         "rows": results,
         "backend": selected.info,
@@ -152,7 +159,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         &out.join("table3.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
-    let md = markdown(&results, &pgd_steps, c);
+    let md = markdown(&results, &pgd_steps, c, r.at_eps);
     write_atomic(&out.join("table3.md"), md.as_bytes())?;
     let groups: Vec<Vec<f64>> = results
         .iter()
@@ -259,7 +266,7 @@ fn paper_rows() -> Value {
     ])
 }
 
-fn markdown(results: &[Value], pgd_steps: &[usize], c: &DetectionArgs) -> String {
+fn markdown(results: &[Value], pgd_steps: &[usize], c: &DetectionArgs, at_eps: f32) -> String {
     let f = |v: &Value| v.as_f64().map_or("–".into(), |x| format!("{x:.3}"));
     let pct = |v: &Value| {
         v.as_f64()
@@ -270,10 +277,11 @@ fn markdown(results: &[Value], pgd_steps: &[usize], c: &DetectionArgs) -> String
         .map_or(Value::Null, |r| r["queries"].clone());
     let mut s = format!(
         "# Table 3 analogue: adversarial training vs attacks and UMCD\n\n\
-         mAP over the whole database on {queries} queries; attacks at eps {:.0}/255, step {:.0}/255 \
-         (no random start); DHTA-{} t-mAP towards a class the query lacks; UMCD detection rate \
+         Adversarial training at eps {:.0}/255. mAP over the whole database on {queries} queries; \
+         attacks at eps {:.0}/255, step {:.0}/255 (no random start); DHTA-{} t-mAP towards a class the query lacks; UMCD detection rate \
          (%) of PGD-{} examples at a {:.0}% FPR calibrated on each model's own benign images, \
          with the share each criterion flags (C1/C2/C3).\n\n| Training | Benign |",
+        at_eps * 255.0,
         c.eps * 255.0,
         c.step.min(c.eps) * 255.0,
         c.steps,
