@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from hashnet import HashNet
 
 ROOT = "/usr/share/datasets/fashion-mnist"
 BITS = 64
@@ -46,26 +47,6 @@ def hadamard(k):
     while h.shape[0] < k:
         h = np.block([[h, h], [h, -h]])
     return h
-
-
-def stage(c_in, c_out):
-    layers = []
-    for c in (c_in, c_out):
-        layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-    return layers + [nn.MaxPool2d(2, 2)]
-
-
-class HashNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(*stage(1, 32), *stage(32, 64), *stage(64, 128), nn.AdaptiveAvgPool2d(2))
-        self.hidden = nn.Linear(128 * 4, 512)
-        self.dropout = nn.Dropout(0.3)
-        self.hash = nn.Linear(512, BITS)
-
-    def forward(self, x):
-        x = self.body((x - 0.5) / 0.5).flatten(1)
-        return self.hash(self.dropout(torch.relu(self.hidden(x))))
 
 
 def augment(x, gen):
@@ -163,7 +144,7 @@ def main():
     q, tr, db = perm[:1000], perm[1000:6000], perm[6000:]
     centres = torch.from_numpy(hadamard(BITS)[:10].astype(np.float32))
     # Row 0 of the Sylvester matrix is all ones; hashguard's centres are rows of [H; -H] too.
-    model = HashNet()
+    model = HashNet(BITS)
     t = time.time()
     train(model, x[tr], y[tr], centres, args.epochs, gen)
     print(f"trained in {time.time() - t:.0f} s", flush=True)

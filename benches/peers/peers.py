@@ -86,25 +86,9 @@ def torch_peer(repeats, threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
-    def stage(c_in, c_out):
-        layers = []
-        for c in (c_in, c_out):
-            layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-        return layers + [nn.MaxPool2d(2, 2)]
+    from hashnet import HashNet
 
-    class HashNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(*stage(1, 32), *stage(32, 64), *stage(64, 128), nn.AdaptiveAvgPool2d(2))
-            self.hidden = nn.Linear(128 * 4, 512)
-            self.dropout = nn.Dropout(0.3)
-            self.hash = nn.Linear(512, BITS)
-
-        def forward(self, x):
-            x = self.body((x - 0.5) / 0.5).flatten(1)
-            return self.hash(self.dropout(torch.relu(self.hidden(x))))
-
-    model = HashNet()
+    model = HashNet(BITS)
     x = torch.from_numpy(images(7, BATCH))
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
