@@ -33,6 +33,7 @@ use super::load_run_data;
 use crate::backend::Selected;
 use crate::progress::{bar, log};
 
+mod examples;
 mod figures;
 mod robustness;
 mod tables;
@@ -109,6 +110,10 @@ pub struct DetectionArgs {
     /// Seed of the calibration draw, query subset, targets and random starts.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Keep the crafted adversarial examples in this directory and reuse them when the model,
+    /// queries and attack settings match (`reproduce`: default OUT/examples).
+    #[arg(long)]
+    examples: Option<PathBuf>,
 }
 
 /// Flags of `hashguard detect`.
@@ -188,6 +193,8 @@ struct Bench<'a> {
     selection: serde_json::Value,
     device: Device,
     dataset: String,
+    model_id: String,
+    examples: Option<PathBuf>,
 }
 
 /// One attack's adversarial examples on the test queries.
@@ -225,6 +232,10 @@ pub fn run_detect(args: DetectArgs, selected: Selected) -> Result<()> {
     write_atomic(&path, &serde_json::to_vec_pretty(&report)?).context("writing the report")?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(
+            &dir.join("scores.json"),
+            &serde_json::to_vec(&bench.scores_json(&crafted))?,
+        )?;
         bench.plots(&crafted, dir)?;
     }
     println!("report -> {}", path.display());
@@ -255,6 +266,9 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
         (None | Some(1 | 2), false, false) => {}
         _ => bail!("--table, --robustness and --whitebox name different tables: pass one"),
     }
+    let mut c = c.clone();
+    c.examples.get_or_insert_with(|| args.out.join("examples"));
+    let c = &c;
     let ctx = Loaded::load(c, &selected)?;
     let bench = Bench::prepare(&ctx, c, &selected, None)?;
     let methods = [Method::Pgd, Method::Dhta, Method::Cw];
@@ -296,6 +310,10 @@ pub fn run_reproduce(args: ReproduceArgs, selected: Selected) -> Result<()> {
         &args.out.join("report.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
+    write_atomic(
+        &args.out.join("scores.json"),
+        &serde_json::to_vec(&bench.scores_json(&crafted))?,
+    )?;
     let t1 = table1_markdown(&results, &labels, &report);
     write_atomic(&args.out.join("table1.md"), t1.as_bytes())?;
     let t2 = table2_markdown(&table2, args.ablation_eps);
@@ -323,6 +341,8 @@ struct Loaded {
     split: hashguard_core::data::Split,
     index: HammingIndex,
     dataset: String,
+    /// Fingerprint of the model weights (keys the example cache).
+    model_id: String,
 }
 
 impl Loaded {
@@ -343,6 +363,8 @@ impl Loaded {
         let run = RunDir::open(&c.run)?;
         let config = run.read_config()?;
         let model = run.load_model(&config, &selected.device)?.valid();
+        let weights = std::fs::read(run.file("model.bpk")).context("reading model.bpk")?;
+        let model_id = examples::fingerprint(weights);
         let (set, split) = load_run_data(&config, c.data.as_deref())?;
         let database = database_codes(
             &run,
@@ -359,6 +381,7 @@ impl Loaded {
             split,
             index: HammingIndex::new(database),
             dataset: config.data.dataset.clone(),
+            model_id,
         })
     }
 }
@@ -613,6 +636,8 @@ impl<'a> Bench<'a> {
             selection,
             device: device.clone(),
             dataset: ctx.dataset.clone(),
+            model_id: ctx.model_id.clone(),
+            examples: c.examples.clone(),
         })
     }
 
@@ -677,6 +702,27 @@ impl<'a> Bench<'a> {
             format!("{} eps {:.0}/255", attack_label(method), eps * 255.0)
         };
         let n = self.queries.len();
+        let key = self.example_key(&plan, c);
+        if let Some(dir) = &self.examples
+            && let Some((hit, pixels)) = examples::load(dir, &key, self.q_pixels.len())
+        {
+            eprintln!(
+                "{label}: reusing the examples cached in {} (success {:.1}%)",
+                dir.display(),
+                100.0 * hit.success.iter().filter(|&&s| s).count() as f64 / n.max(1) as f64
+            );
+            return Ok(Crafted {
+                label,
+                method,
+                eps,
+                pixels,
+                success: hit.success,
+                clean_map: hit.clean_map,
+                adv_map: hit.adv_map,
+                mean_hamming_to_original: hit.mean_hamming_to_original,
+                scores: Vec::new(),
+            });
+        }
         let pb = bar((n.div_ceil(c.batch_size) * steps) as u64, "attack");
         pb.set_message(label.clone());
         let mut pixels = Vec::with_capacity(self.q_pixels.len());
@@ -744,6 +790,17 @@ impl<'a> Bench<'a> {
                 100.0 * rate
             ),
         );
+        let mean_hamming_to_original = flips as f64 / n as f64;
+        if let Some(dir) = &self.examples {
+            let cached = examples::CachedAttack {
+                key,
+                success: success.clone(),
+                clean_map,
+                adv_map,
+                mean_hamming_to_original,
+            };
+            examples::store(dir, &cached, &pixels)?;
+        }
         Ok(Crafted {
             label,
             method,
@@ -752,8 +809,37 @@ impl<'a> Bench<'a> {
             success,
             clean_map,
             adv_map,
-            mean_hamming_to_original: flips as f64 / n as f64,
+            mean_hamming_to_original,
             scores: Vec::new(),
+        })
+    }
+
+    /// Everything that determines an attack's examples: the model weights, the query images,
+    /// and the settings the method uses (CW has no L∞ budget, so one CW run serves every eps).
+    fn example_key(&self, plan: &AttackPlan, c: &DetectionArgs) -> serde_json::Value {
+        let pixels = self.q_pixels.iter().flat_map(|v| v.to_le_bytes());
+        let settings = match plan.method {
+            Method::Cw => json!({
+                "c": plan.cw.c, "kappa": plan.cw.kappa, "margin": plan.cw.margin,
+                "lr": plan.cw.lr, "steps": plan.cw.steps,
+            }),
+            Method::Dhta => json!({
+                "eps": plan.budget.eps, "step": plan.budget.step, "steps": plan.budget.steps,
+                "n_t": c.n_t,
+            }),
+            Method::Pgd | Method::Hag => json!({
+                "eps": plan.budget.eps, "step": plan.budget.step, "steps": plan.budget.steps,
+                "hag_beta": plan.hag_beta,
+            }),
+        };
+        json!({
+            "version": 1,
+            "method": format!("{:?}", plan.method).to_lowercase(),
+            "model": self.model_id,
+            "queries": examples::fingerprint(pixels),
+            "seed": c.seed,
+            "batch_size": c.batch_size,
+            "settings": settings,
         })
     }
 
@@ -805,6 +891,33 @@ impl<'a> Bench<'a> {
         }
         pb.finish_and_clear();
         Ok(out)
+    }
+
+    /// Every sample's scores, for analysis outside hashguard: per detector its criteria and
+    /// the benign calibration, held-out benign and each attack's values (with success flags).
+    fn scores_json(&self, crafted: &[Crafted]) -> serde_json::Value {
+        let detectors: Vec<serde_json::Value> = self
+            .detectors
+            .iter()
+            .enumerate()
+            .map(|(d, det)| {
+                json!({
+                    "name": det.name(),
+                    "criteria": det.criteria(),
+                    "benign_calibration": self.benign_cal[d].values,
+                    "benign_test": self.benign_test[d].values,
+                    "attacks": crafted.iter().map(|a| json!({
+                        "attack": a.label,
+                        "values": a.scores.get(d).map(|s| &s.values),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "attacks": crafted.iter().map(|a| json!({"attack": a.label, "success": a.success}))
+                .collect::<Vec<_>>(),
+            "detectors": detectors,
+        })
     }
 
     fn model_device(&self) -> Device {
