@@ -14,6 +14,10 @@ use hashguard_core::run::{Checkpoint, DataSpec, RunDir, write_atomic};
 use serde_json::json;
 
 use super::load_run_data;
+
+/// Label smoothing of new runs: CSQ's BCE then has its minimum at |f| = 0.9 instead of at
+/// saturated codes (README, "Model and training").
+const DEFAULT_LABEL_SMOOTHING: f64 = 0.1;
 use crate::backend::Selected;
 use crate::progress::{bar, log};
 
@@ -54,6 +58,9 @@ pub struct TrainArgs {
     /// Weight of CSQ's quantisation term.
     #[arg(long)]
     lambda: Option<f64>,
+    /// Label smoothing ε of CSQ's BCE targets (0 = CSQ as published; README: why 0.1).
+    #[arg(long)]
+    label_smoothing: Option<f64>,
     /// Start from this trained run's weights (adversarial fine-tuning, as CgAT's reference
     /// code does); data, split, network and hash centres are then the run's own.
     #[arg(long, value_name = "RUN")]
@@ -75,6 +82,7 @@ impl TrainArgs {
             ("--train-size", self.train_size.is_some()),
             ("--seed", self.seed.is_some()),
             ("--lambda", self.lambda.is_some()),
+            ("--label-smoothing", self.label_smoothing.is_some()),
             ("--init", self.init.is_some()),
         ]
         .into_iter()
@@ -204,6 +212,7 @@ pub fn ensure_fine_tuned(
         train_size: None,
         seed: None,
         lambda: None,
+        label_smoothing: None,
         init: (!resume).then(|| init.to_path_buf()),
         resume,
     };
@@ -376,6 +385,9 @@ fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> 
     if let Some(lambda) = args.lambda {
         train.loss = train.loss.with_lambda(lambda);
     }
+    if let Some(eps) = args.label_smoothing {
+        train.loss = train.loss.with_label_smoothing(eps);
+    }
     train.validate()?;
     Ok(train)
 }
@@ -394,8 +406,10 @@ fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fr
     let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
         .with_mean(vec![0.5; set.channels])
         .with_std(vec![0.5; set.channels]);
-    let train = TrainConfig::new(model, CsqLossConfig::new().with_lambda(1e-4))
-        .with_adversarial(adversarial);
+    let loss = CsqLossConfig::new()
+        .with_lambda(1e-4)
+        .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
+    let train = TrainConfig::new(model, loss).with_adversarial(adversarial);
     let train = apply_flags(train, args)?;
     let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
     let data = DataSpec {

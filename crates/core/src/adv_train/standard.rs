@@ -75,6 +75,12 @@ impl TrainConfig {
         if negative_or_nan(self.weight_decay) || negative_or_nan(self.loss.lambda) {
             return bad("weight decay and the quantisation weight must be non-negative".into());
         }
+        if !(0.0..1.0).contains(&self.loss.label_smoothing) {
+            return bad(format!(
+                "label smoothing {} must lie in [0, 1)",
+                self.loss.label_smoothing
+            ));
+        }
         self.adversarial
             .as_ref()
             .map_or(Ok(()), AdvTraining::validate)
