@@ -90,15 +90,18 @@ pub fn calibrate(scores: &Scores, target_fpr: f64, weights: Option<&[f64]>) -> R
         samples: n,
         sorted,
     };
-    // Each calibration row is flagged exactly when its q = min_i p_i / w_i ≤ γ.
+    // Each calibration row is flagged exactly when its q = min_i p_i / w_i ≤ γ. γ sits a
+    // relative 1e-9 above the last q allowed, so q values within that of it (equal ratios that
+    // divide differently in floating point, e.g. (63/n)/0.6 and (21/n)/0.2) are ties too.
+    const SLACK: f64 = 1.0 + 1e-9;
     let mut q = cal.q_values(scores);
     q.sort_by(f64::total_cmp);
     let allowed = (target_fpr * n as f64 + 1e-9).floor() as usize;
     let mut j = allowed.min(n);
-    while j > 0 && j < n && q[j] <= q[j - 1] {
+    while j > 0 && j < n && q[j] <= q[j - 1] * SLACK {
         j -= 1;
     }
-    cal.gamma = if j == 0 { 0.0 } else { q[j - 1] * (1.0 + 1e-9) };
+    cal.gamma = if j == 0 { 0.0 } else { q[j - 1] * SLACK };
     cal.thresholds = (0..m)
         .map(|c| {
             let t = threshold_at_fpr(&cal.sorted[c], cal.weights[c] * cal.gamma);
@@ -245,6 +248,38 @@ mod tests {
                 "target {target}: held-out {fpr}"
             );
         }
+    }
+
+    #[test]
+    fn never_exceeds_the_target_when_ratios_tie_in_floating_point() {
+        // Criterion c ranks its own block of samples highest (the rest score 0). With weights
+        // 3:1:1 the 63rd of block 0 and the 21st of blocks 1 and 2 have q = (63/n)/0.6 and
+        // (21/n)/0.2: equal, but not in f64, and the boundary of 104 allowed falls between them.
+        let n = 2000;
+        let blocks = [(0usize, 100usize), (100, 140), (140, 180)];
+        let values = blocks
+            .iter()
+            .map(|&(start, end)| {
+                (0..n)
+                    .map(|i| {
+                        if (start..end).contains(&i) {
+                            (1000 - (i - start)) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let scores = Scores {
+            criteria: vec![Criterion::new("C1", Direction::High); 3],
+            values,
+        };
+        let cal = calibrate(&scores, 0.052, Some(&[3.0, 1.0, 1.0])).unwrap();
+        assert!(cal.calibration_fpr <= 0.052, "{}", cal.calibration_fpr);
+        assert_eq!(cal.flag_rate(&scores), cal.calibration_fpr);
+        // The three tied rows are left out together: the 62 + 20 + 20 rows below them stay.
+        assert_eq!((cal.calibration_fpr * n as f64).round() as usize, 102);
     }
 
     #[test]
