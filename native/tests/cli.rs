@@ -346,6 +346,14 @@ fn unknown_backend_and_bad_flags() {
     let work = tempfile::tempdir().unwrap();
     let out = run(&["train", "--out", s(&work.path().join("r")), "--bits", "4"]);
     assert_clean_error(&out, "--bits 4 is out of range");
+    let out = run(&[
+        "train",
+        "--out",
+        s(&work.path().join("r")),
+        "--label-smoothing",
+        "1.5",
+    ]);
+    assert_clean_error(&out, "label smoothing 1.5 must lie in [0, 1)");
 }
 
 #[test]
@@ -607,6 +615,55 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     ] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
+    // Every sample's scores: 6 detectors, 200 calibration and 24 test images, 3 attacks.
+    let scores: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("scores.json")).unwrap()).unwrap();
+    let umcd = &scores["detectors"][5];
+    assert_eq!(umcd["name"], "UMCD");
+    assert_eq!(umcd["benign_calibration"].as_array().unwrap().len(), 3);
+    assert_eq!(umcd["benign_calibration"][0].as_array().unwrap().len(), 200);
+    assert_eq!(
+        umcd["attacks"][2]["values"][1].as_array().unwrap().len(),
+        24
+    );
+    assert_eq!(
+        scores["attacks"][0]["success"].as_array().unwrap().len(),
+        24
+    );
+
+    // A second run reuses every cached attack (CW at another eps too: it has no L∞ budget)
+    // and reports the same detection figures; another attack setting crafts afresh.
+    args.extend(["--ablation-eps", "8/255"]);
+    let again = run(&args);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("reusing the examples cached").count(),
+        3,
+        "{stderr}"
+    );
+    let r2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    let miss = |r: &serde_json::Value| -> Vec<f64> {
+        let rows = r["table1"].as_array().unwrap();
+        rows.iter()
+            .map(|o| o["miss_rate"].as_f64().unwrap())
+            .collect()
+    };
+    for (a, b) in miss(&r).iter().zip(miss(&r2)) {
+        assert!((a - b).abs() < 0.05, "{:?} vs {:?}", miss(&r), miss(&r2));
+    }
+    // Three PGD/DHTA steps instead of two: only CW (whose steps are --cw-steps) is reused.
+    let steps = args.iter().position(|&a| a == "--steps").unwrap();
+    args[steps + 1] = "3";
+    let other = run(&args);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(other.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("reusing the examples cached").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
