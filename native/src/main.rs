@@ -18,7 +18,7 @@ use backend::BackendChoice;
 struct Cli {
     /// Compute backend: `cpu` (Burn Flex), `wgpu` (Vulkan/Metal/DX12), or `auto` (wgpu when a
     /// hardware GPU adapter is found, else cpu).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    #[arg(long, default_value = "auto", value_parser = backend::choice, global = true)]
     backend: BackendChoice,
 
     #[command(subcommand)]
@@ -42,7 +42,7 @@ enum Command {
     /// Reproduce the UMCD paper's Tables 1 and 2 (detection: Markdown, JSON, ROC and
     /// histogram PNGs), its adversarial-training table (--table 3) or the white-box study
     /// (--table 4: Fig. 5 and Table 4).
-    Reproduce(commands::detect::ReproduceArgs),
+    Reproduce(commands::reproduce::ReproduceArgs),
     /// Export a run's model and a sample of its database for the browser demo (web/assets).
     ExportWeb(commands::export::ExportArgs),
 }
@@ -57,8 +57,8 @@ fn main() -> ExitCode {
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
             Command::Attack(args) => commands::attack::run(args, selected),
-            Command::Detect(args) => commands::detect::run_detect(args, selected),
-            Command::Reproduce(args) => commands::detect::run_reproduce(args, selected),
+            Command::Detect(args) => commands::detect::run(args, selected),
+            Command::Reproduce(args) => commands::reproduce::run(args, selected),
             Command::ExportWeb(args) => commands::export::run(args, selected),
         }
     })();

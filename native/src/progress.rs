@@ -1,4 +1,5 @@
-//! Progress bars on stderr (hidden when stderr is not a terminal, so logs stay clean).
+//! Progress bars on stderr (hidden when stderr is not a terminal, so logs stay clean), and the
+//! library's progress sink drawn with them.
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -21,5 +22,44 @@ pub fn log(pb: &ProgressBar, line: String) {
         eprintln!("{line}");
     } else {
         pb.println(line);
+    }
+}
+
+/// The library's [`Progress`](hashguard_core::experiments::Progress) as one indicatif bar per
+/// phase, log lines above it (or plainly on stderr when it is hidden).
+#[derive(Default)]
+pub struct Bars {
+    current: Option<ProgressBar>,
+}
+
+impl hashguard_core::experiments::Progress for Bars {
+    fn phase(&mut self, what: &str, total: u64) {
+        self.finish();
+        self.current = Some(bar(total, what));
+    }
+
+    fn message(&mut self, message: &str) {
+        if let Some(pb) = &self.current {
+            pb.set_message(message.to_string());
+        }
+    }
+
+    fn inc(&mut self, n: u64) {
+        if let Some(pb) = &self.current {
+            pb.inc(n);
+        }
+    }
+
+    fn log(&mut self, line: &str) {
+        match &self.current {
+            Some(pb) => log(pb, line.to_string()),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(pb) = self.current.take() {
+            pb.finish_and_clear();
+        }
     }
 }

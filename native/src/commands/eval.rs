@@ -1,20 +1,16 @@
-//! `hashguard eval`: encodes the queries (and the database unless `database.codes` is current),
-//! ranks the database by Hamming distance and reports mAP@all, mAP@k, precision@k and the
-//! precision-recall curve as JSON.
+//! `hashguard eval`: the library's retrieval experiment on a trained run — queries ranked
+//! against the database by Hamming distance — written as its typed JSON report (mAP@all,
+//! mAP@k, precision@k, the precision-recall curve).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use burn::module::Module;
 use clap::Args;
-use hashguard_core::metrics::evaluate_retrieval;
-use hashguard_core::retrieval::HammingIndex;
-use hashguard_core::run::{RunDir, write_atomic};
-use serde_json::json;
+use hashguard_core::experiments::retrieval::run_retrieval;
+use hashguard_core::run::{OpenedRun, write_atomic};
 
-use super::encode::{database_codes, encode};
-use super::load_run_data;
 use crate::backend::Selected;
+use crate::progress::Bars;
 
 /// Flags of `hashguard eval`.
 #[derive(Args, Debug)]
@@ -35,81 +31,27 @@ pub struct EvalArgs {
 
 /// Runs `hashguard eval`.
 pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
     if args.k.contains(&0) {
         anyhow::bail!("--k values must be at least 1");
     }
-    let config = run.read_config()?;
-    let model = run.load_model(&config, &selected.device)?.valid();
-    let (set, split) = load_run_data(&config, args.data.as_deref())?;
-    let bits = config.train.model.bits;
-
-    let start = std::time::Instant::now();
-    let database = database_codes(
+    let run = OpenedRun::open(&args.run, args.data.as_deref(), &selected.device)?;
+    let report = run_retrieval(
         &run,
-        &model,
-        &set,
-        &split.database,
-        args.data.is_some(),
-        &selected,
+        &args.k,
+        selected.info.clone(),
+        &selected.device,
+        &mut Bars::default(),
     )?;
-    let queries = encode(&model, &set, &split.query, "queries", &selected)?;
-    let encode_seconds = start.elapsed().as_secs_f64();
-
-    let start = std::time::Instant::now();
-    let query_labels: Vec<_> = split.query.iter().map(|&i| set.labels[i]).collect();
-    let db_labels: Vec<_> = split.database.iter().map(|&i| set.labels[i]).collect();
-    let mut ks = args.k.clone();
-    if !ks.contains(&1000) {
-        ks.push(1000);
-    }
-    let metrics = evaluate_retrieval(
-        &queries,
-        &query_labels,
-        &HammingIndex::new(database),
-        &db_labels,
-        &ks,
-    )?;
-    let retrieval_seconds = start.elapsed().as_secs_f64();
-
-    let report = json!({
-        "hashguard_version": env!("CARGO_PKG_VERSION"),
-        "run": args.run,
-        "dataset": config.data.dataset,
-        "data_source": config.data.source,
-        "split": {
-            "protocol": match config.data.split.train {
-                hashguard_core::data::TrainSize::All => "query per class; train = database = every non-query image (DeepHash-pytorch cifar10-2 style)",
-                hashguard_core::data::TrainSize::PerClass(_) => "query and train per class; database = the rest (DeepHash-pytorch cifar10 style)",
-            },
-            "query": split.query.len(),
-            "train": split.train.len(),
-            "database": split.database.len(),
-            "query_per_class": config.data.split.query_per_class,
-            "train_size": config.data.split.train,
-            "seed": config.data.split.seed,
-        },
-        "bits": bits,
-        "map_all": metrics.map_all,
-        "map_at_1000": metrics.map_at(1000),
-        "map_at": metrics.map_at.iter().map(|(k, v)| json!({"k": k, "map": v})).collect::<Vec<_>>(),
-        "precision_at": metrics.precision_at.iter().map(|(k, v)| json!({"k": k, "precision": v})).collect::<Vec<_>>(),
-        "pr_curve": metrics.pr_curve,
-        "queries_without_relevant": metrics.queries_without_relevant,
-        "backend": selected.info,
-        "encode_seconds": encode_seconds,
-        "retrieval_seconds": retrieval_seconds,
-    });
-    let path = args.report.unwrap_or_else(|| run.file("report.json"));
+    let path = args.report.unwrap_or_else(|| run.dir.file("report.json"));
     write_atomic(&path, &serde_json::to_vec_pretty(&report)?).context("writing the report")?;
     println!(
         "{}-bit {} ({} queries vs {} database): mAP@all {:.4}, mAP@1000 {:.4} [{} on {}] -> {}",
-        bits,
-        config.data.dataset,
-        split.query.len(),
-        split.database.len(),
-        metrics.map_all,
-        metrics.map_at(1000).unwrap_or(f64::NAN),
+        report.bits,
+        report.dataset,
+        report.split.query,
+        report.split.database,
+        report.map_all,
+        report.map_at_1000.unwrap_or(f64::NAN),
         selected.info.kind,
         selected.info.adapter,
         path.display()

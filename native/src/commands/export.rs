@@ -5,20 +5,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use clap::Args;
 use hashguard_core::demo::{DemoBundle, DemoHeader};
-use hashguard_core::detectors::{
-    Detector, ImageBatch, Scores, Umcd, UmcdConfig, c1_mean_topk, choose_k,
-};
+use hashguard_core::detectors::{Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k};
 use hashguard_core::model::encode_images;
 use hashguard_core::retrieval::{HammingIndex, PackedCodes};
-use hashguard_core::run::{RunDir, write_atomic};
+use hashguard_core::run::{OpenedRun, write_atomic};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::load_run_data;
 use crate::backend::Selected;
 use crate::progress::bar;
 
@@ -63,11 +59,9 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     if !(args.fpr > 0.0 && args.fpr < 0.5) {
         bail!("--fpr {} must lie in (0, 0.5)", args.fpr);
     }
-    let run = RunDir::open(&args.run)?;
-    let config = run.read_config()?;
-    let model = run.load_model(&config, &selected.device)?.valid();
-    let (set, split) = load_run_data(&config, args.data.as_deref())?;
-    let bits = config.train.model.bits;
+    let run = OpenedRun::open(&args.run, args.data.as_deref(), &selected.device)?;
+    let (config, model, set, split) = (&run.config, &run.model, &run.set, &run.split);
+    let bits = run.bits();
     if args.database < 100 || args.database > split.database.len() {
         bail!(
             "--database {} must lie between 100 and the run's {} database images",
@@ -96,7 +90,7 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     let shape = database.shape();
     let all: Vec<usize> = (0..database.len()).collect();
     let pb = bar(database.len() as u64 * 2, "export");
-    let relaxed = encode_images(&model, &database, &all, 128, &selected.device, |n| {
+    let relaxed = encode_images(model, &database, &all, 128, &selected.device, |n| {
         pb.inc(n as u64)
     })?;
     let codes = PackedCodes::from_signs(bits, &relaxed);
@@ -107,22 +101,10 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
             bail!("--k {k} must lie between 1 and {}", database.len() - 1)
         }
         Some(k) => k,
+        // The rule `detect` uses, with the shipped database as benign calibration set.
         None => {
-            let per_class = database.len() / set.num_classes().max(1);
-            let cands: Vec<(usize, Vec<f32>)> = [1usize, 5, 10, 20, 50, 100]
-                .into_iter()
-                .filter(|&k| k < per_class)
-                .map(|k| {
-                    let c1 = (0..codes.len())
-                        .map(|i| c1_mean_topk(&index, codes.code(i), k, Some(i)))
-                        .collect();
-                    (k, c1)
-                })
-                .collect();
-            if cands.is_empty() {
-                bail!("--database {} is too small to choose k", args.database);
-            }
-            choose_k(&cands, bits, set.num_classes(), database.len(), args.fpr).0
+            let own: Vec<Option<usize>> = all.iter().map(|&i| Some(i)).collect();
+            select_k(&index, &codes, &own, set.num_classes(), args.fpr)?.0
         }
     };
     let umcd = UmcdConfig { k, blur: args.blur };
@@ -137,7 +119,7 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     for start in (0..database.len()).step_by(128) {
         let end = (start + 128).min(database.len());
         benign.extend(detector.score(
-            &model,
+            model,
             ImageBatch {
                 pixels: &pixels[start * per..end * per],
                 shape,
@@ -167,7 +149,7 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let model_bytes =
-        std::fs::read(run.file("model.bpk")).context("reading the run's model.bpk")?;
+        std::fs::read(run.dir.file("model.bpk")).context("reading the run's model.bpk")?;
     write_atomic(&args.out.join("model.bpk"), &model_bytes)?;
     write_atomic(
         &args.out.join("model.json"),

@@ -1,39 +1,70 @@
-//! One module per subcommand, plus the data loading they share.
+//! One module per subcommand, plus what they share: flag parsers over the library's own, and
+//! opening a run with progress bars.
 
 pub mod attack;
 pub mod detect;
 pub mod encode;
 pub mod eval;
 pub mod export;
+pub mod reproduce;
 pub mod train;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use hashguard_core::data::{DataSource, ImageSet, Split};
-use hashguard_core::run::RunConfig;
+use anyhow::Result;
+use hashguard_core::attacks::CwMargin;
+use hashguard_core::experiments::{AttackKind, parse_cw_margin, parse_fraction};
+use hashguard_core::retrieval::{HammingIndex, PackedCodes};
+use hashguard_core::run::OpenedRun;
 
-/// Loads the data a run was trained on (or `--data DIR` instead) and redraws its split.
-pub fn load_run_data(config: &RunConfig, data: Option<&Path>) -> Result<(ImageSet, Split)> {
-    let source = match data {
-        Some(dir) => config.data.kind.resolve(Some(dir))?,
-        None if config.data.source == "embedded" => DataSource::Embedded,
-        None => {
-            let dir = Path::new(&config.data.source);
-            if !dir.is_dir() {
-                anyhow::bail!(
-                    "the run was trained on {}, which no longer exists: pass --data DIR",
-                    dir.display()
-                );
-            }
-            DataSource::Dir(dir.into())
-        }
-    };
-    let set = config.data.kind.load(&source)?;
-    let split = config
-        .data
-        .split
-        .split(&set)
-        .context("redrawing the run's split")?;
-    Ok((set, split))
+use crate::backend::Selected;
+use crate::progress::bar;
+
+/// `--eps`-style flags: a number in (0, 1] or a fraction such as `8/255`.
+pub fn pixel_budget(s: &str) -> Result<f32, String> {
+    parse_fraction(s).map_err(|e| e.to_string())
+}
+
+/// `--method`/`--attack`: `pgd`, `hag`, `dhta` or `cw`.
+pub fn kind(s: &str) -> Result<AttackKind, String> {
+    s.parse().map_err(|e: hashguard_core::Error| e.to_string())
+}
+
+/// `--cw-margin`: `logits` or `relaxed`.
+pub fn margin(s: &str) -> Result<CwMargin, String> {
+    parse_cw_margin(s).map_err(|e| e.to_string())
+}
+
+/// Codes of the run's images `indices`, with a progress bar named `what`.
+pub fn encode(
+    run: &OpenedRun,
+    indices: &[usize],
+    what: &str,
+    selected: &Selected,
+) -> Result<PackedCodes> {
+    let pb = bar(indices.len() as u64, what);
+    let codes = run.encode(indices, &selected.device, |done| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    Ok(codes)
+}
+
+/// The run's database codes: its current `database.codes`, else encoded with a progress bar.
+pub fn database_codes(run: &OpenedRun, selected: &Selected) -> Result<PackedCodes> {
+    match run.cached_database() {
+        Some(codes) => Ok(codes),
+        None => encode(run, &run.split.database, "database", selected),
+    }
+}
+
+/// Opens the run at `root` (images from `data` when given) with its database index.
+pub fn open_with_database(
+    root: &Path,
+    data: Option<&Path>,
+    selected: &Selected,
+) -> Result<(OpenedRun, HammingIndex)> {
+    let run = OpenedRun::open(root, data, &selected.device)?;
+    let index = HammingIndex::new(database_codes(&run, selected)?);
+    Ok((run, index))
 }

@@ -2,24 +2,26 @@
 //! every epoch the model and a checkpoint, both atomically; `--resume` continues from the
 //! last checkpoint with the saved configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{AdvTraining, LrSchedule, TrainConfig, Trainer};
-use hashguard_core::data::{DatasetKind, ImageSet, Split, SplitConfig, TrainSize};
-use hashguard_core::loss::{CsqLossConfig, HashCentres};
-use hashguard_core::model::{HashNet, HashNetConfig};
-use hashguard_core::run::{Checkpoint, DataSpec, RunDir, write_atomic};
-use serde_json::json;
+use hashguard_core::adv_train::{AdvTraining, Trainer};
+use hashguard_core::data::{DatasetKind, TrainSize};
+use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, load_run_data, write_atomic};
 
-use super::load_run_data;
+use crate::backend::Selected;
+use crate::progress::{bar, log};
+
+mod adversarial;
+mod fresh;
+
+pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
+use fresh::{from_init, from_scratch, loss_curve};
 
 /// Label smoothing of new runs: CSQ's BCE then has its minimum at |f| = 0.9 instead of at
 /// saturated codes (README, "Model and training").
 const DEFAULT_LABEL_SMOOTHING: f64 = 0.1;
-use crate::backend::Selected;
-use crate::progress::{bar, log};
 
 /// Flags of `hashguard train`.
 #[derive(Args, Debug)]
@@ -95,136 +97,16 @@ fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     DatasetKind::parse(s).map_err(|e| e.to_string())
 }
 
-/// Adversarial training methods of `hashguard adv-train`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AdvMethod {
-    /// FreeAT: each mini-batch replayed --m times, δ updated from the same backward pass.
-    Freeat,
-    /// CgAT: PGD away from centre codes, loss + −mean(f(x_adv) ⊙ c).
-    Cgat,
-    /// SAAT: PGD away from DMFL mainstay codes, loss + λ·alignment + μ·quantisation.
-    Saat,
-}
-
-/// Flags of `hashguard adv-train`: those of `train`, plus the method and its inner PGD.
-#[derive(Args, Debug)]
-pub struct AdvTrainArgs {
-    #[command(flatten)]
-    train: TrainArgs,
-    /// Adversarial training method.
-    #[arg(long, value_enum)]
-    method: AdvMethod,
-    /// FreeAT: replays m of each mini-batch. Without --epochs, FreeAT runs ⌈30/m⌉ epochs so
-    /// that its cost matches 30 epochs of standard training (Shafahi et al.).
-    #[arg(long = "m", default_value_t = 8)]
-    replays: usize,
-    /// L∞ radius of the inner PGD, and of FreeAT's δ (pixel units).
-    #[arg(long, default_value = "8/255", value_parser = super::attack::parse_fraction)]
-    eps: f32,
-    /// Step of the inner PGD.
-    #[arg(long, default_value = "2/255", value_parser = super::attack::parse_fraction)]
-    step: f32,
-    /// Iterations of the inner PGD.
-    #[arg(long, default_value_t = 7)]
-    inner_steps: usize,
-    /// SAAT: weight λ of the mainstay alignment term.
-    #[arg(long, default_value_t = 1.0)]
-    saat_lambda: f64,
-    /// SAAT: weight μ of the quantisation term.
-    #[arg(long, default_value_t = 1e-4)]
-    saat_mu: f64,
-}
-
-/// Runs `hashguard adv-train`.
-pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
-    let (eps, step, steps) = (args.eps, args.step, args.inner_steps);
-    let mut train = args.train;
-    let adversarial = match args.method {
-        AdvMethod::Freeat => {
-            if train.epochs.is_none() && !train.resume {
-                train.epochs = Some(30usize.div_ceil(args.replays.max(1)));
-            }
-            AdvTraining::Free {
-                eps,
-                replays: args.replays,
-            }
-        }
-        AdvMethod::Cgat => AdvTraining::CgAt { eps, step, steps },
-        AdvMethod::Saat => AdvTraining::Saat {
-            eps,
-            step,
-            steps,
-            lambda: args.saat_lambda,
-            mu: args.saat_mu,
-        },
-    };
-    adversarial.validate()?;
-    train_run(train, Some(adversarial), selected)
-}
-
-/// Makes sure `out` holds a finished run of `adversarial` fine-tuned from `init` for `epochs`
-/// epochs at base rate `lr`: trains it when absent, resumes it when interrupted, reuses it when
-/// done, and refuses a directory holding a different run.
-pub fn ensure_fine_tuned(
-    init: &Path,
-    out: &Path,
-    adversarial: AdvTraining,
-    epochs: usize,
-    lr: f64,
-    selected: &Selected,
-) -> Result<()> {
-    let existing = RunDir::new(out);
-    let resume = existing.file("config.json").exists();
-    if resume {
-        let config = existing.read_config()?;
-        let t = &config.train;
-        let wanted = Some(init.display().to_string());
-        if t.adversarial.as_ref() != Some(&adversarial)
-            || t.epochs != epochs
-            || t.init != wanted
-            || t.lr != lr
-        {
-            bail!(
-                "{} holds a different run ({:?}, {} epochs, lr {}, from {:?}) than this table needs \
-                 ({adversarial:?}, {epochs} epochs, lr {lr}, from {}): move it away or choose another --out",
-                out.display(),
-                t.adversarial,
-                t.epochs,
-                t.lr,
-                t.init,
-                init.display()
-            );
-        }
-        let done = existing.read_checkpoint()?.map_or(0, |c| c.history.len());
-        if done >= epochs && existing.file("model.bpk").exists() {
-            eprintln!("{}: already trained, reused", out.display());
-            return Ok(());
-        }
-    }
-    let args = TrainArgs {
-        out: out.to_path_buf(),
-        dataset: None,
-        data: None,
-        bits: None,
-        epochs: (!resume).then_some(epochs),
-        batch_size: None,
-        lr: (!resume).then_some(lr),
-        train_size: None,
-        seed: None,
-        lambda: None,
-        label_smoothing: None,
-        init: (!resume).then(|| init.to_path_buf()),
-        resume,
-    };
-    train_run(args, Some(adversarial), selected.clone())
-}
-
 /// Runs `hashguard train`.
 pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
     train_run(args, None, selected)
 }
 
-fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Selected) -> Result<()> {
+pub(super) fn train_run(
+    args: TrainArgs,
+    adversarial: Option<AdvTraining>,
+    selected: Selected,
+) -> Result<()> {
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
     let (config, set, split, mut trainer) = if args.resume {
@@ -337,17 +219,18 @@ fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Select
     }
     pb.finish_and_clear();
     let total: f64 = trainer.history.iter().map(|h| h.seconds).sum();
-    let summary = json!({
-        "epochs": trainer.history,
-        "train_seconds": total,
-        "this_invocation_seconds": started.elapsed().as_secs_f64(),
-        "backend": selected.info,
-    });
+    let summary = TrainSummary {
+        epochs: trainer.history.clone(),
+        train_seconds: total,
+        this_invocation_seconds: started.elapsed().as_secs_f64(),
+        backend: selected.info.clone(),
+    };
     write_atomic(
         &run.file("train.json"),
         &serde_json::to_vec_pretty(&summary)?,
     )
     .context("writing train.json")?;
+    loss_curve(&trainer.history, &run.file("loss"))?;
     eprintln!(
         "trained {} epochs in {:.0}s; next: hashguard eval --run {} --report report.json",
         epochs,
@@ -355,127 +238,4 @@ fn train_run(args: TrainArgs, adversarial: Option<AdvTraining>, selected: Select
         args.out.display()
     );
     Ok(())
-}
-
-/// What a new run starts with.
-struct Fresh {
-    data: DataSpec,
-    train: TrainConfig,
-    centres: HashCentres,
-    set: ImageSet,
-    split: Split,
-    /// Weights to start from (`--init`).
-    start: Option<HashNet>,
-}
-
-/// Hyper-parameters a user may set on top of a base configuration.
-fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
-    if let Some(e) = args.epochs {
-        train = train.with_epochs(e);
-    }
-    if let Some(b) = args.batch_size {
-        train = train.with_batch_size(b);
-    }
-    if let Some(lr) = args.lr {
-        train = train.with_lr(lr);
-    }
-    if let Some(seed) = args.seed {
-        train = train.with_seed(seed);
-    }
-    if let Some(lambda) = args.lambda {
-        train.loss = train.loss.with_lambda(lambda);
-    }
-    if let Some(eps) = args.label_smoothing {
-        train.loss = train.loss.with_label_smoothing(eps);
-    }
-    train.validate()?;
-    Ok(train)
-}
-
-/// A new run from a random initialisation.
-fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fresh> {
-    let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
-    let source = kind.resolve(args.data.as_deref())?;
-    let set = kind.load(&source)?;
-    let split_cfg = SplitConfig {
-        train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
-        seed: args.seed.unwrap_or(0),
-        ..SplitConfig::default()
-    };
-    let split = split_cfg.split(&set)?;
-    let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
-        .with_mean(vec![0.5; set.channels])
-        .with_std(vec![0.5; set.channels]);
-    let loss = CsqLossConfig::new()
-        .with_lambda(1e-4)
-        .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
-    let train = TrainConfig::new(model, loss).with_adversarial(adversarial);
-    let train = apply_flags(train, args)?;
-    let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
-    let data = DataSpec {
-        kind,
-        dataset: set.name.clone(),
-        source: source.to_string(),
-        split: split_cfg,
-    };
-    Ok(Fresh {
-        data,
-        train,
-        centres,
-        set,
-        split,
-        start: None,
-    })
-}
-
-/// A new run starting from `init`'s trained weights, on its data, split and hash centres.
-fn from_init(
-    args: &TrainArgs,
-    init: &Path,
-    adversarial: Option<AdvTraining>,
-    selected: &Selected,
-) -> Result<Fresh> {
-    let taken = [
-        ("--dataset", args.dataset.is_some()),
-        ("--bits", args.bits.is_some()),
-        ("--train-size", args.train_size.is_some()),
-    ];
-    let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
-    if !clashing.is_empty() {
-        bail!(
-            "--init takes the data set, split and network of {}: drop {}",
-            init.display(),
-            clashing.join(", ")
-        );
-    }
-    let base_dir = RunDir::open(init)?;
-    let base = base_dir.read_config()?;
-    let (set, split) = load_run_data(&base, args.data.as_deref())?;
-    let start = base_dir
-        .load_model(&base, &selected.device)
-        .with_context(|| format!("loading --init {}", init.display()))?;
-    let mut data = base.data.clone();
-    if let Some(dir) = &args.data {
-        data.source = base.data.kind.resolve(Some(dir))?.to_string();
-    }
-    // Same network, loss and augmentation; the method is this run's, and the learning rate
-    // decays from its base by cosine without a warm-up (the weights are already trained).
-    let train = TrainConfig {
-        adversarial,
-        init: Some(init.display().to_string()),
-        schedule: LrSchedule::Cosine {
-            floor: 0.01,
-            warmup_epochs: 0,
-        },
-        ..base.train.clone()
-    };
-    let train = apply_flags(train, args)?;
-    Ok(Fresh {
-        data,
-        train,
-        centres: base.centres,
-        set,
-        split,
-        start: Some(start),
-    })
 }

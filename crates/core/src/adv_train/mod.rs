@@ -1,6 +1,6 @@
 //! Training loops for hashing networks: standard CSQ training and, on the same step and
-//! checkpoint machinery, CgAT and SAAT adversarial training with their centre / mainstay codes.
-//! FreeAT is still to come.
+//! checkpoint machinery, FreeAT (replayed mini-batches) and CgAT and SAAT adversarial training
+//! with their centre / mainstay codes.
 
 mod codes;
 mod method;

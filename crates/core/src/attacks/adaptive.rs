@@ -13,7 +13,7 @@ use crate::model::HashNet;
 use crate::{Error, Result};
 
 /// Weights of eq. 13 and the denoiser the attacker anticipates.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdaptiveWeights {
     /// λ1, weight of L2 = −‖h(x') − f(x')‖₁ (the paper sweeps 0 … 0.03).
     pub lambda1: f32,
@@ -24,7 +24,7 @@ pub struct AdaptiveWeights {
 }
 
 /// How the iterates move.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum StepRule {
     /// The paper's PGD: signed steps of `budget.step` from the clean image; the last iterate.
     Fixed,

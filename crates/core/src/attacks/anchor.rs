@@ -1,6 +1,7 @@
 //! DHTA's target codes: for a target label, the anchor is the component-wise majority vote
 //! (`sign` of the sum, ties to +1) of `n_t` database codes carrying that label; the target
-//! label of a query is drawn among the labels that share nothing with it.
+//! label of a query is drawn among the labels that share nothing with it; [`dhta_targets`] does
+//! both for a batch of queries.
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -67,6 +68,40 @@ pub fn choose_target_labels(
             options.choose(rng).copied().ok_or_else(|| {
                 Error::InvalidArgument(format!("query labels {q:?} leave no other class to target"))
             })
+        })
+        .collect()
+}
+
+/// A targeted attack's goal for one query: the target label and its anchor code (±1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// The label the query is pulled towards.
+    pub label: usize,
+    /// The code it is pulled onto, `bits` values of ±1.
+    pub anchor: Vec<f32>,
+}
+
+/// The one routine choosing targeted attacks' goals: for each query a target label it lacks
+/// (or `fixed`) among the labels present in the database, then that label's anchor, the vote of
+/// `n_t` of its database codes ([`target_anchor`]). Labels are drawn for every query first, then
+/// the anchors, all from `rng`, so a seed fixes both.
+pub fn dhta_targets(
+    query_labels: &[LabelSet],
+    database: &PackedCodes,
+    database_labels: &[LabelSet],
+    fixed: Option<usize>,
+    n_t: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<Target>> {
+    let present = database_labels
+        .iter()
+        .fold(LabelSet::default(), |a, &l| a.union(l));
+    let labels = choose_target_labels(query_labels, present, fixed, rng)?;
+    labels
+        .into_iter()
+        .map(|label| {
+            let anchor = target_anchor(database, database_labels, label, n_t, rng)?;
+            Ok(Target { label, anchor })
         })
         .collect()
 }

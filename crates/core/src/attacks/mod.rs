@@ -12,7 +12,7 @@ pub use adaptive::{
     AdaptiveTerms, AdaptiveWeights, StepRule, adaptive_attack, adaptive_loss, apgd_checkpoints,
     bpda,
 };
-pub use anchor::{choose_target_labels, target_anchor};
+pub use anchor::{Target, choose_target_labels, dhta_targets, target_anchor};
 pub use cw::{BestKeeper, CwConfig, CwMargin, CwProbe, CwStepper, cw_untargeted};
 pub use pgd::{Budget, Objective, PgdStepper, objective_loss, pgd};
 

@@ -11,7 +11,10 @@ mod umcd;
 
 pub use calibrate::{Calibration, Decision, calibrate};
 pub use lid::{Lid, lid_estimate};
-pub use select::{KChoice, choose_k, predicted_adversarial_topk_mean};
+pub use select::{
+    BLUR_CANDIDATES, BlurChoice, K_CANDIDATES, KChoice, choose_k, predicted_adversarial_topk_mean,
+    select_blur, select_k,
+};
 pub use squeeze::FeatureSqueeze;
 pub use umcd::{
     Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement,
@@ -19,14 +22,14 @@ pub use umcd::{
 };
 
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::filters::{Filter, ImageShape};
 use crate::model::HashNet;
 use crate::{Error, Result};
 
 /// Which side of a criterion's range is suspicious.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Large values are adversarial (C1, C3, squeezing disagreements, LID).
@@ -36,7 +39,7 @@ pub enum Direction {
 }
 
 /// One scalar a detector computes per sample.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Criterion {
     /// Short name, e.g. `C1`.
     pub name: String,

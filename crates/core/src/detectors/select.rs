@@ -1,8 +1,20 @@
-//! How `hashguard detect` picks UMCD's k without seeing an attack: Theorem 1 predicts where an
-//! untargeted adversarial code's top-k neighbours lie, benign calibration data say where benign
-//! queries' lie, and k maximises the gap at the target FPR.
+//! How UMCD's free parameters are picked without seeing an attack: k, where Theorem 1 predicts
+//! an untargeted adversarial code's top-k neighbours lie against where benign queries' lie; and
+//! the blur window, the largest that keeps benign retrieval within a tolerance.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use burn::prelude::*;
+
+use super::{ImageBatch, codes_with_transform};
+use crate::data::LabelSet;
+use crate::filters::{Filter, ImageShape};
+use crate::model::HashNet;
+use crate::retrieval::{HammingIndex, PackedCodes};
+use crate::{Error, Result};
+
+/// The k values the rule considers (those below the database size).
+pub const K_CANDIDATES: [usize; 7] = [1, 5, 10, 50, 100, 500, 1000];
 
 /// Inverse of the standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9).
 pub(crate) fn normal_quantile(p: f64) -> f64 {
@@ -79,7 +91,7 @@ pub fn predicted_adversarial_topk_mean(
 }
 
 /// One candidate k and why it was (not) chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KChoice {
     /// Candidate k.
     pub k: usize,
@@ -128,6 +140,147 @@ pub fn choose_k(
     (best, table)
 }
 
+/// The one rule for UMCD's k, shared by `detect`, `reproduce` and `export-web`: for each of
+/// [`K_CANDIDATES`] below the database size, the C1 of every benign `calibration` code (its own
+/// database entry `positions[i]` left out, from one batched search), then [`choose_k`] with
+/// Theorem 1's prediction for `classes` classes at false-positive rate `fpr`.
+pub fn select_k(
+    index: &HammingIndex,
+    calibration: &PackedCodes,
+    positions: &[Option<usize>],
+    classes: usize,
+    fpr: f64,
+) -> Result<(usize, Vec<KChoice>)> {
+    if positions.len() != calibration.len() || calibration.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "choosing k needs calibration codes, one database position each ({} codes, {} positions)",
+            calibration.len(),
+            positions.len()
+        )));
+    }
+    let cands: Vec<usize> = K_CANDIDATES
+        .into_iter()
+        .filter(|&k| k < index.len())
+        .collect();
+    let kmax = *cands.last().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "a database of {} codes is too small to choose k",
+            index.len()
+        ))
+    })?;
+    let mut per_k = vec![Vec::with_capacity(positions.len()); cands.len()];
+    for (found, &own) in index
+        .search(calibration, kmax + 1)
+        .into_iter()
+        .zip(positions)
+    {
+        let hits: Vec<u32> = found
+            .into_iter()
+            .filter(|n| Some(n.index) != own)
+            .map(|n| n.distance)
+            .collect();
+        for (j, &k) in cands.iter().enumerate() {
+            per_k[j].push(hits[..k].iter().sum::<u32>() as f32 / k as f32);
+        }
+    }
+    let cands: Vec<(usize, Vec<f32>)> = cands.into_iter().zip(per_k).collect();
+    Ok(choose_k(
+        &cands,
+        calibration.bits(),
+        classes,
+        index.len(),
+        fpr,
+    ))
+}
+
+/// The mean-blur windows the blur rule considers.
+pub const BLUR_CANDIDATES: [usize; 4] = [2, 3, 4, 5];
+
+/// One candidate blur window and why it was (not) chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlurChoice {
+    /// Side of the window.
+    pub size: usize,
+    /// Mean precision@100 of the blurred calibration images.
+    pub precision_at_100: f64,
+    /// The same for the unblurred images.
+    pub clean_precision_at_100: f64,
+    /// Whether the drop is within the tolerance.
+    pub within_tolerance: bool,
+}
+
+/// The blur rule (Xu et al.'s for squeezers: cost little benign accuracy): the largest of
+/// [`BLUR_CANDIDATES`] whose blurred calibration images keep precision@100 within `tolerance`
+/// of the unblurred images'; 2 when none does. `calibration` are pixels of database images at
+/// `positions` (left out of their own neighbours); `on_candidate` ticks once per window.
+#[allow(clippy::too_many_arguments)]
+pub fn select_blur(
+    model: &HashNet,
+    index: &HammingIndex,
+    database_labels: &[LabelSet],
+    calibration: &[f32],
+    positions: &[usize],
+    shape: ImageShape,
+    tolerance: f64,
+    batch_size: usize,
+    device: &Device,
+    mut on_candidate: impl FnMut(),
+) -> Result<(usize, Vec<BlurChoice>)> {
+    let mut clean = None;
+    let mut table = Vec::new();
+    let mut best = 2;
+    for size in BLUR_CANDIDATES {
+        let (mut f, mut ft) = (Vec::new(), Vec::new());
+        for chunk in calibration.chunks(batch_size.max(1) * shape.len()) {
+            let batch = ImageBatch {
+                pixels: chunk,
+                shape,
+                database_positions: None,
+            };
+            let (a, b) = codes_with_transform(model, batch, Filter::MeanBlur { size }, device)?;
+            f.extend(a);
+            ft.extend(b);
+        }
+        let base =
+            *clean.get_or_insert_with(|| precision_at_100(index, database_labels, &f, positions));
+        let blurred = precision_at_100(index, database_labels, &ft, positions);
+        let within_tolerance = base - blurred <= tolerance;
+        if within_tolerance {
+            best = size;
+        }
+        table.push(BlurChoice {
+            size,
+            precision_at_100: blurred,
+            clean_precision_at_100: base,
+            within_tolerance,
+        });
+        on_candidate();
+    }
+    Ok((best, table))
+}
+
+/// Mean precision@100 of database images' `codes` (each image's own entry left out).
+fn precision_at_100(
+    index: &HammingIndex,
+    database_labels: &[LabelSet],
+    codes: &[f32],
+    positions: &[usize],
+) -> f64 {
+    let packed = PackedCodes::from_signs(index.codes().bits(), codes);
+    let mut total = 0.0;
+    for (hits, &pos) in index.search(&packed, 101).into_iter().zip(positions) {
+        let own = database_labels[pos];
+        let relevant = hits
+            .iter()
+            .filter(|n| n.index != pos)
+            .take(100)
+            .filter(|n| database_labels[n.index].shares(own))
+            .count();
+        total += relevant as f64 / 100.0;
+    }
+    total / positions.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +319,41 @@ mod tests {
         assert_eq!(table.len(), 3);
         let best = table.iter().map(|c| c.margin).fold(f64::MIN, f64::max);
         assert_eq!(table.iter().find(|c| c.k == k).unwrap().margin, best);
+    }
+
+    #[test]
+    fn select_k_leaves_each_image_out_and_matches_a_naive_c1() {
+        use crate::detectors::c1_mean_topk;
+        let bits = 16;
+        let values: Vec<f32> = (0..600 * bits)
+            .map(|i| {
+                if (i * 7919 + i / bits * 31) % 5 < 2 {
+                    -1.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let db = PackedCodes::from_signs(bits, &values);
+        let index = HammingIndex::new(db.clone());
+        let cal = PackedCodes::from_signs(bits, &values[..40 * bits]);
+        let positions: Vec<Option<usize>> = (0..40).map(Some).collect();
+        let (k, table) = select_k(&index, &cal, &positions, 10, 0.05).unwrap();
+        assert_eq!(
+            table.iter().map(|c| c.k).collect::<Vec<_>>(),
+            [1, 5, 10, 50, 100, 500]
+        );
+        let naive: Vec<(usize, Vec<f32>)> = table
+            .iter()
+            .map(|c| {
+                let v = (0..40)
+                    .map(|i| c1_mean_topk(&index, cal.code(i), c.k, Some(i)))
+                    .collect();
+                (c.k, v)
+            })
+            .collect();
+        let (k2, table2) = choose_k(&naive, bits, 10, index.len(), 0.05);
+        assert_eq!((k, table), (k2, table2));
+        assert!(select_k(&index, &cal, &positions[..3], 10, 0.05).is_err());
     }
 }

@@ -1,90 +1,130 @@
-//! The figures of `detect` and `reproduce`: one ROC plot per attack (every detector) and
-//! histograms of UMCD's C1, C2 (log10) and C3 for benign queries against each attack.
+//! The figures of `detect` and `reproduce`: one ROC chart per attack (every detector, held-out
+//! benign queries against the attack's examples) and histograms of UMCD's C1, C2 (log10) and C3
+//! for the benign queries and each attack, with UMCD's calibrated thresholds marked.
 
 use std::path::Path;
 
 use anyhow::Result;
-use hashguard_core::detectors::Scores;
-use hashguard_core::metrics::{RocPoint, roc_curve};
+use hashguard_core::experiments::detection::{Crafted, DetectionBench};
+use hashguard_core::metrics::roc_curve;
+use plotters::prelude::SeriesLabelPosition;
 
-use super::{Bench, Crafted};
-use crate::plot::{BinAxis, histogram, line_plot};
+use crate::plot::{Axes, Bins, Data, PALETTE, Sample, Series, histogram, lines};
 
-impl Bench<'_> {
-    /// ROC curves per attack and C1/C2/C3 histograms (benign vs each attack).
-    pub(super) fn plots(&self, crafted: &[Crafted], dir: &Path) -> Result<()> {
-        const COLOURS: [[u8; 3]; 6] = [
-            [120, 120, 120],
-            [230, 140, 30],
-            [150, 80, 190],
-            [60, 160, 60],
-            [40, 110, 220],
-            [210, 30, 30],
-        ];
-        let u = self.detectors.len() - 1;
-        for a in crafted {
-            let curves: Vec<_> = self
-                .calibrations
-                .iter()
-                .zip(&self.benign_test)
-                .zip(&a.scores)
-                .zip(COLOURS)
-                .map(|(((cal, benign), adv), colour)| {
-                    let roc: Vec<RocPoint> =
-                        roc_curve(&cal.combined_score(benign), &cal.combined_score(adv));
-                    (roc.iter().map(|p| (p.fpr, p.tpr)).collect(), colour)
-                })
-                .collect();
-            let name = format!(
-                "roc_{}.png",
-                format!("{:?}_{:.0}", a.method, a.eps * 255.0).to_lowercase()
-            );
-            line_plot(&curves, true, &dir.join(name))?;
-        }
-        let umcd_adv: Vec<&Scores> = crafted.iter().map(|a| &a.scores[u]).collect();
-        let series_colours = [[90, 90, 90], [210, 40, 40], [40, 110, 220], [60, 160, 60]];
-        for (c, name) in ["c1", "c2", "c3"].iter().enumerate() {
-            // C2 spans orders of magnitude on confident models: bin its log10.
-            let view = |v: &[f32]| -> Vec<f32> {
-                if c == 1 {
-                    v.iter().map(|x| x.max(1e-30).log10()).collect()
+/// UMCD's criteria: file name, axis label, and whether the histogram bins log10 of the value.
+const CRITERIA: [(&str, &str, bool); 3] = [
+    (
+        "c1",
+        "C1: mean Hamming distance to the top-k database codes (bits)",
+        false,
+    ),
+    (
+        "c2",
+        "C2: quantisation loss ||sign f(x) - f(x)||_1 (log10)",
+        true,
+    ),
+    (
+        "c3",
+        "C3: disagreement of f(x) and f(blur x) (sum over bits)",
+        false,
+    ),
+];
+
+/// ROC charts per attack and C1/C2/C3 histograms (benign vs each attack) into `dir`.
+pub fn plots(bench: &DetectionBench<'_>, crafted: &[Crafted], dir: &Path) -> Result<()> {
+    for a in crafted {
+        let series: Vec<Series> = bench
+            .detectors
+            .iter()
+            .zip(&bench.calibrations)
+            .zip(&bench.benign_test)
+            .zip(&a.scores)
+            .enumerate()
+            .map(|(i, (((det, cal), benign), adv))| {
+                let roc = roc_curve(&cal.combined_score(benign), &cal.combined_score(adv));
+                // UMCD, the detector under study, in black; the baselines in colour.
+                let colour = if det.name() == "UMCD" {
+                    PALETTE[7]
                 } else {
-                    v.to_vec()
+                    PALETTE[i % 7]
+                };
+                Series {
+                    name: det.name(),
+                    colour,
+                    points: roc.iter().map(|p| (p.fpr, p.tpr)).collect(),
                 }
-            };
-            let owned: Vec<Vec<f32>> = std::iter::once(view(&self.benign_test[u].values[c]))
-                .chain(umcd_adv.iter().map(|s| view(&s.values[c])))
-                .collect();
-            let sets: Vec<&[f32]> = owned.iter().map(Vec::as_slice).collect();
-            let lo = sets
-                .iter()
-                .flat_map(|s| s.iter())
-                .copied()
-                .fold(f32::MAX, f32::min);
-            let hi = sets
-                .iter()
-                .flat_map(|s| s.iter())
-                .copied()
-                .fold(f32::MIN, f32::max);
-            let bins = 40;
-            let width = ((hi - lo) / bins as f32).max(1e-6);
-            let series: Vec<(Vec<f64>, [u8; 3])> = sets
-                .iter()
-                .zip(series_colours)
-                .map(|(s, col)| {
-                    let mut h = vec![0u64; bins];
-                    for &v in s.iter() {
-                        h[(((v - lo) / width) as usize).min(bins - 1)] += 1;
-                    }
-                    (crate::plot::density(&h), col)
-                })
-                .collect();
-            let axis = BinAxis {
-                first: lo as f64,
-                step: width as f64,
-            };
-            histogram(&series, None, axis, &dir.join(format!("hist_{name}.png")))?;
-        }
-        Ok(())
+            })
+            .collect();
+        let axes = Axes {
+            title: format!("ROC against {} ({} queries)", a.label, a.success.len()),
+            x: "false-positive rate (held-out benign queries)".into(),
+            y: "true-positive rate (adversarial queries)".into(),
+            x_range: 0.0..1.0,
+            y_range: 0.0..1.0,
+        };
+        let stem = dir.join(format!("roc_{}_{:.0}", a.spec.kind, a.spec.eps * 255.0));
+        lines(&stem, &axes, &series, true, SeriesLabelPosition::LowerRight)?;
     }
+    let u = bench.detectors.len() - 1;
+    let cal = &bench.calibrations[u];
+    for (c, (name, label, log)) in CRITERIA.into_iter().enumerate() {
+        // C2 spans orders of magnitude on confident models: bin its log10.
+        let view = |v: &[f32]| -> Vec<f64> {
+            v.iter()
+                .map(|&x| {
+                    let x = x as f64;
+                    if log { x.max(1e-30).log10() } else { x }
+                })
+                .collect()
+        };
+        let benign = view(&bench.benign_test[u].values[c]);
+        let attacks: Vec<Vec<f64>> = crafted
+            .iter()
+            .map(|a| view(&a.scores[u].values[c]))
+            .collect();
+        let mut samples = vec![Sample {
+            name: "benign queries".into(),
+            colour: PALETTE[6],
+            data: Data::Values(&benign),
+        }];
+        for (i, (a, values)) in crafted.iter().zip(&attacks).enumerate() {
+            samples.push(Sample {
+                name: a.label.clone(),
+                colour: PALETTE[i % 6],
+                data: Data::Values(values),
+            });
+        }
+        let t = cal.thresholds[c] as f64;
+        let side = if c == 1 { "≤" } else { "≥" };
+        let threshold = if log { t.max(1e-30).log10() } else { t };
+        let at = [threshold];
+        let sets: Vec<&[f64]> = std::iter::once(&benign[..])
+            .chain(attacks.iter().map(Vec::as_slice))
+            .chain([&at[..]])
+            .collect();
+        let marks = [(
+            format!(
+                "UMCD threshold (flags {side}), FPR {:.0}%",
+                100.0 * cal.target_fpr
+            ),
+            threshold,
+        )];
+        let title = format!(
+            "UMCD {}: benign queries vs attacks (k = {}, blur {})",
+            name.to_uppercase(),
+            bench.umcd.k,
+            bench.umcd.blur
+        );
+        let stem = dir.join(format!("hist_{name}"));
+        histogram(
+            &stem,
+            &title,
+            label,
+            Bins::spanning(&sets, 40),
+            &samples,
+            None,
+            &marks,
+        )?;
+    }
+    Ok(())
 }

@@ -16,6 +16,10 @@ use crate::loss::HashCentres;
 use crate::model::HashNet;
 use crate::{Error, Result};
 
+mod open;
+
+pub use open::{ENCODE_BATCH, OpenedRun, fingerprint, load_run_data};
+
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
@@ -71,6 +75,19 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// The hash centres trained towards.
     pub centres: HashCentres,
+}
+
+/// `train.json`: what a finished training run did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Per-epoch loss, its terms and time.
+    pub epochs: Vec<EpochStats>,
+    /// Seconds of training over every epoch (across resumes).
+    pub train_seconds: f64,
+    /// Seconds of the invocation that finished the run.
+    pub this_invocation_seconds: f64,
+    /// What computed the last invocation.
+    pub backend: crate::device::BackendInfo,
 }
 
 /// The contents of `checkpoint.bin`.

@@ -1,13 +1,14 @@
-//! A cache of crafted adversarial examples for `detect` and `reproduce`: each attack's images,
+//! A cache of crafted adversarial examples for the detection experiments: each attack's images,
 //! success flags and mAPs are kept in a directory under a key of everything that made them
 //! (model weights, queries, attack settings), so re-running detection skips the attacks.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use hashguard_core::run::write_atomic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::run::{fingerprint, write_atomic};
+use crate::{Error, Result};
 
 /// What one cached attack produced (pixels are stored beside it as little-endian `f32`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -22,16 +23,6 @@ pub struct CachedAttack {
     pub adv_map: f64,
     /// Mean Hamming distance of the adversarial codes to the clean ones.
     pub mean_hamming_to_original: f64,
-}
-
-/// FNV-1a, 64 bits: a stable fingerprint of the model weights and of the query list.
-pub fn fingerprint(bytes: impl IntoIterator<Item = u8>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 fn paths(dir: &Path, key: &Value) -> (PathBuf, PathBuf) {
@@ -65,11 +56,12 @@ pub fn load(dir: &Path, key: &Value, pixels: usize) -> Option<(CachedAttack, Vec
 /// Stores `attack` and its `pixels` in `dir` (pixels first, so a crash leaves no entry whose
 /// metadata points at missing data).
 pub fn store(dir: &Path, attack: &CachedAttack, pixels: &[f32]) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (meta, data) = paths(dir, &attack.key);
     let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
     write_atomic(&data, &bytes)?;
-    write_atomic(&meta, &serde_json::to_vec(attack)?)?;
+    let json = serde_json::to_vec(attack).map_err(|e| Error::format(&meta, e.to_string()))?;
+    write_atomic(&meta, &json)?;
     Ok(())
 }
 
@@ -103,11 +95,5 @@ mod tests {
         assert!(load(dir.path(), &key, 4).is_none());
         std::fs::write(&data, f32::NAN.to_le_bytes().repeat(4)).unwrap();
         assert!(load(dir.path(), &key, 4).is_none());
-    }
-
-    #[test]
-    fn fingerprints_differ() {
-        assert_ne!(fingerprint(*b"model a"), fingerprint(*b"model b"));
-        assert_eq!(fingerprint(*b""), "cbf29ce484222325");
     }
 }

@@ -1,0 +1,159 @@
+//! The one device picker of every entry point (CLI, desktop window, benches): `cpu` is Burn's
+//! Flex backend, `wgpu` Vulkan/Metal/DX12 (or a software adapter), `auto` wgpu on a hardware
+//! GPU and the CPU otherwise. Compiled with the crate's `flex`/`wgpu` features, which the
+//! binaries turn on; the library code itself never picks a device.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which backend and device computed a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// `cpu` or `wgpu`.
+    pub kind: String,
+    /// Burn backend and adapter description.
+    pub adapter: String,
+}
+
+/// Which backend to run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// wgpu on a hardware GPU if one is found, else the CPU.
+    #[default]
+    Auto,
+    /// Burn's Flex backend on the CPU (multi-threaded, SIMD).
+    Cpu,
+    /// Burn's wgpu backend (Vulkan, Metal or DX12; a software adapter if that is all there is).
+    Wgpu,
+}
+
+impl BackendChoice {
+    /// Every choice, in the order flags list them.
+    pub const ALL: [BackendChoice; 3] = [Self::Auto, Self::Cpu, Self::Wgpu];
+
+    /// The spelling of flags and variables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s.trim())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{s} is not a backend: use cpu, wgpu or auto"))
+            })
+    }
+}
+
+/// A device and its description.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    /// The device to compute on.
+    pub device: Device,
+    /// What it is, for reports.
+    pub info: BackendInfo,
+}
+
+/// Burn's Flex backend on every CPU thread.
+#[cfg(feature = "flex")]
+pub fn cpu() -> Selected {
+    Selected {
+        device: Device::flex(),
+        info: BackendInfo {
+            kind: "cpu".into(),
+            adapter: format!(
+                "burn-flex on {} CPU threads",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        },
+    }
+}
+
+/// The first hardware GPU adapter, if any.
+#[cfg(feature = "wgpu")]
+fn hardware_gpu() -> Option<Selected> {
+    Device::enumerate_physical().into_iter().find_map(|gpu| {
+        let adapter = gpu.name.clone();
+        gpu.devices.into_iter().next().map(|device| Selected {
+            device,
+            info: BackendInfo {
+                kind: "wgpu".into(),
+                adapter,
+            },
+        })
+    })
+}
+
+/// wgpu on the best adapter there is: a hardware GPU, else a software or virtual one.
+#[cfg(feature = "wgpu")]
+pub fn wgpu() -> Selected {
+    hardware_gpu().unwrap_or_else(|| {
+        let device = Device::wgpu(Default::default());
+        let adapter = device
+            .identity()
+            .map(|id| format!("{} (software or virtual adapter)", id.name))
+            .unwrap_or_else(|| "default wgpu adapter".into());
+        Selected {
+            device,
+            info: BackendInfo {
+                kind: "wgpu".into(),
+                adapter,
+            },
+        }
+    })
+}
+
+/// Resolves `choice` to a device, with a one-line error saying what to do when it cannot be had.
+#[cfg(feature = "flex")]
+pub fn select(choice: BackendChoice) -> Result<Selected> {
+    match choice {
+        BackendChoice::Cpu => Ok(cpu()),
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Wgpu => Ok(wgpu()),
+        #[cfg(feature = "wgpu")]
+        BackendChoice::Auto => Ok(hardware_gpu().unwrap_or_else(cpu)),
+        #[cfg(not(feature = "wgpu"))]
+        BackendChoice::Wgpu => Err(Error::InvalidArgument(
+            "this build has no wgpu support: rebuild with the `wgpu` feature or use the cpu backend"
+                .into(),
+        )),
+        #[cfg(not(feature = "wgpu"))]
+        BackendChoice::Auto => Ok(cpu()),
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse_and_the_cpu_is_always_there() {
+        for c in BackendChoice::ALL {
+            assert_eq!(c.name().parse::<BackendChoice>().unwrap(), c);
+        }
+        let err = "cuda".parse::<BackendChoice>().unwrap_err().to_string();
+        assert!(err.contains("cpu, wgpu or auto"), "{err}");
+        let cpu = select(BackendChoice::Cpu).unwrap();
+        assert_eq!(cpu.info.kind, "cpu");
+    }
+}

@@ -1,0 +1,396 @@
+//! The one campaign loop: an [`AttackSpec`] run over a set of images batch by batch, with each
+//! image's clean and adversarial codes, success on the attack's own criterion and perturbation
+//! norms. `attack`, detection, the robustness table and the white-box study all craft through it.
+
+use burn::prelude::*;
+
+use super::spec::{AttackKind, AttackSpec};
+use crate::attacks::{
+    Objective, SampleStats, Target, adaptive_attack, cw_untargeted, pgd, sample_stats,
+};
+use crate::filters::ImageShape;
+use crate::host::read_floats;
+use crate::model::{HashNet, sign_codes};
+use crate::retrieval::{PackedCodes, hamming};
+use crate::{Error, Result};
+
+/// What a campaign produced, one entry per image in input order.
+#[derive(Clone, Debug)]
+pub struct Campaign {
+    /// The adversarial images, same layout as the input pixels.
+    pub adversarial: Vec<f32>,
+    /// Binary codes of the clean images.
+    pub clean_codes: PackedCodes,
+    /// Binary codes of the adversarial images.
+    pub adv_codes: PackedCodes,
+    /// Whether the attack succeeded: untargeted, Hamming(h(x'), h(x)) > K/2; targeted, h(x')
+    /// closer to the anchor than to h(x); CW, as CW's own search judged it.
+    pub success: Vec<bool>,
+    /// Perturbation norms and code flips.
+    pub stats: Vec<SampleStats>,
+    /// The white-box attacker's eq. 13 terms (L1, L2, L3) per image; empty for other attacks.
+    pub terms: Vec<[f32; 3]>,
+}
+
+impl Campaign {
+    /// Share of successful attacks.
+    pub fn success_rate(&self) -> f64 {
+        self.success.iter().filter(|&&s| s).count() as f64 / self.success.len().max(1) as f64
+    }
+
+    /// Mean Hamming distance of the adversarial codes to the clean ones.
+    pub fn mean_hamming_to_original(&self) -> f64 {
+        let n = self.clean_codes.len().max(1) as f64;
+        (0..self.clean_codes.len())
+            .map(|i| hamming(self.clean_codes.code(i), self.adv_codes.code(i)) as f64)
+            .sum::<f64>()
+            / n
+    }
+}
+
+/// The images a campaign attacks: pixels in `[0, 1]`, `shape.len()` values per image.
+#[derive(Clone, Copy, Debug)]
+pub struct Images<'a> {
+    /// Row-major pixels of every image.
+    pub pixels: &'a [f32],
+    /// Layout of one image.
+    pub shape: ImageShape,
+}
+
+impl Images<'_> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.pixels.len() / self.shape.len().max(1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Images `start..end` as a batch tensor on `device`.
+    pub fn batch(&self, start: usize, end: usize, device: &Device) -> Tensor<4> {
+        let (s, per) = (self.shape, self.shape.len());
+        Tensor::<4>::from_data(
+            TensorData::new(
+                self.pixels[start * per..end * per].to_vec(),
+                [end - start, s.channels, s.height, s.width],
+            ),
+            device,
+        )
+    }
+}
+
+/// Runs `spec` on `images` in batches of `batch_size`; `targets` (one per image) are required
+/// by targeted attacks. Batch `b` draws its random start from `seed + b` (restart `r > 0` from a
+/// seed of its own). `on_step` is called after every iteration of every batch
+/// ([`AttackSpec::total_steps`] per batch).
+#[allow(clippy::too_many_arguments)]
+pub fn run_campaign(
+    model: &HashNet,
+    images: Images<'_>,
+    spec: &AttackSpec,
+    targets: Option<&[Target]>,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    mut on_step: impl FnMut(),
+) -> Result<Campaign> {
+    spec.validate()?;
+    let n = images.len();
+    if batch_size == 0 {
+        return Err(Error::InvalidArgument(
+            "--batch-size must be at least 1".into(),
+        ));
+    }
+    if images.shape.is_empty() || !images.pixels.len().is_multiple_of(images.shape.len()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} pixel values are not whole {:?} images",
+            images.pixels.len(),
+            images.shape
+        )));
+    }
+    let targets = match (spec.kind.is_targeted(), targets) {
+        (true, Some(t)) if t.len() == n => Some(t),
+        (true, Some(t)) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} targets for {n} images",
+                t.len()
+            )));
+        }
+        (true, None) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} needs a target per image",
+                spec.kind
+            )));
+        }
+        (false, _) => None,
+    };
+    let bits = model.bits();
+    let mut out = Campaign {
+        adversarial: Vec::with_capacity(images.pixels.len()),
+        clean_codes: PackedCodes::new(bits),
+        adv_codes: PackedCodes::new(bits),
+        success: Vec::with_capacity(n),
+        stats: Vec::with_capacity(n),
+        terms: Vec::new(),
+    };
+    for (b, start) in (0..n).step_by(batch_size).enumerate() {
+        let end = (start + batch_size).min(n);
+        let x = images.batch(start, end, device);
+        let f_clean = model.forward(x.clone());
+        let h_clean = sign_codes(f_clean.clone());
+        let clean = PackedCodes::from_signs(bits, &read_floats(f_clean.clone(), "codes")?);
+        let anchors = targets.map(|t| &t[start..end]);
+        let batch_seed = seed.wrapping_add(b as u64);
+        let (adv, cw_ok) = if spec.kind == AttackKind::Adaptive {
+            let targets = anchor_tensor(anchors.unwrap_or_default(), bits, device);
+            let (adv, t) = adaptive_attack(
+                model,
+                x.clone(),
+                targets,
+                &spec.adaptive,
+                &spec.budget(),
+                spec.rule,
+                batch_seed,
+                |_| on_step(),
+            )?;
+            for i in 0..end - start {
+                out.terms.push([t.l1[i], t.l2[i], t.l3[i]]);
+            }
+            (adv, None)
+        } else {
+            craft_batch(
+                model,
+                x.clone(),
+                h_clean,
+                &clean,
+                anchors,
+                spec,
+                batch_seed,
+                &mut on_step,
+            )?
+        };
+        let f_adv = model.forward(adv.clone());
+        let advc = PackedCodes::from_signs(bits, &read_floats(f_adv.clone(), "codes")?);
+        out.stats
+            .extend(sample_stats(x, adv.clone(), f_clean, f_adv)?);
+        for i in 0..end - start {
+            let flips = hamming(clean.code(i), advc.code(i));
+            out.success.push(match (&cw_ok, anchors) {
+                (Some(ok), _) => ok[i],
+                (None, Some(a)) => judge_targeted(&advc, i, &a[i].anchor, flips),
+                _ => flips as usize > bits / 2,
+            });
+        }
+        out.clean_codes.extend(&clean);
+        out.adv_codes.extend(&advc);
+        out.adversarial
+            .extend(read_floats(adv, "adversarial images")?);
+    }
+    Ok(out)
+}
+
+/// The anchors of `targets` as a `[n, bits]` tensor.
+fn anchor_tensor(targets: &[Target], bits: usize, device: &Device) -> Tensor<2> {
+    let flat: Vec<f32> = targets
+        .iter()
+        .flat_map(|t| t.anchor.iter().copied())
+        .collect();
+    Tensor::<2>::from_data(TensorData::new(flat, [targets.len(), bits]), device)
+}
+
+/// A targeted example succeeds when its code is closer to the anchor than to the original.
+fn judge_targeted(adv: &PackedCodes, i: usize, anchor: &[f32], flips: u32) -> bool {
+    let anchor = PackedCodes::from_signs(adv.bits(), anchor);
+    hamming(adv.code(i), anchor.code(0)) < flips
+}
+
+/// One batch of `spec`: the adversarial images and, for CW, its per-image success.
+#[allow(clippy::too_many_arguments)]
+fn craft_batch(
+    model: &HashNet,
+    x: Tensor<4>,
+    h_clean: Tensor<2>,
+    clean: &PackedCodes,
+    targets: Option<&[Target]>,
+    spec: &AttackSpec,
+    seed: u64,
+    on_step: &mut impl FnMut(),
+) -> Result<(Tensor<4>, Option<Vec<bool>>)> {
+    let device = x.device();
+    let bits = model.bits();
+    let objective = match (spec.kind, targets) {
+        (AttackKind::Pgd, _) => Objective::Untargeted { original: h_clean },
+        (AttackKind::Hag, _) => Objective::Hag {
+            original: h_clean,
+            beta: spec.hag_beta,
+        },
+        (AttackKind::Dhta, Some(t)) => Objective::Targeted {
+            anchors: anchor_tensor(t, bits, &device),
+        },
+        (AttackKind::Dhta | AttackKind::Adaptive, None) => {
+            return Err(Error::InvalidArgument(
+                "a targeted attack needs anchors".into(),
+            ));
+        }
+        (AttackKind::Adaptive, Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "the white-box attacker runs through run_campaign".into(),
+            ));
+        }
+        (AttackKind::Cw, _) => {
+            let (adv, ok) = cw_untargeted(model, x, h_clean, &spec.cw_config(), |_| on_step())?;
+            return Ok((adv, Some(ok)));
+        }
+    };
+    let budget = spec.budget();
+    let mut best = pgd(
+        model,
+        x.clone(),
+        &objective,
+        &budget,
+        spec.alpha_schedule,
+        seed,
+        |_| on_step(),
+    )?;
+    if spec.restarts > 1 {
+        // Keep, per image, the restart that does best on the attack's success measure.
+        let score = |adv: &Tensor<4>| -> Result<Vec<i64>> {
+            let codes =
+                PackedCodes::from_signs(bits, &read_floats(model.forward(adv.clone()), "codes")?);
+            Ok((0..codes.len())
+                .map(|i| match targets {
+                    Some(t) => {
+                        let a = PackedCodes::from_signs(bits, &t[i].anchor);
+                        -(hamming(codes.code(i), a.code(0)) as i64)
+                    }
+                    None => hamming(codes.code(i), clean.code(i)) as i64,
+                })
+                .collect())
+        };
+        let per = x.dims()[1..].iter().product::<usize>();
+        let mut best_score = score(&best)?;
+        let mut best_pixels = read_floats(best.clone(), "adversarial images")?;
+        for r in 1..spec.restarts as u64 {
+            let run_seed = seed.wrapping_add(r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let adv = pgd(
+                model,
+                x.clone(),
+                &objective,
+                &budget,
+                spec.alpha_schedule,
+                run_seed,
+                |_| on_step(),
+            )?;
+            let s = score(&adv)?;
+            let pixels = read_floats(adv, "adversarial images")?;
+            for (i, (new, old)) in s.iter().zip(best_score.iter_mut()).enumerate() {
+                if new > old {
+                    *old = *new;
+                    best_pixels[i * per..(i + 1) * per]
+                        .copy_from_slice(&pixels[i * per..(i + 1) * per]);
+                }
+            }
+        }
+        best = Tensor::<4>::from_data(TensorData::new(best_pixels, x.dims()), &device);
+    }
+    Ok((best, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::tiny_model;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn images(n: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        (0..n * 36).map(|_| rng.random_range(0.0..1.0)).collect()
+    }
+
+    const SHAPE: ImageShape = ImageShape {
+        channels: 1,
+        height: 6,
+        width: 6,
+    };
+
+    #[test]
+    fn batching_does_not_change_the_result_and_budgets_hold() {
+        let device = Device::flex();
+        let model = tiny_model(&device);
+        let pixels = images(5);
+        let imgs = Images {
+            pixels: &pixels,
+            shape: SHAPE,
+        };
+        let spec = AttackSpec::new(AttackKind::Pgd)
+            .with_eps(16.0 / 255.0)
+            .with_steps(5);
+        let mut steps = 0;
+        let one = run_campaign(&model, imgs, &spec, None, 5, 0, &device, || steps += 1).unwrap();
+        assert_eq!(steps, 5, "one batch of five steps");
+        let two = run_campaign(&model, imgs, &spec, None, 2, 0, &device, || ()).unwrap();
+        assert_eq!(one.success, two.success);
+        assert_eq!(one.adv_codes, two.adv_codes);
+        for (a, b) in one.adversarial.iter().zip(&two.adversarial) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        for (adv, x) in one.adversarial.iter().zip(&pixels) {
+            assert!((adv - x).abs() <= spec.eps + 1e-6 && (0.0..=1.0).contains(adv));
+        }
+        assert_eq!(one.stats.len(), 5);
+        for (i, s) in one.stats.iter().enumerate() {
+            assert_eq!(
+                s.hamming_to_original,
+                hamming(one.clean_codes.code(i), one.adv_codes.code(i))
+            );
+        }
+    }
+
+    #[test]
+    fn targeted_campaigns_need_targets_and_restarts_never_do_worse() {
+        let device = Device::flex();
+        let model = tiny_model(&device);
+        let pixels = images(4);
+        let imgs = Images {
+            pixels: &pixels,
+            shape: SHAPE,
+        };
+        let dhta = AttackSpec::new(AttackKind::Dhta).with_steps(3);
+        assert!(run_campaign(&model, imgs, &dhta, None, 4, 0, &device, || ()).is_err());
+        let anchor = vec![1.0; model.bits()];
+        let targets: Vec<Target> = (0..4)
+            .map(|_| Target {
+                label: 1,
+                anchor: anchor.clone(),
+            })
+            .collect();
+        let got = run_campaign(&model, imgs, &dhta, Some(&targets), 4, 0, &device, || ()).unwrap();
+        let a = PackedCodes::from_signs(model.bits(), &anchor);
+        for i in 0..4 {
+            let flips = hamming(got.clean_codes.code(i), got.adv_codes.code(i));
+            assert_eq!(
+                got.success[i],
+                hamming(got.adv_codes.code(i), a.code(0)) < flips
+            );
+        }
+        // Restarts keep each image's best run: never fewer flips than the first run alone.
+        let single = AttackSpec {
+            random_start: true,
+            ..AttackSpec::new(AttackKind::Pgd).with_steps(3)
+        };
+        let multi = AttackSpec {
+            restarts: 3,
+            ..single
+        };
+        let mut steps = 0;
+        let first = run_campaign(&model, imgs, &single, None, 4, 9, &device, || ()).unwrap();
+        let best = run_campaign(&model, imgs, &multi, None, 4, 9, &device, || steps += 1).unwrap();
+        assert_eq!(steps, 9);
+        for (f, b) in first.stats.iter().zip(&best.stats) {
+            assert!(b.hamming_to_original >= f.hamming_to_original);
+        }
+    }
+}

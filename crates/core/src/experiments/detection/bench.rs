@@ -1,0 +1,670 @@
+//! The detection bench: benign calibration data drawn from the database, UMCD's k and blur
+//! chosen on it, every detector calibrated at the target FPR and scored on held-out benign
+//! queries; then attacks crafted (or taken from the example cache) and scored against it.
+
+use std::collections::HashSet;
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::{
+    AttackSummary, Crafted, DetectionConfig, DetectorSummary, ScoreDump, ScoresDump, Selection,
+    Table1Row, Table2Row, TableRate,
+};
+use crate::attacks::{Target, dhta_targets};
+use crate::data::LabelSet;
+use crate::detectors::{
+    Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig, calibrate,
+    select_blur, select_k,
+};
+use crate::experiments::cache::{self, CachedAttack};
+use crate::experiments::{
+    AttackKind, AttackSpec, Campaign, Images, Progress, run_campaign, subset,
+};
+use crate::filters::{Filter, ImageShape};
+use crate::host::read_floats;
+use crate::metrics::{auc, evaluate_retrieval, tpr_at_fpr};
+use crate::model::HashNet;
+use crate::retrieval::{HammingIndex, PackedCodes};
+use crate::run::{OpenedRun, fingerprint};
+use crate::{Error, Result};
+
+/// Images per batch when scoring adversarial examples.
+const SCORE_BATCH: usize = 64;
+
+/// Benign data, detectors and their calibrations, ready to score attacks.
+pub struct DetectionBench<'a> {
+    /// The run under test.
+    pub run: &'a OpenedRun,
+    /// Its database codes.
+    pub index: &'a HammingIndex,
+    /// The settings.
+    pub config: DetectionConfig,
+    /// Labels of the database items.
+    pub db_labels: Vec<LabelSet>,
+    /// Data-set indices of the test queries.
+    pub queries: Vec<usize>,
+    /// Their pixels, row-major.
+    pub q_pixels: Vec<f32>,
+    /// The detectors, UMCD last.
+    pub detectors: Vec<Box<dyn Detector + 'a>>,
+    /// Each detector's calibration.
+    pub calibrations: Vec<Calibration>,
+    /// Each detector's scores of the benign calibration images.
+    pub benign_cal: Vec<Scores>,
+    /// Each detector's scores of the clean test queries (held-out benign).
+    pub benign_test: Vec<Scores>,
+    /// UMCD's k and blur.
+    pub umcd: UmcdConfig,
+    /// How they were chosen.
+    pub selection: Selection,
+    device: Device,
+    model_id: String,
+}
+
+impl<'a> DetectionBench<'a> {
+    /// Chooses UMCD's k and blur and calibrates the detectors on benign data: every detector
+    /// of Table 1 with `baselines` `None`, else the named baselines, and UMCD last.
+    pub fn prepare(
+        run: &'a OpenedRun,
+        index: &'a HammingIndex,
+        config: &DetectionConfig,
+        baselines: Option<&[&str]>,
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Self> {
+        config.validate()?;
+        let c = config;
+        let wanted = |name: &str| baselines.is_none_or(|b| b.contains(&name));
+        let (model, set, split) = (&run.model, &run.set, &run.split);
+        let shape = set.shape();
+        let db_labels = run.labels(&split.database);
+        let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+        let queries = subset(&split.query, c.queries, &mut rng)?;
+        let need = c.calibration + c.lid_reference;
+        if c.calibration < 100 || need > split.database.len() {
+            return Err(Error::InvalidArgument(format!(
+                "--calibration {} + --lid-reference {} must leave at least 100 calibration images \
+                 within the {} database images",
+                c.calibration,
+                c.lid_reference,
+                split.database.len()
+            )));
+        }
+        if let Some(k) = c.k
+            && (k == 0 || k >= index.len())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "--k: k = {k} must lie between 1 and the database size minus one ({})",
+                index.len() - 1
+            )));
+        }
+        let mut positions: Vec<usize> = (0..split.database.len()).collect();
+        positions.shuffle(&mut rng);
+        let lid_pos = positions[..c.lid_reference].to_vec();
+        let cal_pos = positions[c.lid_reference..need].to_vec();
+        let trained: HashSet<usize> = split.train.iter().copied().collect();
+        let cal_trained = cal_pos
+            .iter()
+            .filter(|&&p| trained.contains(&split.database[p]))
+            .count();
+        let cal_ids: Vec<usize> = cal_pos.iter().map(|&p| split.database[p]).collect();
+        let cal_pixels = set.pixels_f32(&cal_ids);
+        let cal_positions: Vec<Option<usize>> = cal_pos.iter().map(|&p| Some(p)).collect();
+        let q_pixels = set.pixels_f32(&queries);
+        progress.log(&format!(
+            "calibrating on {} benign database images ({} of them training images), testing on {} queries",
+            cal_ids.len(),
+            cal_trained,
+            queries.len()
+        ));
+
+        // UMCD's free parameters, chosen on benign calibration data only.
+        progress.phase("choose", 4);
+        let (blur, blur_table) = match c.blur {
+            Some(b) => (b, Vec::new()),
+            None => select_blur(
+                model,
+                index,
+                &db_labels,
+                &cal_pixels,
+                &cal_pos,
+                shape,
+                c.blur_tolerance,
+                c.batch_size,
+                device,
+                || progress.inc(1),
+            )?,
+        };
+        let (k, k_table) = match c.k {
+            Some(k) => (k, Vec::new()),
+            None => {
+                let images = Images {
+                    pixels: &cal_pixels,
+                    shape,
+                };
+                let mut codes = Vec::with_capacity(images.len() * model.bits());
+                for start in (0..images.len()).step_by(c.batch_size) {
+                    let end = (start + c.batch_size).min(images.len());
+                    let f = model.forward(images.batch(start, end, device));
+                    codes.extend(read_floats(f, "calibration codes")?);
+                }
+                let packed = PackedCodes::from_signs(model.bits(), &codes);
+                select_k(index, &packed, &cal_positions, set.num_classes(), c.fpr)?
+            }
+        };
+        progress.finish();
+        let umcd = UmcdConfig { k, blur };
+        progress.log(&format!("UMCD: k = {k}, blur {blur}x{blur}"));
+
+        let lid_ids: Vec<usize> = lid_pos.iter().map(|&p| split.database[p]).collect();
+        let mut detectors: Vec<Box<dyn Detector + 'a>> = Vec::new();
+        if wanted("LID") {
+            let lid_pixels = set.pixels_f32(&lid_ids);
+            let lid = Lid::fit(
+                model,
+                loose(&lid_pixels, shape),
+                loose(&cal_pixels, shape),
+                c.lid_k,
+                c.batch_size,
+                device,
+            )?;
+            detectors.push(Box::new(lid));
+        }
+        for (name, filter) in [
+            ("FS-Median", Filter::Median { size: 2 }),
+            (
+                "FS-NLM",
+                Filter::NonLocalMeans {
+                    search: 13,
+                    patch: 3,
+                    h: 2.0,
+                },
+            ),
+            ("FS-Adaptive", Filter::Adaptive),
+            ("MeanBlur", Filter::MeanBlur { size: blur }),
+        ] {
+            if wanted(name) {
+                detectors.push(Box::new(FeatureSqueeze::new(name, filter)?));
+            }
+        }
+        detectors.push(Box::new(Umcd {
+            config: umcd,
+            index,
+        }));
+        progress.phase(
+            "benign",
+            (detectors.len() * (cal_ids.len() + queries.len())) as u64,
+        );
+        let mut benign_cal = Vec::new();
+        let mut benign_test = Vec::new();
+        let mut calibrations = Vec::new();
+        for det in &detectors {
+            progress.message(&det.name());
+            let calibration = ImageBatch {
+                pixels: &cal_pixels,
+                shape,
+                database_positions: Some(&cal_positions),
+            };
+            let cal = score_all(
+                det.as_ref(),
+                model,
+                calibration,
+                c.batch_size,
+                device,
+                progress,
+            )?;
+            let weights = (det.name() == "UMCD")
+                .then_some(c.fpr_weights.as_deref())
+                .flatten();
+            calibrations.push(calibrate(&cal, c.fpr, weights)?);
+            benign_cal.push(cal);
+            let test = loose(&q_pixels, shape);
+            benign_test.push(score_all(
+                det.as_ref(),
+                model,
+                test,
+                c.batch_size,
+                device,
+                progress,
+            )?);
+        }
+        progress.finish();
+        for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
+            progress.log(&format!(
+                "{:>11}: held-out benign FPR {:.2}% (target {:.0}%, calibration {:.2}%)",
+                det.name(),
+                100.0 * cal.flag_rate(test),
+                100.0 * c.fpr,
+                100.0 * cal.calibration_fpr
+            ));
+        }
+        let selection = Selection {
+            k,
+            k_rule: "largest Theorem-1 margin: predicted adversarial top-k mean minus the benign (1 - fpr) quantile of C1".into(),
+            k_candidates: k_table,
+            blur,
+            blur_rule: format!(
+                "largest window whose blurred calibration images lose at most {} of precision@100",
+                c.blur_tolerance
+            ),
+            blur_candidates: blur_table,
+            fpr_weights: c.fpr_weights.clone().unwrap_or_else(|| vec![1.0, 1.0, 1.0]),
+            calibration_images: cal_ids.len(),
+            calibration_training_images: cal_trained,
+            lid_reference_images: lid_ids.len(),
+        };
+        let model_id = match &c.examples {
+            Some(_) => run.model_fingerprint()?,
+            None => String::new(),
+        };
+        Ok(Self {
+            run,
+            index,
+            config: c.clone(),
+            db_labels,
+            queries,
+            q_pixels,
+            detectors,
+            calibrations,
+            benign_cal,
+            benign_test,
+            umcd,
+            selection,
+            device: device.clone(),
+            model_id,
+        })
+    }
+
+    /// Layout of the images.
+    pub fn shape(&self) -> ImageShape {
+        self.run.set.shape()
+    }
+
+    /// The model under test.
+    pub fn model(&self) -> &'a HashNet {
+        &self.run.model
+    }
+
+    /// Labels of the test queries.
+    pub fn query_labels(&self) -> Vec<LabelSet> {
+        self.run.labels(&self.queries)
+    }
+
+    /// Runs `spec` on the test queries, or takes its examples from the cache when it holds
+    /// them. DHTA's targets are drawn from `seed ^ 0xD47A`.
+    pub fn craft(&self, spec: &AttackSpec, progress: &mut dyn Progress) -> Result<Crafted> {
+        let c = &self.config;
+        spec.validate()?;
+        let q_labels = self.query_labels();
+        let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0xD47A);
+        let targets = spec
+            .kind
+            .is_targeted()
+            .then(|| {
+                dhta_targets(
+                    &q_labels,
+                    self.index.codes(),
+                    &self.db_labels,
+                    spec.target.label,
+                    spec.target.n_t,
+                    &mut rng,
+                )
+            })
+            .transpose()?;
+        let label = spec.label();
+        let n = self.queries.len();
+        let key = self.example_key(spec);
+        if let Some(dir) = &c.examples
+            && let Some((hit, pixels)) = cache::load(dir, &key, self.q_pixels.len())
+        {
+            progress.log(&format!(
+                "{label}: reusing the examples cached in {} (success {:.1}%)",
+                dir.display(),
+                100.0 * hit.success.iter().filter(|&&s| s).count() as f64 / n.max(1) as f64
+            ));
+            return Ok(Crafted {
+                label,
+                spec: *spec,
+                pixels,
+                success: hit.success,
+                clean_map: hit.clean_map,
+                adv_map: hit.adv_map,
+                mean_hamming_to_original: hit.mean_hamming_to_original,
+                scores: Vec::new(),
+            });
+        }
+        let campaign = self.attack(spec, targets.as_deref(), progress)?;
+        let truth: Vec<LabelSet> = match &targets {
+            // Targeted: t-mAP, with the target labels as ground truth.
+            Some(ts) => ts.iter().map(|t| LabelSet::single(t.label)).collect(),
+            None => q_labels,
+        };
+        let map = |codes: &PackedCodes| {
+            evaluate_retrieval(codes, &truth, self.index, &self.db_labels, &[]).map(|m| m.map_all)
+        };
+        let (clean_map, adv_map) = (map(&campaign.clean_codes)?, map(&campaign.adv_codes)?);
+        progress.log(&format!(
+            "{label}: {} {clean_map:.4} -> {adv_map:.4}, success {:.1}%",
+            if targets.is_some() { "t-mAP" } else { "mAP" },
+            100.0 * campaign.success_rate()
+        ));
+        let mean_hamming_to_original = campaign.mean_hamming_to_original();
+        if let Some(dir) = &c.examples {
+            let cached = CachedAttack {
+                key,
+                success: campaign.success.clone(),
+                clean_map,
+                adv_map,
+                mean_hamming_to_original,
+            };
+            cache::store(dir, &cached, &campaign.adversarial)?;
+        }
+        Ok(Crafted {
+            label,
+            spec: *spec,
+            pixels: campaign.adversarial,
+            success: campaign.success,
+            clean_map,
+            adv_map,
+            mean_hamming_to_original,
+            scores: Vec::new(),
+        })
+    }
+
+    /// Runs `spec` on the test queries (`targets`, one per query, for targeted attacks).
+    pub fn attack(
+        &self,
+        spec: &AttackSpec,
+        targets: Option<&[Target]>,
+        progress: &mut dyn Progress,
+    ) -> Result<Campaign> {
+        let c = &self.config;
+        progress.phase(
+            "attack",
+            (self.queries.len().div_ceil(c.batch_size) * spec.total_steps()) as u64,
+        );
+        progress.message(&spec.label());
+        let images = Images {
+            pixels: &self.q_pixels,
+            shape: self.shape(),
+        };
+        let campaign = run_campaign(
+            self.model(),
+            images,
+            spec,
+            targets,
+            c.batch_size,
+            c.seed,
+            &self.device,
+            || progress.inc(1),
+        )?;
+        progress.finish();
+        Ok(campaign)
+    }
+
+    /// Everything that determines an attack's examples: the model weights, the query images,
+    /// and the settings the method uses (CW has no L∞ budget, so one CW run serves every eps).
+    fn example_key(&self, spec: &AttackSpec) -> serde_json::Value {
+        let pixels = self.q_pixels.iter().flat_map(|v| v.to_le_bytes());
+        let settings = match spec.kind {
+            AttackKind::Cw => json!({
+                "c": spec.cw.c, "kappa": spec.cw.kappa, "margin": spec.cw.margin,
+                "lr": spec.cw.lr, "steps": spec.steps,
+            }),
+            AttackKind::Dhta => json!({
+                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+                "n_t": spec.target.n_t,
+            }),
+            AttackKind::Adaptive => json!({
+                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+                "n_t": spec.target.n_t, "adaptive": spec.adaptive, "rule": spec.rule,
+            }),
+            AttackKind::Pgd | AttackKind::Hag => json!({
+                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+                "hag_beta": spec.hag_beta,
+            }),
+        };
+        json!({
+            "version": 1,
+            "method": spec.kind.name(),
+            "model": self.model_id,
+            "queries": fingerprint(pixels),
+            "seed": self.config.seed,
+            "batch_size": self.config.batch_size,
+            "settings": settings,
+        })
+    }
+
+    /// Scores `crafted` with every detector (kept in `crafted.scores`) and measures Table 1's
+    /// metrics.
+    pub fn evaluate(
+        &self,
+        crafted: &mut Crafted,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Table1Row>> {
+        progress.phase(
+            "score",
+            (self.detectors.len() * crafted.success.len()) as u64,
+        );
+        let mut out = Vec::new();
+        for ((det, cal), benign) in self
+            .detectors
+            .iter()
+            .zip(&self.calibrations)
+            .zip(&self.benign_test)
+        {
+            progress.message(&det.name());
+            let adv = score_all(
+                det.as_ref(),
+                self.model(),
+                loose(&crafted.pixels, self.shape()),
+                SCORE_BATCH,
+                &self.device,
+                progress,
+            )?;
+            out.push(table1_row(
+                det.name(),
+                &crafted.label,
+                cal,
+                benign,
+                &adv,
+                &crafted.success,
+            ));
+            crafted.scores.push(adv);
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// Table 2: detection rates of UMCD's criteria alone and together, each combination
+    /// calibrated afresh at the target FPR.
+    pub fn ablation(
+        &self,
+        attacks: &[Crafted],
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Table2Row>> {
+        let u = self.detectors.len() - 1;
+        let umcd = &self.detectors[u];
+        progress.phase(
+            "ablation",
+            attacks.iter().map(|a| a.success.len() as u64).sum(),
+        );
+        let mut adv_scores = Vec::new();
+        for a in attacks {
+            adv_scores.push(score_all(
+                umcd.as_ref(),
+                self.model(),
+                loose(&a.pixels, self.shape()),
+                SCORE_BATCH,
+                &self.device,
+                progress,
+            )?);
+        }
+        progress.finish();
+        let fpr = self.calibrations[u].target_fpr;
+        let mut rows = Vec::new();
+        for (name, cols) in [
+            ("C3 alone", vec![2]),
+            ("C1 + C3", vec![0, 2]),
+            ("C2 + C3", vec![1, 2]),
+            ("C1 + C2 + C3", vec![0, 1, 2]),
+        ] {
+            let cal = calibrate(&self.benign_cal[u].columns(&cols), fpr, None)?;
+            let detection_rates = attacks
+                .iter()
+                .zip(&adv_scores)
+                .map(|(a, s)| TableRate {
+                    attack: a.label.clone(),
+                    rate: cal.flag_rate(&s.columns(&cols)),
+                })
+                .collect();
+            rows.push(Table2Row {
+                criteria: name.into(),
+                detection_rates,
+                held_out_benign_fpr: cal.flag_rate(&self.benign_test[u].columns(&cols)),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Each detector's criteria, calibration and held-out benign FPR.
+    pub fn detector_summaries(&self) -> Vec<DetectorSummary> {
+        self.detectors
+            .iter()
+            .zip(&self.calibrations)
+            .zip(&self.benign_test)
+            .map(|((d, cal), test)| DetectorSummary {
+                name: d.name(),
+                criteria: d.criteria(),
+                calibration: cal.into(),
+                held_out_benign_fpr: cal.flag_rate(test),
+            })
+            .collect()
+    }
+
+    /// Each crafted attack's summary for the report.
+    pub fn attack_summaries(&self, crafted: &[Crafted]) -> Vec<AttackSummary> {
+        crafted.iter().map(AttackSummary::of).collect()
+    }
+
+    /// Every sample's scores, for analysis outside hashguard: per detector its criteria and
+    /// the benign calibration, held-out benign and each attack's values (with success flags).
+    pub fn scores(&self, crafted: &[Crafted]) -> ScoresDump {
+        ScoresDump {
+            attacks: crafted
+                .iter()
+                .map(|a| super::AttackSuccess {
+                    attack: a.label.clone(),
+                    success: a.success.clone(),
+                })
+                .collect(),
+            detectors: self
+                .detectors
+                .iter()
+                .enumerate()
+                .map(|(d, det)| ScoreDump {
+                    name: det.name(),
+                    criteria: det.criteria(),
+                    benign_calibration: self.benign_cal[d].values.clone(),
+                    benign_test: self.benign_test[d].values.clone(),
+                    attacks: crafted
+                        .iter()
+                        .map(|a| super::AttackScores {
+                            attack: a.label.clone(),
+                            values: a.scores.get(d).map(|s| s.values.clone()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The test queries `start..end` as a batch tensor.
+    pub fn query_batch(&self, start: usize, end: usize) -> Tensor<4> {
+        Images {
+            pixels: &self.q_pixels,
+            shape: self.shape(),
+        }
+        .batch(start, end, &self.device)
+    }
+
+    /// The device everything runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+/// Scores `images` (with optional database positions) batch by batch.
+fn score_all(
+    det: &dyn Detector,
+    model: &HashNet,
+    images: ImageBatch<'_>,
+    batch_size: usize,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Scores> {
+    let mut out = Scores::empty(det.criteria());
+    let (n, per) = (images.len(), images.shape.len());
+    for start in (0..n).step_by(batch_size.max(1)) {
+        let end = (start + batch_size).min(n);
+        let batch = ImageBatch {
+            pixels: &images.pixels[start * per..end * per],
+            shape: images.shape,
+            database_positions: images.database_positions.map(|p| &p[start..end]),
+        };
+        out.extend(det.score(model, batch, device)?)?;
+        progress.inc((end - start) as u64);
+    }
+    Ok(out)
+}
+
+/// Images outside the database.
+fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
+    ImageBatch {
+        pixels,
+        shape,
+        database_positions: None,
+    }
+}
+
+/// Table 1's metrics for one detector against one attack.
+pub(super) fn table1_row(
+    detector: String,
+    attack: &str,
+    cal: &Calibration,
+    benign: &Scores,
+    adv: &Scores,
+    success: &[bool],
+) -> Table1Row {
+    let decisions = cal.decide(adv);
+    let n = decisions.len().max(1) as f64;
+    let flagged = decisions.iter().filter(|d| d.adversarial).count() as f64;
+    let succ: Vec<_> = decisions
+        .iter()
+        .zip(success)
+        .filter(|(_, s)| **s)
+        .map(|(d, _)| d.adversarial)
+        .collect();
+    let miss_successful = if succ.is_empty() {
+        f64::NAN
+    } else {
+        1.0 - succ.iter().filter(|&&f| f).count() as f64 / succ.len() as f64
+    };
+    let (b, a) = (cal.combined_score(benign), cal.combined_score(adv));
+    Table1Row {
+        detector,
+        attack: attack.into(),
+        miss_rate: 1.0 - flagged / n,
+        miss_rate_successful: miss_successful,
+        auc: auc(&b, &a),
+        tpr_at_fpr_0_1: tpr_at_fpr(&b, &a, 0.1),
+        tpr_at_fpr_0_2: tpr_at_fpr(&b, &a, 0.2),
+        criterion_rates: (0..cal.criteria.len())
+            .map(|c| decisions.iter().filter(|d| d.fired[c]).count() as f64 / n)
+            .collect(),
+    }
+}

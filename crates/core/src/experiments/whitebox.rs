@@ -1,0 +1,429 @@
+//! The white-box study of the UMCD paper (§4.3, eq. 13, appendix Table 4 and Fig. 5): the
+//! attacker who knows UMCD, swept over λ1 for each λ2, scored by UMCD and MeanBlur; and the same
+//! attacker with APGD steps and restarts. Typed config in, typed report out, Markdown rendering.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::detection::{Crafted, DetectionBench, DetectionConfig, Selection, Table1Row};
+use super::{AttackKind, AttackSpec, BackendInfo, Progress};
+use crate::attacks::{AdaptiveWeights, StepRule, dhta_targets};
+use crate::data::LabelSet;
+use crate::metrics::{auc, evaluate_retrieval};
+use crate::retrieval::{HammingIndex, PackedCodes};
+use crate::run::OpenedRun;
+use crate::{Error, Result};
+
+/// Settings of the white-box study (the `reproduce --whitebox` flags); steps, step size, FPR
+/// and batching come from the [`DetectionConfig`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhiteboxConfig {
+    /// L∞ budget (the paper: 32/255).
+    pub eps: f32,
+    /// λ1 values swept (weight of L2; the paper: 0 … 0.03).
+    pub lambda1: Vec<f32>,
+    /// λ2 values (weight of L3; the paper: 0.3, 3).
+    pub lambda2: Vec<f32>,
+    /// λ1 of Table 4 (the paper: 0.0075); added to the sweep if absent.
+    pub table4_lambda1: f32,
+    /// Iterations of the APGD attacker at Table 4's λ1 (0 skips it).
+    pub apgd_steps: usize,
+    /// Its random restarts.
+    pub restarts: usize,
+}
+
+impl Default for WhiteboxConfig {
+    fn default() -> Self {
+        Self {
+            eps: 32.0 / 255.0,
+            lambda1: vec![0.0, 0.0025, 0.005, 0.0075, 0.01, 0.02, 0.03],
+            lambda2: vec![0.3, 3.0],
+            table4_lambda1: 0.0075,
+            apgd_steps: 200,
+            restarts: 2,
+        }
+    }
+}
+
+impl WhiteboxConfig {
+    /// Checks the settings, naming the flag to fix.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |v: &f32| !(v.is_finite() && *v >= 0.0);
+        if self.lambda1.is_empty() || self.lambda2.is_empty() {
+            return Err(Error::InvalidArgument(
+                "--lambda1 and --lambda2 need at least one value each".into(),
+            ));
+        }
+        if self.lambda1.iter().chain(&self.lambda2).any(bad) || bad(&self.table4_lambda1) {
+            return Err(Error::InvalidArgument(
+                "--lambda1, --lambda2 and --table4-lambda1 must be non-negative numbers".into(),
+            ));
+        }
+        if self.apgd_steps > 0 && self.restarts == 0 {
+            return Err(Error::InvalidArgument(
+                "--restarts must be at least 1".into(),
+            ));
+        }
+        if !(self.eps > 0.0 && self.eps <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--whitebox-eps {} must be in (0, 1]",
+                self.eps
+            )));
+        }
+        Ok(())
+    }
+
+    /// The λ1 sweep, sorted, with Table 4's value in it.
+    pub fn sweep(&self) -> Vec<f32> {
+        let mut l1 = self.lambda1.clone();
+        l1.push(self.table4_lambda1);
+        l1.sort_by(f32::total_cmp);
+        l1.dedup();
+        l1
+    }
+}
+
+/// A detector's figures against one white-box attack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetectorRates {
+    /// Share of the adversarial queries flagged.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub detection_rate: f64,
+    /// The same over the successful ones.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub detection_rate_successful: f64,
+    /// ROC AUC against the held-out benign queries.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub auc: f64,
+    /// TPR at FPR 0.1.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub tpr_at_fpr_0_1: f64,
+    /// TPR at FPR 0.2.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub tpr_at_fpr_0_2: f64,
+    /// Share flagged by each criterion.
+    pub criterion_rates: Vec<f64>,
+}
+
+impl From<&Table1Row> for DetectorRates {
+    fn from(o: &Table1Row) -> Self {
+        Self {
+            detection_rate: 1.0 - o.miss_rate,
+            detection_rate_successful: 1.0 - o.miss_rate_successful,
+            auc: o.auc,
+            tpr_at_fpr_0_1: o.tpr_at_fpr_0_1,
+            tpr_at_fpr_0_2: o.tpr_at_fpr_0_2,
+            criterion_rates: o.criterion_rates.clone(),
+        }
+    }
+}
+
+/// Mean of eq. 13's terms over the queries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeanTerms {
+    /// L1, the distance to the target code.
+    pub l1: f64,
+    /// L2, minus the quantisation loss.
+    pub l2: f64,
+    /// L3, the distance to the blurred copy's code.
+    pub l3: f64,
+}
+
+/// One white-box attack (a λ1, λ2 and step rule) and how the detectors fare against it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhiteboxPoint {
+    /// λ1.
+    pub lambda1: f64,
+    /// λ2.
+    pub lambda2: f64,
+    /// Fixed PGD or APGD.
+    pub rule: StepRule,
+    /// Iterations.
+    pub steps: usize,
+    /// Share of queries whose code got closer to the target than to the original.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub success_rate: f64,
+    /// Share of queries both successful and not flagged by UMCD.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub successful_and_unflagged_by_umcd: f64,
+    /// t-mAP of the clean queries.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub clean_t_map: f64,
+    /// t-mAP of the adversarial queries.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub t_map: f64,
+    /// Mean Hamming distance of adversarial to clean codes.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub mean_hamming_to_original: f64,
+    /// Mean eq. 13 terms.
+    pub mean_terms: MeanTerms,
+    /// UMCD's figures.
+    pub umcd: Option<DetectorRates>,
+    /// AUC of each of UMCD's criteria alone.
+    pub umcd_criterion_auc: Vec<f64>,
+    /// MeanBlur's figures.
+    pub meanblur: Option<DetectorRates>,
+}
+
+/// Step count and size of a step rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepSettings {
+    /// Step size (fixed PGD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f32>,
+    /// Iterations.
+    pub steps: usize,
+    /// Random restarts (APGD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<usize>,
+}
+
+/// `whitebox.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhiteboxReport {
+    /// The run attacked.
+    pub run: PathBuf,
+    /// Test queries.
+    pub queries: usize,
+    /// L∞ budget.
+    pub eps: f32,
+    /// The fixed-step attacker.
+    pub pgd: StepSettings,
+    /// The APGD attacker.
+    pub apgd: StepSettings,
+    /// Target FPR of the detectors.
+    pub fpr: f64,
+    /// Table 4's λ1.
+    pub table4_lambda1: f64,
+    /// How UMCD's k and blur were chosen.
+    pub umcd: Selection,
+    /// The sweep (Fig. 5), every λ2 × λ1.
+    pub points: Vec<WhiteboxPoint>,
+    /// The APGD attacker at Table 4's λ1, per λ2.
+    pub apgd_points: Vec<WhiteboxPoint>,
+    /// What computed it.
+    pub backend: BackendInfo,
+}
+
+/// An `f32` setting as the decimal a person typed (0.3, not 0.30000001192092896).
+pub fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+/// Runs the white-box study on `run`'s queries: UMCD and MeanBlur calibrated as in `detection`,
+/// every λ2 × λ1 with fixed steps, then APGD at Table 4's λ1.
+pub fn run_whitebox(
+    run: &OpenedRun,
+    index: &HammingIndex,
+    detection: &DetectionConfig,
+    config: &WhiteboxConfig,
+    backend: BackendInfo,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<WhiteboxReport> {
+    config.validate()?;
+    let bench =
+        DetectionBench::prepare(run, index, detection, Some(&["MeanBlur"]), device, progress)?;
+    // Each query's target: a label it lacks and one benign database image's code of it (the
+    // "benign neighbour" of eq. 10; a vote over one code is that code).
+    let mut rng = ChaCha8Rng::seed_from_u64(detection.seed ^ 0xB0C5);
+    let targets = dhta_targets(
+        &bench.query_labels(),
+        index.codes(),
+        &bench.db_labels,
+        None,
+        1,
+        &mut rng,
+    )?;
+    let base = AttackSpec {
+        step: detection.step,
+        ..AttackSpec::new(AttackKind::Adaptive)
+    }
+    .with_eps(config.eps)
+    .with_steps(detection.steps);
+    let spec = |lambda1, lambda2, rule, steps| AttackSpec {
+        adaptive: AdaptiveWeights {
+            lambda1,
+            lambda2,
+            blur: bench.umcd.blur,
+        },
+        rule,
+        ..base.with_steps(steps)
+    };
+    let mut points = Vec::new();
+    for &lambda2 in &config.lambda2 {
+        for &lambda1 in &config.sweep() {
+            let s = spec(lambda1, lambda2, StepRule::Fixed, detection.steps);
+            points.push(point(&bench, &targets, &s, progress)?);
+        }
+    }
+    let mut apgd_points = Vec::new();
+    if config.apgd_steps > 0 {
+        let rule = StepRule::Apgd {
+            restarts: config.restarts,
+        };
+        for &lambda2 in &config.lambda2 {
+            let s = spec(config.table4_lambda1, lambda2, rule, config.apgd_steps);
+            apgd_points.push(point(&bench, &targets, &s, progress)?);
+        }
+    }
+    Ok(WhiteboxReport {
+        run: run.dir.root().to_path_buf(),
+        queries: bench.queries.len(),
+        eps: config.eps,
+        pgd: StepSettings {
+            step: Some(base.step),
+            steps: base.steps,
+            restarts: None,
+        },
+        apgd: StepSettings {
+            step: None,
+            steps: config.apgd_steps,
+            restarts: Some(config.restarts),
+        },
+        fpr: detection.fpr,
+        table4_lambda1: decimal(config.table4_lambda1),
+        umcd: bench.selection.clone(),
+        points,
+        apgd_points,
+        backend,
+    })
+}
+
+/// One white-box attack over the test queries, scored by MeanBlur and UMCD.
+fn point(
+    bench: &DetectionBench<'_>,
+    targets: &[crate::attacks::Target],
+    spec: &AttackSpec,
+    progress: &mut dyn Progress,
+) -> Result<WhiteboxPoint> {
+    let campaign = bench.attack(spec, Some(targets), progress)?;
+    let n = bench.queries.len().max(1) as f64;
+    let t_labels: Vec<LabelSet> = targets.iter().map(|t| LabelSet::single(t.label)).collect();
+    let t_map = |codes: &PackedCodes| {
+        evaluate_retrieval(codes, &t_labels, bench.index, &bench.db_labels, &[]).map(|m| m.map_all)
+    };
+    let (clean_t_map, adv_t_map) = (t_map(&campaign.clean_codes)?, t_map(&campaign.adv_codes)?);
+    let mean_terms = |i: usize| campaign.terms.iter().map(|t| t[i] as f64).sum::<f64>() / n;
+    let mean_terms = MeanTerms {
+        l1: mean_terms(0),
+        l2: mean_terms(1),
+        l3: mean_terms(2),
+    };
+    let mut crafted = Crafted {
+        label: spec.label(),
+        spec: *spec,
+        mean_hamming_to_original: campaign.mean_hamming_to_original(),
+        pixels: campaign.adversarial,
+        success: campaign.success,
+        clean_map: clean_t_map,
+        adv_map: adv_t_map,
+        scores: Vec::new(),
+    };
+    let outcomes = bench.evaluate(&mut crafted, progress)?;
+    let u = bench.detectors.len() - 1;
+    let (benign, adv) = (&bench.benign_test[u], &crafted.scores[u]);
+    let umcd_criterion_auc: Vec<f64> = (0..benign.criteria.len())
+        .map(|k| auc(&benign.oriented(k), &adv.oriented(k)))
+        .collect();
+    let flags = bench.calibrations[u].decide(adv);
+    let evaded = crafted
+        .success
+        .iter()
+        .zip(&flags)
+        .filter(|(s, d)| **s && !d.adversarial)
+        .count() as f64
+        / n;
+    let find = |name: &str| outcomes.iter().find(|o| o.detector == name);
+    let success_rate = crafted.success_rate();
+    progress.log(&format!(
+        "{}: success {:.1}%, UMCD detects {:.1}%, successful and unflagged {:.1}%, t-mAP {adv_t_map:.3}",
+        crafted.label,
+        100.0 * success_rate,
+        100.0 * (1.0 - find("UMCD").map_or(f64::NAN, |o| o.miss_rate)),
+        100.0 * evaded
+    ));
+    Ok(WhiteboxPoint {
+        lambda1: decimal(spec.adaptive.lambda1),
+        lambda2: decimal(spec.adaptive.lambda2),
+        rule: spec.rule,
+        steps: spec.steps,
+        success_rate,
+        successful_and_unflagged_by_umcd: evaded,
+        clean_t_map,
+        t_map: adv_t_map,
+        mean_hamming_to_original: crafted.mean_hamming_to_original,
+        mean_terms,
+        umcd: find("UMCD").map(DetectorRates::from),
+        umcd_criterion_auc,
+        meanblur: find("MeanBlur").map(DetectorRates::from),
+    })
+}
+
+/// `whitebox.md`: the Fig. 5 data and Table 4, laid out like the paper's.
+pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
+    let pct = |v: Option<f64>| v.map_or("–".into(), |x| format!("{:.1}", 100.0 * x));
+    let f3 = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
+    let step = r.pgd.step.unwrap_or(0.0);
+    let mut s = format!(
+        "# White-box attacker vs UMCD (eq. 13)\n\n{} queries, eps {:.0}/255, PGD step {:.0}/255, \
+         {} steps, targets: the code of one benign database image of a class the query lacks; BPDA \
+         through the mean blur. Detection at a {:.0}% FPR calibrated on benign images.\n\n\
+         ## Fig. 5 analogue\n\n| λ2 | λ1 | success % | UMCD detects % | successful & unflagged % | \
+         AUC C1 | AUC C2 | AUC C3 | MeanBlur detects % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        r.queries,
+        r.eps * 255.0,
+        step * 255.0,
+        r.pgd.steps,
+        100.0 * r.fpr
+    );
+    let auc = |p: &WhiteboxPoint, i: usize| f3(p.umcd_criterion_auc.get(i).copied());
+    for p in &r.points {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.lambda2,
+            p.lambda1,
+            pct(Some(p.success_rate)),
+            pct(p.umcd.as_ref().map(|d| d.detection_rate)),
+            pct(Some(p.successful_and_unflagged_by_umcd)),
+            auc(p, 0),
+            auc(p, 1),
+            auc(p, 2),
+            pct(p.meanblur.as_ref().map(|d| d.detection_rate)),
+        ));
+    }
+    s.push_str(&format!(
+        "\nFigures fig5_lambda2_*.png (and .svg): x = λ1 from 0 to the largest swept value; \
+         success rate, UMCD detection rate and the AUC of C1, C2 and C3, with a legend.\n\n\
+         ## Table 4 analogue (λ1 = {})\n\n| Attacker | λ2 | Detector | TPR @ FPR 0.1 | TPR @ FPR 0.2 | success % |\n\
+         |---|---:|---|---:|---:|---:|\n",
+        r.table4_lambda1
+    ));
+    let apgd = format!("APGD-{}x{}", r.apgd.steps, r.apgd.restarts.unwrap_or(0));
+    let rows = r
+        .points
+        .iter()
+        .filter(|p| p.lambda1 == r.table4_lambda1)
+        .map(|p| (format!("PGD-{}", r.pgd.steps), p))
+        .chain(r.apgd_points.iter().map(|p| (apgd.clone(), p)));
+    for (attacker, p) in rows {
+        for (name, rates) in [("UMCD", &p.umcd), ("MeanBlur", &p.meanblur)] {
+            s.push_str(&format!(
+                "| {attacker} | {} | {name} | {} | {} | {} |\n",
+                p.lambda2,
+                f3(rates.as_ref().map(|d| d.tpr_at_fpr_0_1)),
+                f3(rates.as_ref().map(|d| d.tpr_at_fpr_0_2)),
+                pct(Some(p.success_rate)),
+            ));
+        }
+    }
+    s.push_str(
+        "\nThe paper (CIFAR-10, ResNet-50): UMCD 0.956 / 0.979, MeanBlur 0.034 / 0.048 at FPR \
+         0.1 / 0.2.\n",
+    );
+    s
+}

@@ -1,0 +1,137 @@
+//! `hashguard adv-train` (FreeAT, CgAT, SAAT into a run directory, same format as `train`) and
+//! the fine-tuning `reproduce --table 3` asks for: train when absent, resume when interrupted,
+//! reuse when done.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use hashguard_core::adv_train::AdvTraining;
+use hashguard_core::run::RunDir;
+
+use super::{TrainArgs, train_run};
+use crate::backend::Selected;
+
+/// Adversarial training methods of `hashguard adv-train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdvMethod {
+    /// FreeAT: each mini-batch replayed --m times, δ updated from the same backward pass.
+    Freeat,
+    /// CgAT: PGD away from centre codes, loss + −mean(f(x_adv) ⊙ c).
+    Cgat,
+    /// SAAT: PGD away from DMFL mainstay codes, loss + λ·alignment + μ·quantisation.
+    Saat,
+}
+
+/// Flags of `hashguard adv-train`: those of `train`, plus the method and its inner PGD.
+#[derive(Args, Debug)]
+pub struct AdvTrainArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Adversarial training method.
+    #[arg(long, value_enum)]
+    method: AdvMethod,
+    /// FreeAT: replays m of each mini-batch. Without --epochs, FreeAT runs ⌈30/m⌉ epochs so
+    /// that its cost matches 30 epochs of standard training (Shafahi et al.).
+    #[arg(long = "m", default_value_t = 8)]
+    replays: usize,
+    /// L∞ radius of the inner PGD, and of FreeAT's δ (pixel units).
+    #[arg(long, default_value = "8/255", value_parser = crate::commands::pixel_budget)]
+    eps: f32,
+    /// Step of the inner PGD.
+    #[arg(long, default_value = "2/255", value_parser = crate::commands::pixel_budget)]
+    step: f32,
+    /// Iterations of the inner PGD.
+    #[arg(long, default_value_t = 7)]
+    inner_steps: usize,
+    /// SAAT: weight λ of the mainstay alignment term.
+    #[arg(long, default_value_t = 1.0)]
+    saat_lambda: f64,
+    /// SAAT: weight μ of the quantisation term.
+    #[arg(long, default_value_t = 1e-4)]
+    saat_mu: f64,
+}
+
+/// Runs `hashguard adv-train`.
+pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
+    let (eps, step, steps) = (args.eps, args.step, args.inner_steps);
+    let mut train = args.train;
+    let adversarial = match args.method {
+        AdvMethod::Freeat => {
+            if train.epochs.is_none() && !train.resume {
+                train.epochs = Some(30usize.div_ceil(args.replays.max(1)));
+            }
+            AdvTraining::Free {
+                eps,
+                replays: args.replays,
+            }
+        }
+        AdvMethod::Cgat => AdvTraining::CgAt { eps, step, steps },
+        AdvMethod::Saat => AdvTraining::Saat {
+            eps,
+            step,
+            steps,
+            lambda: args.saat_lambda,
+            mu: args.saat_mu,
+        },
+    };
+    adversarial.validate()?;
+    train_run(train, Some(adversarial), selected)
+}
+
+/// Makes sure `out` holds a finished run of `adversarial` fine-tuned from `init` for `epochs`
+/// epochs at base rate `lr`: trains it when absent, resumes it when interrupted, reuses it when
+/// done, and refuses a directory holding a different run.
+pub fn ensure_fine_tuned(
+    init: &Path,
+    out: &Path,
+    adversarial: AdvTraining,
+    epochs: usize,
+    lr: f64,
+    selected: &Selected,
+) -> Result<()> {
+    let existing = RunDir::new(out);
+    let resume = existing.file("config.json").exists();
+    if resume {
+        let config = existing.read_config()?;
+        let t = &config.train;
+        let wanted = Some(init.display().to_string());
+        if t.adversarial.as_ref() != Some(&adversarial)
+            || t.epochs != epochs
+            || t.init != wanted
+            || t.lr != lr
+        {
+            bail!(
+                "{} holds a different run ({:?}, {} epochs, lr {}, from {:?}) than this table needs \
+                 ({adversarial:?}, {epochs} epochs, lr {lr}, from {}): move it away or choose another --out",
+                out.display(),
+                t.adversarial,
+                t.epochs,
+                t.lr,
+                t.init,
+                init.display()
+            );
+        }
+        let done = existing.read_checkpoint()?.map_or(0, |c| c.history.len());
+        if done >= epochs && existing.file("model.bpk").exists() {
+            eprintln!("{}: already trained, reused", out.display());
+            return Ok(());
+        }
+    }
+    let args = TrainArgs {
+        out: out.to_path_buf(),
+        dataset: None,
+        data: None,
+        bits: None,
+        epochs: (!resume).then_some(epochs),
+        batch_size: None,
+        lr: (!resume).then_some(lr),
+        train_size: None,
+        seed: None,
+        lambda: None,
+        label_smoothing: None,
+        init: (!resume).then(|| init.to_path_buf()),
+        resume,
+    };
+    train_run(args, Some(adversarial), selected.clone())
+}

@@ -1,0 +1,169 @@
+//! What a new training run starts from — random weights, or a trained run's (`--init`) — and
+//! the loss curve every finished run gets.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use hashguard_core::adv_train::{AdvTraining, EpochStats, LrSchedule, TrainConfig};
+use hashguard_core::data::{DatasetKind, ImageSet, Split, SplitConfig, TrainSize};
+use hashguard_core::loss::{CsqLossConfig, HashCentres};
+use hashguard_core::model::{HashNet, HashNetConfig};
+use hashguard_core::run::{DataSpec, RunDir, load_run_data};
+use plotters::prelude::SeriesLabelPosition;
+
+use super::{DEFAULT_LABEL_SMOOTHING, TrainArgs};
+use crate::backend::Selected;
+use crate::plot::{Axes, PALETTE, Series, lines};
+
+/// The per-epoch training loss and its terms, as `loss.png` and `loss.svg`.
+pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
+    let series = |name: &str, colour, get: fn(&EpochStats) -> f64| Series {
+        name: name.into(),
+        colour,
+        points: history
+            .iter()
+            .map(|h| ((h.epoch + 1) as f64, get(h)))
+            .collect(),
+    };
+    let curves = [
+        series("total loss", PALETTE[0], |h| h.loss),
+        series("BCE term", PALETTE[1], |h| h.bce),
+        series("quantisation term", PALETTE[2], |h| h.quantisation),
+    ];
+    let top = curves
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(1e-9, f64::max);
+    let axes = Axes {
+        title: format!("Training loss over {} epochs", history.len()),
+        x: "epoch".into(),
+        y: "mean loss per batch".into(),
+        x_range: 0.5..history.len().max(1) as f64 + 0.5,
+        y_range: 0.0..top * 1.1,
+    };
+    lines(stem, &axes, &curves, false, SeriesLabelPosition::UpperRight)
+}
+
+/// What a new run starts with.
+pub(super) struct Fresh {
+    pub(super) data: DataSpec,
+    pub(super) train: TrainConfig,
+    pub(super) centres: HashCentres,
+    pub(super) set: ImageSet,
+    pub(super) split: Split,
+    /// Weights to start from (`--init`).
+    pub(super) start: Option<HashNet>,
+}
+
+/// Hyper-parameters a user may set on top of a base configuration.
+fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
+    if let Some(e) = args.epochs {
+        train = train.with_epochs(e);
+    }
+    if let Some(b) = args.batch_size {
+        train = train.with_batch_size(b);
+    }
+    if let Some(lr) = args.lr {
+        train = train.with_lr(lr);
+    }
+    if let Some(seed) = args.seed {
+        train = train.with_seed(seed);
+    }
+    if let Some(lambda) = args.lambda {
+        train.loss = train.loss.with_lambda(lambda);
+    }
+    if let Some(eps) = args.label_smoothing {
+        train.loss = train.loss.with_label_smoothing(eps);
+    }
+    train.validate()?;
+    Ok(train)
+}
+
+/// A new run from a random initialisation.
+pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fresh> {
+    let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
+    let source = kind.resolve(args.data.as_deref())?;
+    let set = kind.load(&source)?;
+    let split_cfg = SplitConfig {
+        train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
+        seed: args.seed.unwrap_or(0),
+        ..SplitConfig::default()
+    };
+    let split = split_cfg.split(&set)?;
+    let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
+        .with_mean(vec![0.5; set.channels])
+        .with_std(vec![0.5; set.channels]);
+    let loss = CsqLossConfig::new()
+        .with_lambda(1e-4)
+        .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
+    let train = TrainConfig::new(model, loss).with_adversarial(adversarial);
+    let train = apply_flags(train, args)?;
+    let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
+    let data = DataSpec {
+        kind,
+        dataset: set.name.clone(),
+        source: source.to_string(),
+        split: split_cfg,
+    };
+    Ok(Fresh {
+        data,
+        train,
+        centres,
+        set,
+        split,
+        start: None,
+    })
+}
+
+/// A new run starting from `init`'s trained weights, on its data, split and hash centres.
+pub(super) fn from_init(
+    args: &TrainArgs,
+    init: &Path,
+    adversarial: Option<AdvTraining>,
+    selected: &Selected,
+) -> Result<Fresh> {
+    let taken = [
+        ("--dataset", args.dataset.is_some()),
+        ("--bits", args.bits.is_some()),
+        ("--train-size", args.train_size.is_some()),
+    ];
+    let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
+    if !clashing.is_empty() {
+        bail!(
+            "--init takes the data set, split and network of {}: drop {}",
+            init.display(),
+            clashing.join(", ")
+        );
+    }
+    let base_dir = RunDir::open(init)?;
+    let base = base_dir.read_config()?;
+    let (set, split) = load_run_data(&base, args.data.as_deref())?;
+    let start = base_dir
+        .load_model(&base, &selected.device)
+        .with_context(|| format!("loading --init {}", init.display()))?;
+    let mut data = base.data.clone();
+    if let Some(dir) = &args.data {
+        data.source = base.data.kind.resolve(Some(dir))?.to_string();
+    }
+    // Same network, loss and augmentation; the method is this run's, and the learning rate
+    // decays from its base by cosine without a warm-up (the weights are already trained).
+    let train = TrainConfig {
+        adversarial,
+        init: Some(init.display().to_string()),
+        schedule: LrSchedule::Cosine {
+            floor: 0.01,
+            warmup_epochs: 0,
+        },
+        ..base.train.clone()
+    };
+    let train = apply_flags(train, args)?;
+    Ok(Fresh {
+        data,
+        train,
+        centres: base.centres,
+        set,
+        split,
+        start: Some(start),
+    })
+}

@@ -1,0 +1,86 @@
+//! Grouped bar charts: one group per row of a table, one bar per column.
+
+use std::path::Path;
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{Axes, Figure, err, legend, render, swatch};
+
+struct BarChart<'a> {
+    axes: &'a Axes,
+    groups: &'a [String],
+    series: &'a [(String, RGBColor)],
+    values: &'a [Vec<f64>],
+}
+
+impl Figure for BarChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        root.fill(&WHITE).map_err(err)?;
+        let n = self.groups.len() as f64;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.axes.title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.5..n - 0.5, self.axes.y_range.clone())
+            .map_err(err)?;
+        let groups = self.groups;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .x_labels(groups.len())
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    groups.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(&self.axes.x)
+            .y_desc(&self.axes.y)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()
+            .map_err(err)?;
+        let k = self.series.len().max(1) as f64;
+        let width = 0.8 / k;
+        for (j, (name, colour)) in self.series.iter().enumerate() {
+            let fill = colour.filled();
+            let bars = self.values.iter().enumerate().filter_map(|(g, row)| {
+                let v = *row.get(j)?;
+                let x0 = g as f64 - 0.4 + width * j as f64;
+                Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], fill))
+            });
+            chart
+                .draw_series(bars)
+                .map_err(err)?
+                .label(name.as_str())
+                .legend(swatch(*colour));
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    }
+}
+
+/// Grouped bars: one group per `groups` entry, one bar per `series` in it (`values[group]
+/// [series]`), as `stem.png`/`.svg`; `axes.x_range` is ignored.
+pub fn grouped_bars(
+    stem: &Path,
+    axes: &Axes,
+    groups: &[String],
+    series: &[(String, RGBColor)],
+    values: &[Vec<f64>],
+) -> Result<()> {
+    render(
+        stem,
+        &BarChart {
+            axes,
+            groups,
+            series,
+            values,
+        },
+    )
+}
