@@ -3,13 +3,12 @@
 //! from the device is awaited (WebGPU cannot block), so no call holds a frame for long.
 
 use burn::prelude::*;
-use hashguard_core::attacks::{
-    BestKeeper, Budget, CwConfig, CwMargin, CwStepper, Objective, PgdStepper, target_anchor,
-};
+use hashguard_core::attacks::{BestKeeper, CwStepper, Objective, PgdStepper, dhta_targets};
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
     Calibration, ImageBatch, Scores, Umcd, calibrate, read_async, umcd_criteria,
 };
+use hashguard_core::experiments::{AttackKind, AttackSpec};
 use hashguard_core::filters::ImageShape;
 use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes, hamming};
@@ -71,28 +70,19 @@ impl Analysis {
     }
 }
 
-/// The attacks the demo offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttackMethod {
-    /// Untargeted PGD (UMCD's form): push the code away from the original.
-    Pgd,
-    /// Targeted DHTA: pull the code onto an anchor of the target class.
-    Dhta,
-    /// Untargeted Carlini-Wagner (L2, Adam), keeping the smallest successful perturbation.
-    Cw,
-}
+/// The attacks the demo offers, in its menu's order.
+pub const DEMO_ATTACKS: [AttackKind; 3] = [AttackKind::Pgd, AttackKind::Dhta, AttackKind::Cw];
 
-/// What to run.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AttackSpec {
-    /// Method.
-    pub method: AttackMethod,
-    /// L∞ budget in pixel units (PGD, DHTA).
-    pub eps: f32,
-    /// Iterations.
-    pub steps: usize,
-    /// DHTA's target class.
-    pub target: usize,
+/// The demo's attack: `kind` at radius `eps` for `steps` iterations, towards `target` when
+/// targeted. DHTA ramps α (its schedule); the step follows Madry et al.'s rule of thumb,
+/// 2.5·eps/steps, at least one grey level; CW uses the logit margin with c = 1000 (the relaxed
+/// tanh form stalls on confident models, docs/results.md).
+pub fn demo_spec(kind: AttackKind, eps: f32, steps: usize, target: usize) -> AttackSpec {
+    let mut spec = AttackSpec::new(kind).with_eps(eps).with_steps(steps);
+    spec.step = (2.5 * eps / steps.max(1) as f32).clamp(1.0 / 255.0, eps);
+    spec.alpha_schedule = kind == AttackKind::Dhta;
+    spec.target.label = Some(target);
+    spec
 }
 
 /// The attack's state, boxed (tensors' handles are large, the two variants differ).
@@ -250,67 +240,59 @@ impl Engine {
         spec: AttackSpec,
     ) -> Result<Attack> {
         let bits = self.model.bits();
-        if spec.steps == 0 || !(spec.eps > 0.0 && spec.eps <= 1.0) {
-            return Err(Error::InvalidArgument(
-                "an attack needs at least one step and 0 < eps ≤ 1".into(),
-            ));
+        if !DEMO_ATTACKS.contains(&spec.kind) {
+            return Err(Error::InvalidArgument(format!(
+                "the demo runs pgd, dhta or cw, not {}",
+                spec.kind
+            )));
         }
+        spec.validate()?;
         let x = self.tensor(pixels, 1);
         let h = Tensor::<2>::from_data(
             TensorData::new(original.signs.clone(), [1, bits]),
             &self.device,
         );
-        // Madry et al.'s rule of thumb: a step of 2.5·eps/steps, at least one grey level.
-        let budget = Budget {
-            eps: spec.eps,
-            step: (2.5 * spec.eps / spec.steps as f32).clamp(1.0 / 255.0, spec.eps),
-            steps: spec.steps,
-            random_start: false,
-            relax: 1.0,
-        };
+        let budget = spec.budget();
         let mut anchor = None;
-        let stepper = match spec.method {
-            AttackMethod::Pgd => Stepper::Pgd(Box::new(PgdStepper::new(
-                x,
-                Objective::Untargeted { original: h },
-                budget,
-                false,
-                0,
-            )?)),
-            AttackMethod::Dhta => {
-                let mut rng = ChaCha8Rng::seed_from_u64(spec.target as u64);
-                let a = target_anchor(
+        let stepper = match spec.kind {
+            AttackKind::Dhta => {
+                let target = spec.target.label.unwrap_or(0);
+                let mut rng = ChaCha8Rng::seed_from_u64(target as u64);
+                let a = dhta_targets(
+                    &[Default::default()],
                     &self.bundle.codes,
                     &self.bundle.database.labels,
-                    spec.target,
-                    9,
+                    Some(target),
+                    spec.target.n_t,
                     &mut rng,
-                )?;
+                )?
+                .remove(0)
+                .anchor;
                 anchor = Some(PackedCodes::from_signs(bits, &a));
                 let anchors = Tensor::<2>::from_data(TensorData::new(a, [1, bits]), &self.device);
                 Stepper::Pgd(Box::new(PgdStepper::new(
                     x,
                     Objective::Targeted { anchors },
                     budget,
-                    true,
+                    spec.alpha_schedule,
                     0,
                 )?))
             }
-            AttackMethod::Cw => {
-                // CW's logit margin with a large c: the relaxed tanh form stalls on this
-                // confident model (see docs/results.md).
-                let config = CwConfig {
-                    steps: spec.steps,
-                    margin: CwMargin::Logits,
-                    c: 1000.0,
-                    ..CwConfig::default()
-                };
+            AttackKind::Cw => {
+                let config = spec.cw_config();
                 Stepper::Cw(Box::new((
                     CwStepper::new(x.clone(), h, &config, &[config.c]),
                     BestKeeper::new(x.clone(), bits),
                     x,
                 )))
             }
+            _ => Stepper::Pgd(Box::new(PgdStepper::new(
+                x,
+                Objective::Untargeted { original: h },
+                budget,
+                spec.alpha_schedule,
+                0,
+            )?)),
         };
         Ok(Attack {
             stepper,

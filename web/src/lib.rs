@@ -56,6 +56,7 @@ mod web {
             r.borrow()
                 .as_ref()
                 .and_then(|runner| runner.app_mut::<DemoApp>().map(|app| app.summary()))
+                .and_then(|summary| serde_json::to_string(&summary).ok())
                 .unwrap_or_else(|| "null".into())
         })
     }
@@ -67,24 +68,16 @@ mod web {
         eps_levels: f32,
         steps: usize,
     ) -> Result<(), JsValue> {
-        let method = match method.as_str() {
-            "pgd" => crate::engine::AttackMethod::Pgd,
-            "dhta" => crate::engine::AttackMethod::Dhta,
-            "cw" => crate::engine::AttackMethod::Cw,
-            other => return Err(format!("unknown attack {other}: pgd, dhta or cw").into()),
-        };
+        let kind: hashguard_core::experiments::AttackKind = method
+            .parse()
+            .map_err(|e: hashguard_core::Error| e.to_string())?;
         RUNNER.with(|r| {
             let runner = r.borrow();
             let mut app = runner
                 .as_ref()
                 .and_then(|runner| runner.app_mut::<DemoApp>())
                 .ok_or("the app is not running")?;
-            app.set_attack(crate::engine::AttackSpec {
-                method,
-                eps: eps_levels / 255.0,
-                steps,
-                target: 0,
-            });
+            app.set_attack(crate::engine::demo_spec(kind, eps_levels / 255.0, steps, 0));
             Ok(())
         })
     }

@@ -25,35 +25,23 @@ fn main() -> eframe::Result {
     )
 }
 
-/// The device for `HASHGUARD_BACKEND` (unset means `auto`) and the label the window shows.
+/// The device for `HASHGUARD_BACKEND` (unset means `auto`), through the library's one picker,
+/// and the label the window shows.
 #[cfg(not(target_arch = "wasm32"))]
 fn choose_device(choice: Option<String>) -> Result<(burn::prelude::Device, String), String> {
-    use burn::prelude::Device;
+    use hashguard_core::device::{BackendChoice, select};
 
-    let cpu = || (Device::flex(), "CPU (burn-flex, native)".to_string());
-    match choice.as_deref().unwrap_or("auto") {
-        "cpu" => Ok(cpu()),
-        "wgpu" => {
-            let device = Device::wgpu(Default::default());
-            let adapter = device
-                .identity()
-                .map_or_else(|| "default adapter".into(), |id| id.name);
-            Ok((device, format!("wgpu (burn-wgpu on {adapter})")))
-        }
-        "auto" => Ok(Device::enumerate_physical()
-            .into_iter()
-            .find_map(|gpu| {
-                let name = gpu.name.clone();
-                gpu.devices
-                    .into_iter()
-                    .next()
-                    .map(|d| (d, format!("wgpu (burn-wgpu on {name})")))
-            })
-            .unwrap_or_else(cpu)),
-        other => Err(format!(
-            "HASHGUARD_BACKEND={other} is not a backend: use cpu, wgpu or auto"
-        )),
-    }
+    let choice: BackendChoice = choice
+        .as_deref()
+        .unwrap_or("auto")
+        .parse()
+        .map_err(|e: hashguard_core::Error| format!("HASHGUARD_BACKEND: {e}"))?;
+    let selected = select(choice).map_err(|e| e.to_string())?;
+    let label = match selected.info.kind.as_str() {
+        "cpu" => format!("CPU ({}, native)", selected.info.adapter),
+        _ => format!("wgpu (burn-wgpu on {})", selected.info.adapter),
+    };
+    Ok((selected.device, label))
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,268 @@
+//! The egui app: pick a query (gallery or your own image), see what deep hashing retrieves,
+//! attack it step by step, and watch UMCD's three criteria judge the benign and the
+//! adversarial image. [`DemoState`] holds and computes the demo; `panels` draws it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use eframe::egui;
+use egui::{Color32, TextureHandle, vec2};
+use hashguard_core::experiments::AttackSpec;
+
+use crate::engine::Engine;
+
+mod panels;
+mod state;
+
+pub use state::{Adversarial, DemoState, PendingQuery, Query, Running, Stage};
+
+/// Files handed to the app from outside egui (the page's file input), drained each frame.
+pub type Uploads = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// The demo app: its state and what drawing it keeps (textures, the button's place, timings).
+pub struct DemoApp {
+    state: DemoState,
+    uploads: Uploads,
+    textures: HashMap<String, TextureHandle>,
+    /// The state's revision the cached query/adversarial textures belong to.
+    drawn_revision: u64,
+    /// Where "Run attack" was drawn last frame (for the browser test's click).
+    run_button: Option<egui::Rect>,
+    /// Frames drawn while an attack ran, and the milliseconds `ui()` took over them.
+    ui_ms: (usize, f64),
+}
+
+impl DemoApp {
+    /// An app around a loaded engine (or the reason it failed to load, shown in the window).
+    pub fn new(engine: Result<Engine, String>, uploads: Uploads) -> Self {
+        Self {
+            state: DemoState::new(engine),
+            uploads,
+            textures: HashMap::new(),
+            drawn_revision: 0,
+            run_button: None,
+            ui_ms: (0, 0.0),
+        }
+    }
+
+    /// The demo's state.
+    pub fn demo(&self) -> &DemoState {
+        &self.state
+    }
+
+    /// The demo's state, to change.
+    pub fn demo_mut(&mut self) -> &mut DemoState {
+        &mut self.state
+    }
+
+    /// Chooses the attack to run next.
+    pub fn set_attack(&mut self, spec: AttackSpec) {
+        self.state.set_attack(spec);
+    }
+
+    /// What the app shows, for the browser end-to-end test: backend, query, retrieved database
+    /// images, verdicts, attack progress and the "Run attack" button's rectangle in points.
+    pub fn summary(&self) -> Summary {
+        let (retrieved, adversarial_retrieved) = self.state.retrieved();
+        let (benign_flagged, adversarial_flagged) = self.state.verdicts();
+        Summary {
+            backend: self.state.backend(),
+            query: self.state.query.as_ref().map(|q| q.name.clone()),
+            retrieved,
+            criteria: self.state.query.as_ref().map(|q| q.analysis.criteria),
+            adversarial_retrieved,
+            benign_flagged,
+            adversarial_flagged,
+            attacking: self.state.attacking(),
+            busy: self.state.busy(),
+            progress: self.state.attack.as_ref().map(Running::progress),
+            run_button: self
+                .run_button
+                .map(|r| [r.min.x, r.min.y, r.max.x, r.max.y]),
+            message: self.state.message.clone(),
+            attack_timing: self.state.last_timing.map(|t| AttackTiming {
+                slices: t.slices,
+                steps_ms_per_slice: t.steps_ms / t.slices.max(1) as f64,
+                read_ms_per_slice: t.read_ms / t.slices.max(1) as f64,
+            }),
+            ui_ms_per_busy_frame: self.ui_ms.1 / self.ui_ms.0.max(1) as f64,
+        }
+    }
+}
+
+/// Where a finished attack's time went, per slice.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct AttackTiming {
+    /// Slices run.
+    pub slices: usize,
+    /// Milliseconds recording (or computing) steps, per slice.
+    pub steps_ms_per_slice: f64,
+    /// Milliseconds awaiting the live code, per slice.
+    pub read_ms_per_slice: f64,
+}
+
+/// What the app shows (`demo_state()` in the page returns it as JSON).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// The backend line.
+    pub backend: String,
+    /// The query's name.
+    pub query: Option<String>,
+    /// Database images retrieved for the query.
+    pub retrieved: Vec<usize>,
+    /// The query's C1, C2, C3.
+    pub criteria: Option<[f32; 3]>,
+    /// Database images retrieved for the adversarial image.
+    pub adversarial_retrieved: Vec<usize>,
+    /// UMCD's verdict on the query.
+    pub benign_flagged: Option<bool>,
+    /// UMCD's verdict on the adversarial image.
+    pub adversarial_flagged: Option<bool>,
+    /// An attack is running.
+    pub attacking: bool,
+    /// Device work is under way.
+    pub busy: bool,
+    /// The running attack's share done.
+    pub progress: Option<f32>,
+    /// The "Run attack" button's rectangle (points): min x, min y, max x, max y.
+    pub run_button: Option<[f32; 4]>,
+    /// The last error or notice.
+    pub message: Option<String>,
+    /// The last finished attack's timing.
+    pub attack_timing: Option<AttackTiming>,
+    /// Milliseconds `ui()` took per frame while an attack ran.
+    pub ui_ms_per_busy_frame: f64,
+}
+
+impl eframe::App for DemoApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if let Err(e) = &self.state.engine {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("hashguard could not start");
+                ui.label(e.as_str());
+            });
+            return;
+        }
+        let frame_start = web_time::Instant::now();
+        self.drain_uploads(&ctx);
+        self.state.poll();
+        if self.state.revision != self.drawn_revision {
+            for key in ["query", "adversarial", "perturbation"] {
+                self.textures.remove(key);
+            }
+            self.drawn_revision = self.state.revision;
+        }
+        if self.state.busy() {
+            ctx.request_repaint();
+        } else if cfg!(target_arch = "wasm32") {
+            // Poll the page's file input.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+        egui::Panel::top("top").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("hashguard");
+                ui.label("deep hashing retrieval, adversarial attacks and UMCD detection");
+                ui.separator();
+                ui.label(format!("Backend: {}", self.state.backend()));
+                ui.separator();
+                let changed = ui
+                    .add(
+                        egui::Slider::new(&mut self.state.fpr_percent, 1.0..=20.0)
+                            .text("UMCD false-positive rate %"),
+                    )
+                    .changed();
+                if changed {
+                    self.state.set_fpr();
+                }
+            });
+            if let Some(m) = &self.state.message {
+                ui.colored_label(Color32::from_rgb(200, 50, 50), m);
+            }
+            if let Some(p) = &self.state.pending_query {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(format!("retrieving {} …", p.name));
+                });
+            }
+        });
+        egui::Panel::left("gallery").show(ui, |ui| self.gallery_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                let Some(q) = self.state.query.as_ref() else {
+                    ui.label("Pick a query image on the left.");
+                    return;
+                };
+                let (name, label, analysis, pixels) = (
+                    q.name.clone(),
+                    q.label,
+                    q.analysis.clone(),
+                    q.pixels.clone(),
+                );
+                ui.heading(format!("Query: {name}"));
+                let tex = self.texture(&ctx, "query", || pixels.clone());
+                ui.horizontal(|ui| {
+                    ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(112.0, 112.0)));
+                    ui.vertical(|ui| {
+                        ui.label("Top-10 retrieved (Hamming distance d; green = same class):");
+                        self.neighbours_row(ui, &analysis, label);
+                    });
+                });
+                ui.separator();
+                self.attack_panel(ui);
+                if let Some(adv) = &self.state.adversarial {
+                    let (adv_pixels, adv_analysis, method) =
+                        (adv.pixels.clone(), adv.analysis.clone(), adv.method);
+                    ui.separator();
+                    ui.heading(format!("After the attack ({})", method.column()));
+                    let adv_tex = self.texture(&ctx, "adversarial", || adv_pixels.clone());
+                    let pert = self.texture(&ctx, "perturbation", || {
+                        adv_pixels
+                            .iter()
+                            .zip(&pixels)
+                            .map(|(a, c)| 0.5 + 10.0 * (a - c))
+                            .collect()
+                    });
+                    ui.horizontal(|ui| {
+                        for (t, caption) in [
+                            (&tex, "original"),
+                            (&adv_tex, "adversarial"),
+                            (&pert, "perturbation x10"),
+                        ] {
+                            ui.vertical(|ui| {
+                                ui.add(egui::Image::new(t).fit_to_exact_size(vec2(112.0, 112.0)));
+                                ui.small(caption);
+                            });
+                        }
+                        ui.vertical(|ui| {
+                            ui.label("Top-10 retrieved for the adversarial image:");
+                            self.neighbours_row(ui, &adv_analysis, label);
+                        });
+                    });
+                }
+                ui.separator();
+                ui.heading("UMCD detection");
+                ui.horizontal(|ui| {
+                    Self::umcd_panel(ui, "Benign query", &analysis, self.state.verdict(&analysis));
+                    if let Some(adv) = &self.state.adversarial {
+                        ui.separator();
+                        let verdict = self.state.verdict(&adv.analysis);
+                        Self::umcd_panel(ui, "Adversarial image", &adv.analysis, verdict);
+                    }
+                });
+            });
+        });
+        if self.state.attacking() {
+            self.ui_ms.0 += 1;
+            self.ui_ms.1 += frame_start.elapsed().as_secs_f64() * 1e3;
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(&mut *self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

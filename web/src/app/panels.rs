@@ -1,0 +1,289 @@
+//! What the demo draws: the query gallery, retrieved neighbours, the attack controls with their
+//! progress, and UMCD's criteria against their thresholds — each a method on [`DemoApp`] reading
+//! its [`DemoState`](super::DemoState).
+
+use eframe::egui;
+use egui::{Color32, RichText, TextureHandle, TextureOptions, vec2};
+use hashguard_core::experiments::AttackKind;
+
+use super::DemoApp;
+use crate::engine::{Analysis, Verdict};
+
+impl DemoApp {
+    pub(super) fn drain_uploads(&mut self, ctx: &egui::Context) {
+        let pending: Vec<_> = std::mem::take(&mut *self.uploads.lock().expect("upload queue"));
+        for (name, bytes) in pending {
+            self.state.upload(&name, &bytes);
+        }
+        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
+        for file in dropped {
+            let name = file.path().file_name().map_or_else(
+                || "dropped file".into(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            #[cfg(not(target_arch = "wasm32"))]
+            match file.bytes() {
+                Ok(bytes) => self.state.upload(&name, &bytes),
+                Err(e) => self.state.message = Some(format!("{name}: {e}")),
+            }
+            #[cfg(target_arch = "wasm32")]
+            {
+                let queue = self.uploads.clone();
+                let ctx = ctx.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let bytes = file.bytes_async().await.unwrap_or_default();
+                    queue.lock().expect("upload queue").push((name, bytes));
+                    ctx.request_repaint();
+                });
+            }
+        }
+    }
+
+    pub(super) fn texture(
+        &mut self,
+        ctx: &egui::Context,
+        key: &str,
+        pixels: impl FnOnce() -> Vec<f32>,
+    ) -> TextureHandle {
+        let shape = match &self.state.engine {
+            Ok(e) => e.shape(),
+            Err(_) => unreachable!("textures are only drawn with a loaded engine"),
+        };
+        self.textures
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                let bytes: Vec<u8> = pixels()
+                    .iter()
+                    .take(shape.height * shape.width)
+                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                    .collect();
+                ctx.load_texture(
+                    key,
+                    egui::ColorImage::from_gray([shape.width, shape.height], &bytes),
+                    TextureOptions::NEAREST,
+                )
+            })
+            .clone()
+    }
+
+    pub(super) fn database_texture(&mut self, ctx: &egui::Context, i: usize) -> TextureHandle {
+        let key = format!("db{i}");
+        let pixels = match &self.state.engine {
+            Ok(e) => e.bundle.database.pixels_f32(&[i]),
+            Err(_) => Vec::new(),
+        };
+        self.texture(ctx, &key, || pixels)
+    }
+
+    pub(super) fn gallery_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Queries");
+        ui.label("Pick an image, or drop a PNG/JPEG of your own onto the window.");
+        let Ok(engine) = &self.state.engine else {
+            return;
+        };
+        let n = engine.bundle.gallery.len();
+        let names: Vec<String> = (0..n)
+            .map(|i| {
+                engine.bundle.gallery.labels[i]
+                    .primary()
+                    .map_or("?".into(), |c| engine.bundle.gallery.class_names[c].clone())
+            })
+            .collect();
+        let ctx = ui.ctx().clone();
+        let mut chosen = None;
+        egui::Grid::new("gallery")
+            .spacing(vec2(4.0, 4.0))
+            .show(ui, |ui| {
+                for (i, name) in names.iter().enumerate() {
+                    let pixels = match &self.state.engine {
+                        Ok(e) => e.bundle.gallery.pixels_f32(&[i]),
+                        Err(_) => Vec::new(),
+                    };
+                    let tex = self.texture(&ctx, &format!("g{i}"), || pixels);
+                    let button = egui::Button::image(
+                        egui::Image::new(&tex).fit_to_exact_size(vec2(48.0, 48.0)),
+                    );
+                    if ui.add(button).on_hover_text(name).clicked() {
+                        chosen = Some(i);
+                    }
+                    if i % 5 == 4 {
+                        ui.end_row();
+                    }
+                }
+            });
+        if let Some(i) = chosen {
+            self.state.select_gallery(i);
+        }
+    }
+
+    pub(super) fn neighbours_row(
+        &mut self,
+        ui: &mut egui::Ui,
+        analysis: &Analysis,
+        query_label: Option<usize>,
+    ) {
+        let ctx = ui.ctx().clone();
+        let (labels, names) = match &self.state.engine {
+            Ok(e) => (
+                e.bundle.database.labels.clone(),
+                e.bundle.database.class_names.clone(),
+            ),
+            Err(_) => return,
+        };
+        ui.horizontal_wrapped(|ui| {
+            for n in &analysis.neighbours {
+                let tex = self.database_texture(&ctx, n.index);
+                let class = labels[n.index].primary();
+                let same = query_label.is_some() && class == query_label;
+                let colour = if query_label.is_none() {
+                    Color32::GRAY
+                } else if same {
+                    Color32::from_rgb(40, 160, 60)
+                } else {
+                    Color32::from_rgb(200, 50, 50)
+                };
+                ui.vertical(|ui| {
+                    egui::Frame::new()
+                        .stroke(egui::Stroke::new(2.0, colour))
+                        .show(ui, |ui| {
+                            ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(48.0, 48.0)));
+                        });
+                    ui.small(format!("d = {}", n.distance));
+                    ui.small(class.map_or("?", |c| names[c].as_str()));
+                });
+            }
+        });
+    }
+
+    pub(super) fn attack_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Attack");
+        let classes: Vec<String> = match &self.state.engine {
+            Ok(e) => e.bundle.database.class_names.clone(),
+            Err(_) => return,
+        };
+        let running = self.state.attack.is_some();
+        ui.add_enabled_ui(!running, |ui| {
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut self.state.spec.kind, AttackKind::Pgd, "Untargeted PGD");
+                ui.radio_value(&mut self.state.spec.kind, AttackKind::Dhta, "Targeted DHTA");
+                ui.radio_value(&mut self.state.spec.kind, AttackKind::Cw, "Untargeted CW");
+            });
+            if self.state.spec.kind != AttackKind::Cw {
+                ui.add(
+                    egui::Slider::new(&mut self.state.eps_levels, 1.0..=32.0)
+                        .step_by(1.0)
+                        .text("eps (/255)"),
+                );
+            }
+            ui.add(egui::Slider::new(&mut self.state.spec.steps, 10..=500).text("steps"));
+            if self.state.spec.kind == AttackKind::Dhta {
+                let query_label = self.state.query.as_ref().and_then(|q| q.label);
+                egui::ComboBox::from_label("target class")
+                    .selected_text(classes[self.state.spec.target.label.unwrap_or(0)].clone())
+                    .show_ui(ui, |ui| {
+                        for (c, name) in classes.iter().enumerate() {
+                            if Some(c) != query_label {
+                                ui.selectable_value(
+                                    &mut self.state.spec.target.label,
+                                    Some(c),
+                                    name,
+                                );
+                            }
+                        }
+                    });
+            }
+        });
+        ui.horizontal(|ui| {
+            let run = ui.add_enabled(
+                !running && self.state.query.is_some(),
+                egui::Button::new("Run attack"),
+            );
+            self.run_button = Some(run.rect);
+            if run.clicked() {
+                self.state.start_attack();
+            }
+            if running && ui.button("Stop").clicked() {
+                self.state.attack = None;
+            }
+        });
+        if let Some(a) = &self.state.attack {
+            let target = a
+                .to_anchor
+                .map_or(String::new(), |t| format!(", to the target anchor {t}"));
+            ui.add(
+                egui::ProgressBar::new(a.progress())
+                    .show_percentage()
+                    .text(format!(
+                        "step {}/{}: Hamming distance to the original code {}{target}",
+                        a.steps_done, a.spec.steps, a.hamming
+                    )),
+            );
+        }
+    }
+
+    pub(super) fn umcd_panel(
+        ui: &mut egui::Ui,
+        title: &str,
+        a: &Analysis,
+        verdict: Option<Verdict>,
+    ) {
+        let Some(v) = verdict else { return };
+        ui.vertical(|ui| {
+            ui.strong(title);
+            let names = [
+                "C1 top-k distance",
+                "C2 quantisation",
+                "C3 blur disagreement",
+            ];
+            let flagged_high = [true, false, true];
+            for i in 0..3 {
+                let (value, t) = (a.criteria[i], v.thresholds[i]);
+                let side = if flagged_high[i] { "≥" } else { "≤" };
+                let fill = (value / (2.0 * t.abs().max(1e-6))).clamp(0.0, 1.0);
+                let colour = if v.fired[i] {
+                    Color32::from_rgb(200, 50, 50)
+                } else {
+                    Color32::from_rgb(40, 160, 60)
+                };
+                ui.add(
+                    egui::ProgressBar::new(fill)
+                        .fill(colour)
+                        .desired_width(360.0)
+                        .text(format!(
+                            "{}: {} (flags {side} {})",
+                            names[i],
+                            num(value),
+                            num(t)
+                        )),
+                );
+            }
+            let fired: Vec<&str> = ["C1", "C2", "C3"]
+                .iter()
+                .zip(v.fired)
+                .filter_map(|(n, f)| f.then_some(*n))
+                .collect();
+            if v.adversarial {
+                ui.label(
+                    RichText::new(format!("UMCD: ADVERSARIAL ({} fired)", fired.join(", ")))
+                        .color(Color32::from_rgb(200, 50, 50))
+                        .strong(),
+                );
+            } else {
+                ui.label(
+                    RichText::new("UMCD: benign")
+                        .color(Color32::from_rgb(40, 160, 60))
+                        .strong(),
+                );
+            }
+        });
+    }
+}
+
+/// A criterion value for display: three decimals, or scientific notation when tiny.
+fn num(v: f32) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
