@@ -61,26 +61,20 @@ pub fn backends() -> Vec<Backend> {
     };
     let mut out = Vec::new();
     if keep("flex") {
+        let cpu = hashguard_core::device::cpu();
         out.push(Backend {
             name: "flex",
-            device: Device::flex(),
-            adapter: format!(
-                "burn-flex on {} CPU threads",
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            ),
+            device: cpu.device,
+            adapter: cpu.info.adapter,
         });
     }
     #[cfg(feature = "wgpu")]
     if keep("wgpu") {
-        let device = Device::wgpu(Default::default());
-        let adapter = device
-            .identity()
-            .map(|id| id.name)
-            .unwrap_or_else(|| "default wgpu adapter".into());
+        let gpu = hashguard_core::device::wgpu();
         out.push(Backend {
             name: "wgpu",
-            device,
-            adapter,
+            device: gpu.device,
+            adapter: gpu.info.adapter,
         });
     }
     out
