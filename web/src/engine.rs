@@ -3,7 +3,7 @@
 //! from the device is awaited (WebGPU cannot block), so no call holds a frame for long.
 
 use burn::prelude::*;
-use hashguard_core::attacks::{BestKeeper, CwStepper, Objective, PgdStepper, dhta_targets};
+use hashguard_core::attacks::{BestKeeper, CwStepper, PgdStepper, dhta_targets};
 use hashguard_core::demo::DemoBundle;
 use hashguard_core::detectors::{
     Calibration, ImageBatch, Scores, Umcd, calibrate, read_async, umcd_criteria,
@@ -254,8 +254,15 @@ impl Engine {
         );
         let budget = spec.budget();
         let mut anchor = None;
-        let stepper = match spec.kind {
-            AttackKind::Dhta => {
+        let stepper = if spec.kind == AttackKind::Cw {
+            let config = spec.cw_config();
+            Stepper::Cw(Box::new((
+                CwStepper::new(x.clone(), h, &config, &[config.c]),
+                BestKeeper::new(x.clone(), bits),
+                x,
+            )))
+        } else {
+            let anchors = if spec.kind.is_targeted() {
                 let target = spec.target.label.unwrap_or(0);
                 let mut rng = ChaCha8Rng::seed_from_u64(target as u64);
                 let a = dhta_targets(
@@ -269,30 +276,21 @@ impl Engine {
                 .remove(0)
                 .anchor;
                 anchor = Some(PackedCodes::from_signs(bits, &a));
-                let anchors = Tensor::<2>::from_data(TensorData::new(a, [1, bits]), &self.device);
-                Stepper::Pgd(Box::new(PgdStepper::new(
-                    x,
-                    Objective::Targeted { anchors },
-                    budget,
-                    spec.alpha_schedule,
-                    0,
-                )?))
-            }
-            AttackKind::Cw => {
-                let config = spec.cw_config();
-                Stepper::Cw(Box::new((
-                    CwStepper::new(x.clone(), h, &config, &[config.c]),
-                    BestKeeper::new(x.clone(), bits),
-                    x,
-                )))
-            }
-            _ => Stepper::Pgd(Box::new(PgdStepper::new(
+                Some(Tensor::<2>::from_data(
+                    TensorData::new(a, [1, bits]),
+                    &self.device,
+                ))
+            } else {
+                None
+            };
+            let objective = spec.objective(h, anchors)?;
+            Stepper::Pgd(Box::new(PgdStepper::new(
                 x,
-                Objective::Untargeted { original: h },
+                objective,
                 budget,
                 spec.alpha_schedule,
                 0,
-            )?)),
+            )?))
         };
         Ok(Attack {
             stepper,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use eframe::egui;
 use egui::{Color32, TextureHandle, vec2};
-use hashguard_core::experiments::AttackSpec;
+use hashguard_core::experiments::{AttackKind, AttackSpec};
 
 use crate::engine::Engine;
 
@@ -214,7 +214,13 @@ impl eframe::App for DemoApp {
                     let (adv_pixels, adv_analysis, method) =
                         (adv.pixels.clone(), adv.analysis.clone(), adv.method);
                     ui.separator();
-                    ui.heading(format!("After the attack ({})", method.column()));
+                    let name = match method {
+                        AttackKind::Pgd => "untargeted PGD",
+                        AttackKind::Dhta => "targeted DHTA",
+                        AttackKind::Cw => "untargeted CW",
+                        other => other.name(),
+                    };
+                    ui.heading(format!("After the attack ({name})"));
                     let adv_tex = self.texture(&ctx, "adversarial", || adv_pixels.clone());
                     let pert = self.texture(&ctx, "perturbation", || {
                         adv_pixels

@@ -191,6 +191,28 @@ pub fn run_campaign(
     Ok(out)
 }
 
+impl AttackSpec {
+    /// What the PGD family minimises for this attack: UMCD's untargeted form, HAG's masked loss,
+    /// or DHTA's pull towards `anchors` (`[batch, bits]`, ±1). `original` is the clean batch's
+    /// binary codes. CW and the white-box attacker have their own losses and are refused.
+    pub fn objective(&self, original: Tensor<2>, anchors: Option<Tensor<2>>) -> Result<Objective> {
+        match (self.kind, anchors) {
+            (AttackKind::Pgd, _) => Ok(Objective::Untargeted { original }),
+            (AttackKind::Hag, _) => Ok(Objective::Hag {
+                original,
+                beta: self.hag_beta,
+            }),
+            (AttackKind::Dhta, Some(anchors)) => Ok(Objective::Targeted { anchors }),
+            (AttackKind::Dhta, None) => Err(Error::InvalidArgument(
+                "a targeted attack needs anchors".into(),
+            )),
+            (kind @ (AttackKind::Cw | AttackKind::Adaptive), _) => Err(Error::InvalidArgument(
+                format!("{kind} is not a PGD-family attack: it has a loss of its own"),
+            )),
+        }
+    }
+}
+
 /// The anchors of `targets` as a `[n, bits]` tensor.
 fn anchor_tensor(targets: &[Target], bits: usize, device: &Device) -> Tensor<2> {
     let flat: Vec<f32> = targets
@@ -220,30 +242,12 @@ fn craft_batch(
 ) -> Result<(Tensor<4>, Option<Vec<bool>>)> {
     let device = x.device();
     let bits = model.bits();
-    let objective = match (spec.kind, targets) {
-        (AttackKind::Pgd, _) => Objective::Untargeted { original: h_clean },
-        (AttackKind::Hag, _) => Objective::Hag {
-            original: h_clean,
-            beta: spec.hag_beta,
-        },
-        (AttackKind::Dhta, Some(t)) => Objective::Targeted {
-            anchors: anchor_tensor(t, bits, &device),
-        },
-        (AttackKind::Dhta | AttackKind::Adaptive, None) => {
-            return Err(Error::InvalidArgument(
-                "a targeted attack needs anchors".into(),
-            ));
-        }
-        (AttackKind::Adaptive, Some(_)) => {
-            return Err(Error::InvalidArgument(
-                "the white-box attacker runs through run_campaign".into(),
-            ));
-        }
-        (AttackKind::Cw, _) => {
-            let (adv, ok) = cw_untargeted(model, x, h_clean, &spec.cw_config(), |_| on_step())?;
-            return Ok((adv, Some(ok)));
-        }
-    };
+    if spec.kind == AttackKind::Cw {
+        let (adv, ok) = cw_untargeted(model, x, h_clean, &spec.cw_config(), |_| on_step())?;
+        return Ok((adv, Some(ok)));
+    }
+    let anchors = targets.map(|t| anchor_tensor(t, bits, &device));
+    let objective = spec.objective(h_clean, anchors)?;
     let budget = spec.budget();
     let mut best = pgd(
         model,
