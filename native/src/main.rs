@@ -43,6 +43,9 @@ enum Command {
     /// histogram PNGs), its adversarial-training table (--table 3) or the white-box study
     /// (--table 4: Fig. 5 and Table 4).
     Reproduce(commands::reproduce::ReproduceArgs),
+    /// Work with data sets: `data check` validates list files or an image folder.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
     /// Export a run's model and a sample of its database for the browser demo (web/assets).
     ExportWeb(commands::export::ExportArgs),
 }
@@ -50,6 +53,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| {
+        if let Command::Data(command) = cli.command {
+            return commands::data::run(command);
+        }
         let selected = backend::select(cli.backend)?;
         match cli.command {
             Command::Train(args) => commands::train::run(args, selected),
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
             Command::Detect(args) => commands::detect::run(args, selected),
             Command::Reproduce(args) => commands::reproduce::run(args, selected),
             Command::ExportWeb(args) => commands::export::run(args, selected),
+            Command::Data(_) => unreachable!("handled before a backend is picked"),
         }
     })();
     match result {

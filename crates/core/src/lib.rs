@@ -15,6 +15,7 @@ pub mod host;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod retrieval;
 pub mod run;
 

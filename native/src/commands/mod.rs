@@ -2,6 +2,7 @@
 //! opening a run with progress bars.
 
 pub mod attack;
+pub mod data;
 pub mod detect;
 pub mod encode;
 pub mod eval;

@@ -8,16 +8,16 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTraining, Trainer};
 use hashguard_core::data::{DatasetKind, TrainSize};
-use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, load_run_data, write_atomic};
+use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, write_atomic};
 
 use crate::backend::Selected;
-use crate::progress::{bar, log};
+use crate::progress::{Bars, bar, log};
 
 mod adversarial;
 mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
-use fresh::{from_init, from_scratch, loss_curve};
+use fresh::{from_init, from_scratch, loss_curve, report_left_out};
 
 /// Label smoothing of new runs: CSQ's BCE then has its minimum at |f| = 0.9 instead of at
 /// saturated codes (README, "Model and training").
@@ -29,15 +29,32 @@ pub struct TrainArgs {
     /// Run directory to create (or to continue with --resume).
     #[arg(long)]
     out: PathBuf,
-    /// Data set: `fashion-mnist`, `fashion-mosaic` (multi-label 2x2 mosaics of it) or
-    /// `cifar10` (binary batches; needs --data).
+    /// Data set: `fashion-mnist`, `fashion-mosaic` (multi-label 2x2 mosaics of it), `cifar10`
+    /// (binary batches; needs --data), `folder` (ROOT/<class>/<images>) or list files:
+    /// `list`, `cifar10-list`, `nus-wide-21`, `coco`, `flickr25k`, `imagenet100`.
     #[arg(long, value_parser = parse_dataset)]
     dataset: Option<DatasetKind>,
-    /// Data directory (Fashion-MNIST IDX files, plain or .gz; or CIFAR-10 binary batches).
-    /// Default for Fashion-MNIST: $HASHGUARD_DATA, then /usr/share/datasets/fashion-mnist
-    /// (Debian's dataset-fashion-mnist), then the embedded 10,000-image test set.
+    /// Data directory (Fashion-MNIST IDX files, plain or .gz; CIFAR-10 binary batches; the
+    /// image root of list files or folders). Default for Fashion-MNIST: $HASHGUARD_DATA, then
+    /// /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist), then the embedded
+    /// 10,000-image test set.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Directory of train.txt, test.txt and database.txt (list-file data sets; default: --data).
+    #[arg(long, value_name = "DIR")]
+    lists: Option<PathBuf>,
+    /// Side of the square network input for natural images (centre crop; default 224).
+    #[arg(long, value_name = "C")]
+    image_size: Option<u32>,
+    /// Shorter side natural images are resized to before the crop (default: C x 8/7).
+    #[arg(long, value_name = "S")]
+    resize: Option<u32>,
+    /// Leave unreadable images out (and count them) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_images: bool,
+    /// Query images per class of the drawn split (default 100; not for list files).
+    #[arg(long)]
+    query_per_class: Option<usize>,
     /// Code length K in bits.
     #[arg(long)]
     bits: Option<usize>,
@@ -77,6 +94,11 @@ impl TrainArgs {
         [
             ("--dataset", self.dataset.is_some()),
             ("--data", self.data.is_some()),
+            ("--lists", self.lists.is_some()),
+            ("--image-size", self.image_size.is_some()),
+            ("--resize", self.resize.is_some()),
+            ("--skip-bad-images", self.skip_bad_images),
+            ("--query-per-class", self.query_per_class.is_some()),
             ("--bits", self.bits.is_some()),
             ("--epochs", self.epochs.is_some()),
             ("--batch-size", self.batch_size.is_some()),
@@ -93,7 +115,7 @@ impl TrainArgs {
     }
 }
 
-fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
+pub(super) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     DatasetKind::parse(s).map_err(|e| e.to_string())
 }
 
@@ -109,7 +131,7 @@ pub(super) fn train_run(
 ) -> Result<()> {
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
-    let (config, set, split, mut trainer) = if args.resume {
+    let (config, set, split, skipped, mut trainer) = if args.resume {
         let overrides = args.overrides();
         if !overrides.is_empty() {
             bail!(
@@ -129,7 +151,9 @@ pub(super) fn train_run(
                 }
             );
         }
-        let (set, split) = load_run_data(&config, None)?;
+        let loaded = run.load_data(&config, None, &mut Bars::default())?;
+        report_left_out(&loaded);
+        let (set, split, skipped) = (loaded.set, loaded.split, loaded.skipped.len());
         let mut trainer = Trainer::new(
             config.train.clone(),
             config.centres.clone(),
@@ -149,7 +173,7 @@ pub(super) fn train_run(
                 args.out.display()
             ),
         }
-        (config, set, split, trainer)
+        (config, set, split, skipped, trainer)
     } else {
         if run.file("config.json").exists() {
             bail!(
@@ -163,12 +187,13 @@ pub(super) fn train_run(
         };
         run.create()?;
         run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;
+        run.write_split(&fresh.set, &fresh.split)?;
         let mut trainer = Trainer::new(fresh.train, fresh.centres, &selected.device)?;
         if let Some(model) = &fresh.start {
             trainer.start_from(model)?;
         }
         let config = run.read_config()?;
-        (config, fresh.set, fresh.split, trainer)
+        (config, fresh.set, fresh.split, fresh.skipped, trainer)
     };
 
     run.remove_stale_temps()?;
@@ -224,6 +249,7 @@ pub(super) fn train_run(
         train_seconds: total,
         this_invocation_seconds: started.elapsed().as_secs_f64(),
         backend: selected.info.clone(),
+        skipped_images: skipped,
     };
     write_atomic(
         &run.file("train.json"),

@@ -1,23 +1,38 @@
-//! Data sets of small images with (multi-)labels: readers for Fashion-MNIST IDX files and
-//! CIFAR-10 binary batches, the embedded default set, the DeepHash-pytorch split protocol,
-//! multi-label mosaics and the batcher that turns images into tensors.
+//! Data sets of images with (multi-)labels: readers for Fashion-MNIST IDX files, CIFAR-10
+//! binary batches, DeepHash-style list files and image folders (decoded natural images), the
+//! embedded default set, the split protocol, multi-label mosaics, a data checker and the
+//! batcher that turns images into tensors.
 
 mod batch;
+mod check;
 mod cifar;
+mod decode;
 mod fashion;
+mod folder;
 mod idx;
 mod labels;
+mod listfile;
 mod mosaic;
 mod source;
 mod split;
 
 pub use batch::{Augment, to_tensor};
+pub use check::{DataCheckReport, MAX_PROBLEMS, Problem, RoleSummary, check_folder, check_lists};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, read_cifar10_batch};
+pub use decode::{
+    BadImage, ImageGeometry, MAX_DECODE_BYTES, MAX_SIDE, decode_all, decode_bytes, decode_file,
+    parallel_map, transform,
+};
 pub use fashion::{DataSource, FASHION_CLASSES, load_fashion_mnist, resolve_fashion_source};
+pub use folder::{FolderScan, IMAGE_EXTENSIONS, is_image_file, load_folder, scan_folder};
 pub use idx::{IdxArray, parse_idx};
 pub use labels::LabelSet;
+pub use listfile::{
+    ImageList, LIST_FILES, ListEntry, ListPreset, ListSet, MAX_IN_MEMORY_BYTES, NaturalData,
+    load_lists, parse_list, read_list,
+};
 pub use mosaic::make_mosaics;
-pub use source::DatasetKind;
+pub use source::{DataRequest, DatasetKind, LoadedData, load_data};
 pub use split::{Split, SplitConfig, TrainSize};
 
 use crate::{Error, Result};
@@ -159,6 +174,23 @@ impl ImageSet {
         }
     }
 
+    /// A fingerprint of the set ([`fingerprint`] of its size, labels and each image's first
+    /// and last 32 bytes): cheap, and different when images are added, removed, reordered or
+    /// relabelled.
+    pub fn fingerprint(&self) -> String {
+        let mut bytes = Vec::with_capacity(16 + self.len() * (16 + 64));
+        bytes.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&(self.image_len() as u64).to_le_bytes());
+        for (i, label) in self.labels.iter().enumerate() {
+            bytes.extend_from_slice(&label.0.to_le_bytes());
+            let image = self.image(i);
+            let k = image.len().min(32);
+            bytes.extend_from_slice(&image[..k]);
+            bytes.extend_from_slice(&image[image.len() - k..]);
+        }
+        fingerprint(bytes)
+    }
+
     /// Concatenates `other` after `self`; both must have the same image shape and classes.
     pub fn concat(mut self, other: &ImageSet) -> Result<ImageSet> {
         if [self.channels, self.height, self.width] != [other.channels, other.height, other.width]
@@ -180,4 +212,14 @@ impl ImageSet {
         self.labels.extend_from_slice(&other.labels);
         Ok(self)
     }
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits: a stable fingerprint of weights, images or settings.
+pub fn fingerprint(bytes: impl IntoIterator<Item = u8>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

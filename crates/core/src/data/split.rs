@@ -60,8 +60,6 @@ impl Default for SplitConfig {
 /// Indices into an [`ImageSet`] for each role, each list in increasing order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
-    /// The parameters that produced it.
-    pub config: SplitConfig,
     /// Query images.
     pub query: Vec<usize>,
     /// Training images.
@@ -117,7 +115,7 @@ impl SplitConfig {
                 }
             }
         }
-        Ok(self.finish(query, train, database))
+        Ok(Self::finish(query, train, database))
     }
 
     fn split_uniform(&self, set: &ImageSet) -> Result<Split> {
@@ -141,20 +139,14 @@ impl SplitConfig {
             TrainSize::PerClass(_) => (rest[..t].to_vec(), rest[t..].to_vec()),
             TrainSize::All => (rest.to_vec(), rest.to_vec()),
         };
-        Ok(self.finish(query.to_vec(), train, database))
+        Ok(Self::finish(query.to_vec(), train, database))
     }
 
-    fn finish(
-        &self,
-        mut query: Vec<usize>,
-        mut train: Vec<usize>,
-        mut database: Vec<usize>,
-    ) -> Split {
+    fn finish(mut query: Vec<usize>, mut train: Vec<usize>, mut database: Vec<usize>) -> Split {
         for v in [&mut query, &mut train, &mut database] {
             v.sort_unstable();
         }
         Split {
-            config: self.clone(),
             query,
             train,
             database,

@@ -7,15 +7,14 @@ mod attack;
 pub mod cache;
 mod campaign;
 pub mod detection;
-mod progress;
 pub mod retrieval;
 pub mod robustness;
 mod spec;
 pub mod whitebox;
 
+pub use crate::progress::{Progress, Silent};
 pub use attack::{AttackConfig, AttackOutcome, AttackReport, Theorem1, run_attack, subset};
 pub use campaign::{Campaign, Images, run_campaign};
-pub use progress::{Progress, Silent};
 pub use spec::{
     AttackKind, AttackSpec, CwSettings, TargetSelection, parse_cw_margin, parse_fraction,
 };

@@ -8,10 +8,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendInfo, Progress};
-use crate::data::TrainSize;
+use crate::data::{Split, TrainSize};
 use crate::metrics::{PrPoint, evaluate_retrieval};
 use crate::retrieval::HammingIndex;
-use crate::run::OpenedRun;
+use crate::run::{DataSpec, OpenedRun};
 use crate::{Error, Result};
 
 /// The split a report was measured on.
@@ -25,12 +25,12 @@ pub struct SplitSummary {
     pub train: usize,
     /// Database images.
     pub database: usize,
-    /// Query images per class.
-    pub query_per_class: usize,
-    /// Training images per class, or all.
-    pub train_size: TrainSize,
-    /// Seed of the draw.
-    pub seed: u64,
+    /// Query images per class (`null` when the roles come from list files).
+    pub query_per_class: Option<usize>,
+    /// Training images per class, or all (`null` for list files).
+    pub train_size: Option<TrainSize>,
+    /// Seed of the draw (`null` for list files).
+    pub seed: Option<u64>,
 }
 
 /// A metric at a cut-off k.
@@ -70,6 +70,13 @@ pub struct RetrievalReport {
     pub map_all: f64,
     /// mAP over the top 1000.
     pub map_at_1000: Option<f64>,
+    /// The data set's conventional metric: `mAP@all`, or `mAP@k` for the field's cut-off
+    /// (5000 for NUS-WIDE and MS-COCO, 1000 for ImageNet-100).
+    #[serde(default)]
+    pub convention: String,
+    /// Its value (`null` in reports written before it existed).
+    #[serde(default)]
+    pub map_convention: Option<f64>,
     /// mAP over the top k, per requested k.
     pub map_at: Vec<MapAt>,
     /// Mean precision of the top k, per requested k.
@@ -84,6 +91,33 @@ pub struct RetrievalReport {
     pub encode_seconds: f64,
     /// Wall time of ranking and metrics.
     pub retrieval_seconds: f64,
+}
+
+/// How `split` was made from `data`, in words and figures.
+pub fn split_summary(data: &DataSpec, split: &Split) -> SplitSummary {
+    let own_roles = data.kind.has_own_roles();
+    let protocol = if own_roles {
+        "roles from the list files: test.txt = query, train.txt, database.txt"
+    } else {
+        match data.split.train {
+            TrainSize::All => {
+                "query per class; train = database = every non-query image (DeepHash-pytorch cifar10-2 style)"
+            }
+            TrainSize::PerClass(_) => {
+                "query and train per class; database = the rest (DeepHash-pytorch cifar10 style)"
+            }
+        }
+    };
+    let drawn = !own_roles;
+    SplitSummary {
+        protocol: protocol.into(),
+        query: split.query.len(),
+        train: split.train.len(),
+        database: split.database.len(),
+        query_per_class: drawn.then_some(data.split.query_per_class),
+        train_size: drawn.then_some(data.split.train),
+        seed: drawn.then_some(data.split.seed),
+    }
 }
 
 /// Encodes `run`'s queries (and its database unless `database.codes` is current), ranks the
@@ -118,8 +152,11 @@ pub fn run_retrieval(
 
     let start = web_time::Instant::now();
     let mut ks = ks.to_vec();
-    if !ks.contains(&1000) {
-        ks.push(1000);
+    let topk = run.config.data.kind.map_topk();
+    for k in [Some(1000), topk].into_iter().flatten() {
+        if !ks.contains(&k) {
+            ks.push(k);
+        }
     }
     let metrics = evaluate_retrieval(
         &queries,
@@ -134,22 +171,12 @@ pub fn run_retrieval(
         run: run.dir.root().to_path_buf(),
         dataset: data.dataset.clone(),
         data_source: data.source.clone(),
-        split: SplitSummary {
-            protocol: match data.split.train {
-                TrainSize::All => "query per class; train = database = every non-query image (DeepHash-pytorch cifar10-2 style)",
-                TrainSize::PerClass(_) => "query and train per class; database = the rest (DeepHash-pytorch cifar10 style)",
-            }
-            .into(),
-            query: split.query.len(),
-            train: split.train.len(),
-            database: split.database.len(),
-            query_per_class: data.split.query_per_class,
-            train_size: data.split.train,
-            seed: data.split.seed,
-        },
+        split: split_summary(&run.config.data, split),
         bits: run.bits(),
         map_all: metrics.map_all,
         map_at_1000: metrics.map_at(1000),
+        convention: topk.map_or("mAP@all".into(), |k| format!("mAP@{k}")),
+        map_convention: Some(topk.map_or(Some(metrics.map_all), |k| metrics.map_at(k))).flatten(),
         map_at: metrics
             .map_at
             .iter()

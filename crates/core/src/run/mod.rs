@@ -11,14 +11,15 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::adv_train::{EpochStats, TrainConfig};
-use crate::data::{DatasetKind, SplitConfig};
+use crate::data::{DatasetKind, ImageGeometry, SplitConfig};
 use crate::loss::HashCentres;
 use crate::model::HashNet;
 use crate::{Error, Result};
 
 mod open;
 
-pub use open::{ENCODE_BATCH, OpenedRun, fingerprint, load_run_data};
+pub use crate::data::fingerprint;
+pub use open::{ENCODE_BATCH, OpenedRun, SavedSplit};
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -56,12 +57,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub struct DataSpec {
     /// Data set kind.
     pub kind: DatasetKind,
-    /// Data set name (`fashion-mnist`, `fashion-mnist-mosaic`, `cifar-10`).
+    /// Data set name (`fashion-mnist`, `fashion-mnist-mosaic`, `cifar-10`, a list preset, or
+    /// the image folder's name).
     pub dataset: String,
-    /// The directory read, or `embedded`.
+    /// The directory read (the image root for natural images), or `embedded`.
     pub source: String,
-    /// The split protocol.
+    /// The split protocol (unused by list files, whose roles are their own).
     pub split: SplitConfig,
+    /// The list directory of list-file data sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists: Option<String>,
+    /// How natural images are resized and cropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<ImageGeometry>,
+    /// Whether unreadable natural images are left out (and counted) instead of failing.
+    #[serde(default)]
+    pub skip_bad_images: bool,
 }
 
 /// The contents of `config.json`.
@@ -88,6 +99,9 @@ pub struct TrainSummary {
     pub this_invocation_seconds: f64,
     /// What computed the last invocation.
     pub backend: crate::device::BackendInfo,
+    /// Unreadable images left out of the data (`--skip-bad-images`).
+    #[serde(default)]
+    pub skipped_images: usize,
 }
 
 /// The contents of `checkpoint.bin`.

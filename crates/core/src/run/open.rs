@@ -8,10 +8,14 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::{RunConfig, RunDir};
-use crate::data::{DataSource, ImageSet, LabelSet, Split};
+use crate::data::{
+    DataRequest, DataSource, ImageSet, LabelSet, LoadedData, Split, fingerprint, load_data,
+};
 use crate::model::{HashNet, encode_images};
+use crate::progress::{Progress, Silent};
 use crate::retrieval::PackedCodes;
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Images per inference batch when encoding.
 pub const ENCODE_BATCH: usize = 256;
@@ -38,7 +42,7 @@ impl OpenedRun {
         let dir = RunDir::open(root)?;
         let config = dir.read_config()?;
         let model = dir.load_model(&config, device)?.valid();
-        let (set, split) = load_run_data(&config, data)?;
+        let LoadedData { set, split, .. } = dir.load_data(&config, data, &mut Silent)?;
         Ok(Self {
             dir,
             config,
@@ -112,13 +116,80 @@ impl OpenedRun {
     }
 }
 
-/// Loads the data a run was trained on (or `data` instead) and redraws its split.
-pub fn load_run_data(config: &RunConfig, data: Option<&Path>) -> Result<(ImageSet, Split)> {
+/// `split.json`: the roles a run's images played, with a fingerprint of the images they index,
+/// so a run is never evaluated on a data set that changed under it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedSplit {
+    /// Images in the data set.
+    pub images: usize,
+    /// [`ImageSet::fingerprint`] of the data set.
+    pub data_fingerprint: String,
+    /// The roles.
+    pub split: Split,
+}
+
+impl RunDir {
+    /// Writes `split.json` for `set` and `split`.
+    pub fn write_split(&self, set: &ImageSet, split: &Split) -> Result<()> {
+        let saved = SavedSplit {
+            images: set.len(),
+            data_fingerprint: set.fingerprint(),
+            split: split.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&saved).expect("split serialises");
+        super::write_atomic(&self.file("split.json"), &json)
+    }
+
+    /// Loads the data the run was trained on (or `data` instead), decoding natural images with
+    /// progress, and its roles: `split.json` when the run has one (and the images are the same
+    /// as when it was written), else the split redrawn from the recorded protocol.
+    pub fn load_data(
+        &self,
+        config: &RunConfig,
+        data: Option<&Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<LoadedData> {
+        let mut loaded = load_recorded(config, data, progress)?;
+        let path = self.file("split.json");
+        if data.is_some() || !path.is_file() {
+            return Ok(loaded);
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let saved: SavedSplit = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::record(&path, format!("unreadable split ({e})")))?;
+        let n = loaded.set.len();
+        if saved.images != n || saved.data_fingerprint != loaded.set.fingerprint() {
+            return Err(Error::InvalidArgument(format!(
+                "the images under {} changed since the run was trained ({} images then, {n} now): \
+                 restore them, or pass --data DIR to evaluate on other images deliberately",
+                config.data.source, saved.images
+            )));
+        }
+        let roles = [
+            &saved.split.query,
+            &saved.split.train,
+            &saved.split.database,
+        ];
+        if roles.iter().any(|r| r.iter().any(|&i| i >= n)) {
+            return Err(Error::record(&path, "split indices beyond the data set"));
+        }
+        loaded.split = saved.split;
+        Ok(loaded)
+    }
+}
+
+/// Loads the data `config` records (or `data` instead) and draws its split.
+fn load_recorded(
+    config: &RunConfig,
+    data: Option<&Path>,
+    progress: &mut dyn Progress,
+) -> Result<LoadedData> {
+    let spec = &config.data;
     let source = match data {
-        Some(dir) => config.data.kind.resolve(Some(dir))?,
-        None if config.data.source == "embedded" => DataSource::Embedded,
+        Some(dir) => spec.kind.resolve(Some(dir))?,
+        None if spec.source == "embedded" => DataSource::Embedded,
         None => {
-            let dir = Path::new(&config.data.source);
+            let dir = Path::new(&spec.source);
             if !dir.is_dir() {
                 return Err(Error::DataNotFound(format!(
                     "the run was trained on {}, which no longer exists: pass --data DIR",
@@ -128,24 +199,27 @@ pub fn load_run_data(config: &RunConfig, data: Option<&Path>) -> Result<(ImageSe
             DataSource::Dir(dir.into())
         }
     };
-    let set = config.data.kind.load(&source)?;
-    let split = config.data.split.split(&set).map_err(|e| match e {
+    let lists = spec.lists.as_deref().map(Path::new);
+    if let Some(dir) = lists.filter(|d| !d.is_dir()) {
+        return Err(Error::DataNotFound(format!(
+            "the run's list directory {} no longer exists",
+            dir.display()
+        )));
+    }
+    let request = DataRequest {
+        kind: spec.kind,
+        source: &source,
+        lists,
+        geometry: spec.geometry,
+        skip_bad_images: spec.skip_bad_images,
+        split: &spec.split,
+    };
+    load_data(request, progress).map_err(|e| match e {
         Error::InvalidArgument(m) => {
-            Error::InvalidArgument(format!("redrawing the run's split: {m}"))
+            Error::InvalidArgument(format!("reloading the run's data: {m}"))
         }
         other => other,
-    })?;
-    Ok((set, split))
-}
-
-/// FNV-1a, 64 bits, as 16 hex digits: a stable fingerprint of weights, images or settings.
-pub fn fingerprint(bytes: impl IntoIterator<Item = u8>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    })
 }
 
 #[cfg(test)]

@@ -5,15 +5,19 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use hashguard_core::adv_train::{AdvTraining, EpochStats, LrSchedule, TrainConfig};
-use hashguard_core::data::{DatasetKind, ImageSet, Split, SplitConfig, TrainSize};
+use hashguard_core::data::{
+    Augment, DataRequest, DatasetKind, ImageGeometry, ImageSet, LoadedData, Split, SplitConfig,
+    TrainSize, load_data,
+};
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
 use hashguard_core::model::{HashNet, HashNetConfig};
-use hashguard_core::run::{DataSpec, RunDir, load_run_data};
+use hashguard_core::run::{DataSpec, RunDir};
 use plotters::prelude::SeriesLabelPosition;
 
 use super::{DEFAULT_LABEL_SMOOTHING, TrainArgs};
 use crate::backend::Selected;
 use crate::plot::{Axes, PALETTE, Series, lines};
+use crate::progress::Bars;
 
 /// The per-epoch training loss and its terms, as `loss.png` and `loss.svg`.
 pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
@@ -52,6 +56,8 @@ pub(super) struct Fresh {
     pub(super) centres: HashCentres,
     pub(super) set: ImageSet,
     pub(super) split: Split,
+    /// Unreadable images left out (`--skip-bad-images`).
+    pub(super) skipped: usize,
     /// Weights to start from (`--init`).
     pub(super) start: Option<HashNet>,
 }
@@ -83,21 +89,70 @@ fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> 
 /// A new run from a random initialisation.
 pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fresh> {
     let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
+    if !kind.is_natural() {
+        let natural_only = [
+            ("--lists", args.lists.is_some()),
+            ("--image-size", args.image_size.is_some()),
+            ("--resize", args.resize.is_some()),
+            ("--skip-bad-images", args.skip_bad_images),
+        ];
+        if let Some((flag, _)) = natural_only.iter().find(|f| f.1) {
+            bail!(
+                "{flag} is for natural images (--dataset folder or list files), not {}",
+                kind.name()
+            );
+        }
+    }
+    if args.lists.is_some() && !kind.has_own_roles() {
+        bail!("--lists is for list-file data sets (--dataset list, nus-wide-21, coco, ...)");
+    }
     let source = kind.resolve(args.data.as_deref())?;
-    let set = kind.load(&source)?;
+    let geometry = match kind.is_natural() {
+        true => Some(ImageGeometry::new(
+            args.image_size.unwrap_or(ImageGeometry::IMAGENET.crop),
+            args.resize,
+        )?),
+        false => None,
+    };
     let split_cfg = SplitConfig {
+        query_per_class: args.query_per_class.unwrap_or(100),
         train: args.train_size.unwrap_or(TrainSize::PerClass(500)),
         seed: args.seed.unwrap_or(0),
-        ..SplitConfig::default()
     };
-    let split = split_cfg.split(&set)?;
+    let request = DataRequest {
+        kind,
+        source: &source,
+        lists: args.lists.as_deref(),
+        geometry,
+        skip_bad_images: args.skip_bad_images,
+        split: &split_cfg,
+    };
+    let loaded = load_data(request, &mut Bars::default())?;
+    report_left_out(&loaded);
+    let set = loaded.set;
+    // Natural images are normalised with ImageNet's statistics inside the model, as the
+    // reference code's transforms do; the small grey sets with 0.5 / 0.5.
+    let (mean, std) = if kind.is_natural() {
+        (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())
+    } else {
+        (vec![0.5; set.channels], vec![0.5; set.channels])
+    };
     let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
-        .with_mean(vec![0.5; set.channels])
-        .with_std(vec![0.5; set.channels]);
+        .with_mean(mean)
+        .with_std(std);
     let loss = CsqLossConfig::new()
         .with_lambda(1e-4)
         .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
-    let train = TrainConfig::new(model, loss).with_adversarial(adversarial);
+    let mut train = TrainConfig::new(model, loss).with_adversarial(adversarial);
+    if let Some(g) = geometry {
+        // The reference code's training transform takes a random C crop of the S-resized
+        // image; shifting the centre crop by up to (S - C) / 2 with a flip is the in-memory
+        // equivalent (the border comes in as zeros instead of image).
+        train.augment = Augment {
+            max_shift: ((g.resize - g.crop) / 2) as usize,
+            hflip: true,
+        };
+    }
     let train = apply_flags(train, args)?;
     let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
     let data = DataSpec {
@@ -105,15 +160,43 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
         dataset: set.name.clone(),
         source: source.to_string(),
         split: split_cfg,
+        lists: args.lists.as_ref().map(|p| p.display().to_string()),
+        geometry,
+        skip_bad_images: args.skip_bad_images,
     };
     Ok(Fresh {
         data,
         train,
         centres,
         set,
-        split,
+        split: loaded.split,
+        skipped: loaded.skipped.len(),
         start: None,
     })
+}
+
+/// ImageNet's per-channel mean, the reference code's normalisation of natural images.
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Says which images and files were left out of a natural-image data set.
+pub(super) fn report_left_out(loaded: &LoadedData) {
+    for bad in loaded.skipped.iter().take(5) {
+        eprintln!("skipped {}: {}", bad.path.display(), bad.reason);
+    }
+    if !loaded.skipped.is_empty() {
+        eprintln!(
+            "{} unreadable images left out (--skip-bad-images)",
+            loaded.skipped.len()
+        );
+    }
+    if loaded.ignored_files > 0 {
+        eprintln!(
+            "{} files in the image folder are not images by their extension: left out",
+            loaded.ignored_files
+        );
+    }
 }
 
 /// A new run starting from `init`'s trained weights, on its data, split and hash centres.
@@ -127,6 +210,11 @@ pub(super) fn from_init(
         ("--dataset", args.dataset.is_some()),
         ("--bits", args.bits.is_some()),
         ("--train-size", args.train_size.is_some()),
+        ("--query-per-class", args.query_per_class.is_some()),
+        ("--lists", args.lists.is_some()),
+        ("--image-size", args.image_size.is_some()),
+        ("--resize", args.resize.is_some()),
+        ("--skip-bad-images", args.skip_bad_images),
     ];
     let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
     if !clashing.is_empty() {
@@ -138,7 +226,8 @@ pub(super) fn from_init(
     }
     let base_dir = RunDir::open(init)?;
     let base = base_dir.read_config()?;
-    let (set, split) = load_run_data(&base, args.data.as_deref())?;
+    let loaded = base_dir.load_data(&base, args.data.as_deref(), &mut Bars::default())?;
+    report_left_out(&loaded);
     let start = base_dir
         .load_model(&base, &selected.device)
         .with_context(|| format!("loading --init {}", init.display()))?;
@@ -162,8 +251,9 @@ pub(super) fn from_init(
         data,
         train,
         centres: base.centres,
-        set,
-        split,
+        set: loaded.set,
+        split: loaded.split,
+        skipped: loaded.skipped.len(),
         start: Some(start),
     })
 }

@@ -1,5 +1,6 @@
-//! How long experiments report progress without knowing who watches: a phase with a length,
-//! ticks, a message, and log lines. The CLI draws bars; tests and the browser pass [`Silent`].
+//! How long-running work (experiments, data loading) reports progress without knowing who
+//! watches: a phase with a length, ticks, a message, and log lines. The CLI draws bars; tests
+//! and the browser pass [`Silent`].
 
 /// A sink for an experiment's progress.
 pub trait Progress {

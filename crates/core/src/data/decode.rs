@@ -1,0 +1,351 @@
+//! Natural images from files: decoding (JPEG, PNG, GIF, BMP, WebP through the `image` crate,
+//! with size limits), the evaluation transform of the field's reference code (resize the
+//! shorter side to S, centre-crop C x C) and a multi-threaded decoder for whole lists.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use image::imageops::FilterType;
+use image::{ImageReader, Limits, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+use crate::progress::Progress;
+use crate::{Error, Result};
+
+/// Largest width or height a decoder accepts: a bigger image is refused before its pixels
+/// are allocated (a 1 kB header cannot claim a 10 GB bitmap).
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest allocation a decoder may make for one image.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+
+/// How decoded images become the network's input: shorter side resized to `resize`, then the
+/// centre `crop` x `crop` square (torchvision's `Resize(S)` + `CenterCrop(C)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageGeometry {
+    /// Length of the shorter side after resizing, in pixels.
+    pub resize: u32,
+    /// Side of the square centre crop, in pixels.
+    pub crop: u32,
+}
+
+impl ImageGeometry {
+    /// The reference code's ImageNet geometry: resize to 256, crop 224.
+    pub const IMAGENET: ImageGeometry = ImageGeometry {
+        resize: 256,
+        crop: 224,
+    };
+
+    /// A `crop` x `crop` input with the ImageNet ratio of resize to crop (256 : 224), or
+    /// `resize` when given.
+    pub fn new(crop: u32, resize: Option<u32>) -> Result<Self> {
+        let resize = resize.unwrap_or_else(|| (crop * 8).div_ceil(7));
+        let g = Self { resize, crop };
+        g.validate()?;
+        Ok(g)
+    }
+
+    /// Checks the sizes: 8 ≤ crop ≤ resize ≤ 4096.
+    pub fn validate(&self) -> Result<()> {
+        if self.crop < 8 || self.crop > 4096 {
+            return Err(Error::InvalidArgument(format!(
+                "--image-size {} is out of range (8..=4096; 224 is the field's usual input)",
+                self.crop
+            )));
+        }
+        if self.resize < self.crop || self.resize > 4096 {
+            return Err(Error::InvalidArgument(format!(
+                "--resize {} must lie between --image-size {} and 4096",
+                self.resize, self.crop
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of one transformed RGB image.
+    pub fn image_len(&self) -> usize {
+        3 * self.crop as usize * self.crop as usize
+    }
+}
+
+/// Decodes the image file at `path` to RGB, transparent pixels composited onto white.
+pub fn decode_file(path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    decode(reader, path)
+}
+
+/// Decodes an in-memory image (any supported format) to RGB; `name` appears in errors.
+pub fn decode_bytes(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    decode(
+        ImageReader::new(std::io::Cursor::new(bytes)),
+        Path::new(name),
+    )
+}
+
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+) -> Result<RgbImage> {
+    let mut reader = reader
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    if reader.format().is_none() {
+        return Err(Error::format(path, "not an image in a known format"));
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader
+        .decode()
+        .map_err(|e| Error::format(path, format!("cannot decode: {e}")))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(Error::format(path, "image has no pixels"));
+    }
+    Ok(if image.color().has_alpha() {
+        over_white(&image.to_rgba8())
+    } else {
+        image.to_rgb8()
+    })
+}
+
+/// Composites an RGBA image onto a white background (stamps and icons are mostly
+/// transparent; their hidden colour values are arbitrary).
+fn over_white(rgba: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let a = u16::from(a);
+        let mix = |v: u8| ((u16::from(v) * a + 255 * (255 - a) + 127) / 255) as u8;
+        image::Rgb([mix(r), mix(g), mix(b)])
+    })
+}
+
+/// The evaluation transform: resize the shorter side to `g.resize` (bilinear, antialiased
+/// when shrinking), crop the centre `g.crop` square, and lay the bytes out channel-major.
+pub fn transform(image: &RgbImage, g: ImageGeometry) -> Vec<u8> {
+    let (w, h) = (image.width(), image.height());
+    let scale = g.resize as f64 / w.min(h) as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(g.crop);
+    let nh = ((h as f64 * scale).round() as u32).max(g.crop);
+    let resized = if (nw, nh) == (w, h) {
+        image.clone()
+    } else {
+        image::imageops::resize(image, nw, nh, FilterType::Triangle)
+    };
+    let (x0, y0) = ((nw - g.crop) / 2, (nh - g.crop) / 2);
+    let side = g.crop as usize;
+    let mut out = vec![0u8; 3 * side * side];
+    for y in 0..side {
+        for x in 0..side {
+            let p = resized.get_pixel(x0 + x as u32, y0 + y as u32).0;
+            for (c, v) in p.into_iter().enumerate() {
+                out[c * side * side + y * side + x] = v;
+            }
+        }
+    }
+    out
+}
+
+/// What happened to one file of a list being decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadImage {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it could not be used.
+    pub reason: String,
+}
+
+/// Runs `work(i)` for `i` in `0..n` on worker threads (one per core, at most 16; inline on
+/// wasm), ticking `progress` once per item, and returns the results in order.
+pub fn parallel_map<T: Send>(
+    n: usize,
+    work: impl Fn(usize) -> T + Sync,
+    progress: &mut dyn Progress,
+) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 16)
+        .min(n.max(1));
+    if cfg!(target_arch = "wasm32") || workers == 1 {
+        for (i, slot) in slots.iter_mut().enumerate() {
+            *slot = Some(work(i));
+            progress.inc(1);
+        }
+    } else {
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, T)>(4 * workers);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, work) = (&next, &work);
+                s.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n || tx.send((i, work(i))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                slots[i] = Some(r);
+                progress.inc(1);
+            }
+        });
+    }
+    slots
+        .into_iter()
+        .map(|s| s.expect("every index is worked on"))
+        .collect()
+}
+
+/// Decodes and transforms every file in `paths` in parallel ([`parallel_map`]), in order.
+/// With `skip_bad` unreadable images are left out and listed; otherwise the first one is an
+/// error naming the file. Returns the kept images' bytes back to back, the indices of the
+/// kept paths, and the skipped files.
+pub fn decode_all(
+    paths: &[PathBuf],
+    g: ImageGeometry,
+    skip_bad: bool,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<u8>, Vec<usize>, Vec<BadImage>)> {
+    let n = paths.len();
+    progress.phase("decoding images", n as u64);
+    let decoded = parallel_map(
+        n,
+        |i| decode_file(&paths[i]).map(|img| transform(&img, g)),
+        progress,
+    );
+    progress.finish();
+    let mut pixels = Vec::with_capacity(n * g.image_len());
+    let (mut kept, mut bad) = (Vec::with_capacity(n), Vec::new());
+    for (i, result) in decoded.into_iter().enumerate() {
+        match result {
+            Ok(bytes) => {
+                pixels.extend_from_slice(&bytes);
+                kept.push(i);
+            }
+            Err(e) if skip_bad => bad.push(BadImage {
+                path: paths[i].clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{e} (fix or remove the file, or pass --skip-bad-images to leave such images out)"
+                )));
+            }
+        }
+    }
+    Ok((pixels, kept, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 7])
+        })
+    }
+
+    #[test]
+    fn transform_resizes_the_shorter_side_and_crops_the_centre() {
+        let g = ImageGeometry { resize: 8, crop: 4 };
+        // 16x32 → 8x16 → centre 4x4 at (2, 6).
+        let out = transform(&gradient(16, 32), g);
+        assert_eq!(out.len(), 3 * 16);
+        // Red grows left to right, green top to bottom, blue is constant.
+        assert!(out[0] < out[3], "{out:?}");
+        assert!(out[16] < out[16 + 12]);
+        assert!(out[32..].iter().all(|&b| b == 7));
+        // The crop is the centre: green around the middle of the image's height.
+        let mid = out[16 + 4 * 2] as i32;
+        assert!((mid - 128).abs() < 24, "{mid}");
+    }
+
+    #[test]
+    fn geometry_is_validated() {
+        assert_eq!(
+            ImageGeometry::new(224, None).unwrap(),
+            ImageGeometry::IMAGENET
+        );
+        assert!(ImageGeometry::new(4, None).is_err());
+        assert!(ImageGeometry::new(64, Some(32)).is_err());
+    }
+
+    #[test]
+    fn files_round_trip_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("a.png");
+        let jpg = dir.path().join("b.jpg");
+        gradient(20, 10).save(&png).unwrap();
+        gradient(10, 20).save(&jpg).unwrap();
+        let bad = dir.path().join("c.png");
+        std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let text = dir.path().join("d.jpg");
+        std::fs::write(&text, b"hello").unwrap();
+        let g = ImageGeometry { resize: 8, crop: 8 };
+        let paths = vec![png.clone(), jpg, bad.clone(), text];
+        let (pixels, kept, skipped) = decode_all(&paths, g, true, &mut Silent).unwrap();
+        assert_eq!(kept, vec![0, 1]);
+        assert_eq!(pixels.len(), 2 * g.image_len());
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(
+            &pixels[..g.image_len()],
+            &transform(&decode_file(&png).unwrap(), g)[..]
+        );
+        let err = decode_all(&paths, g, false, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.png") && err.contains("--skip-bad-images"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn transparent_pixels_become_white() {
+        let rgba = RgbaImage::from_fn(2, 1, |x, _| {
+            image::Rgba([0, 0, 0, if x == 0 { 0 } else { 255 }])
+        });
+        let rgb = over_white(&rgba);
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_allocating() {
+        // A PNG header claiming 30,000 x 30,000 pixels, with no pixel data.
+        let mut png = Vec::new();
+        png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(b"IHDR");
+        ihdr.extend_from_slice(&30_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&30_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        let err = decode_bytes(&png, "huge.png").unwrap_err().to_string();
+        assert!(err.contains("huge.png"), "{err}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}
