@@ -327,3 +327,53 @@ fn bad_lists_and_flags_get_one_line_errors() {
     );
     assert!(!out.join("config.json").exists());
 }
+
+#[test]
+fn a_resnet18_backbone_trains_on_list_files_and_refuses_grey_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let lists = write_lists(root, false);
+    let run_dir = root.join("run");
+    ok(&run(&[
+        "train",
+        "--dataset",
+        "list",
+        "--data",
+        s(root),
+        "--lists",
+        s(&lists),
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--bits",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        s(&run_dir),
+    ]));
+    let config = json(&run_dir.join("config.json"));
+    assert_eq!(config["train"]["model"]["backbone"], "resnet18");
+    let report = root.join("eval.json");
+    ok(&run(&[
+        "eval",
+        "--run",
+        s(&run_dir),
+        "--report",
+        s(&report),
+    ]));
+    assert!((0.0..=1.0).contains(&json(&report)["map_all"].as_f64().unwrap()));
+    failed_with(
+        &run(&[
+            "train",
+            "--backbone",
+            "resnet18",
+            "--out",
+            s(&root.join("grey")),
+        ]),
+        "needs colour images",
+    );
+}

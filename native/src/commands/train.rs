@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTraining, Trainer};
 use hashguard_core::data::{DatasetKind, TrainSize};
+use hashguard_core::model::BackboneKind;
 use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, write_atomic};
 
 use crate::backend::Selected;
@@ -58,6 +59,10 @@ pub struct TrainArgs {
     /// Code length K in bits.
     #[arg(long)]
     bits: Option<usize>,
+    /// Network: `alexnet`, `vgg11`, `vgg16`, `resnet18` or `resnet50` (torchvision's layout,
+    /// colour images of at least 32x32, 63x63 for AlexNet); default: the small CNN.
+    #[arg(long, value_parser = parse_backbone)]
+    backbone: Option<BackboneKind>,
     /// Training epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -100,6 +105,7 @@ impl TrainArgs {
             ("--skip-bad-images", self.skip_bad_images),
             ("--query-per-class", self.query_per_class.is_some()),
             ("--bits", self.bits.is_some()),
+            ("--backbone", self.backbone.is_some()),
             ("--epochs", self.epochs.is_some()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -113,6 +119,10 @@ impl TrainArgs {
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
     }
+}
+
+fn parse_backbone(s: &str) -> Result<BackboneKind, String> {
+    BackboneKind::parse(s).map_err(|e| e.to_string())
 }
 
 pub(super) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {

@@ -1,5 +1,6 @@
-//! The CNN hashing network: stages of (3x3 conv, batch norm, ReLU) ending in 2x2 max-pooling,
-//! an adaptive average pool, a hidden layer with dropout, and a linear hash layer under tanh.
+//! The hashing network: either the small CNN (stages of 3x3 conv, batch norm and ReLU ending in
+//! 2x2 max-pooling, an adaptive average pool, a hidden layer with dropout) or one of the field's
+//! backbones, then a linear hash layer under tanh.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -8,6 +9,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
+use super::backbones::{Backbone, BackboneKind};
 use crate::{Error, Result};
 
 /// Configuration of a [`HashNet`].
@@ -35,6 +37,11 @@ pub struct HashNetConfig {
     /// Per-channel standard deviation divided inside the model (pixel units).
     #[config(default = "vec![0.5]")]
     pub std: Vec<f32>,
+    /// A backbone instead of the small CNN (`widths`, `convs_per_stage` and `hidden` then
+    /// unused): its features feed the hash layer directly, as the reference code does; the
+    /// dropout probability is the backbone's (AlexNet's and VGG's 4096-wide layers).
+    #[config(default = "None")]
+    pub backbone: Option<BackboneKind>,
 }
 
 /// One convolution, batch norm and ReLU.
@@ -70,13 +77,17 @@ pub struct HashNet {
     convs_per_stage: usize,
     pool: MaxPool2d,
     squeeze: AdaptiveAvgPool2d,
-    hidden: Linear,
+    /// The hidden layer of the small CNN (`None` with a backbone; an `Option` adds no record
+    /// key, so records written before backbones existed load unchanged).
+    hidden: Option<Linear>,
     dropout: Dropout,
     activation: Relu,
     hash: Linear,
     mean: Tensor<4>,
     inv_std: Tensor<4>,
     bits: usize,
+    /// The backbone, when one replaces the small CNN.
+    backbone: Option<Backbone>,
 }
 
 /// Side of the feature map left by the adaptive pool.
@@ -118,6 +129,15 @@ impl HashNetConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} must be in [0, 1)", self.dropout));
         }
+        if let Some(kind) = self.backbone
+            && self.in_channels != 3
+        {
+            return bad(format!(
+                "the {} backbone takes colour images, not {} channels",
+                kind.name(),
+                self.in_channels
+            ));
+        }
         Ok(())
     }
 
@@ -127,28 +147,43 @@ impl HashNetConfig {
     /// If the configuration is invalid; call [`HashNetConfig::validate`] first on untrusted input.
     pub fn init(&self, device: &Device) -> HashNet {
         self.validate().expect("invalid HashNetConfig");
-        let mut convs = Vec::new();
-        let mut c_in = self.in_channels;
-        for &w in &self.widths {
-            for _ in 0..self.convs_per_stage {
-                convs.push(ConvBnRelu::new(c_in, w, device));
-                c_in = w;
-            }
-        }
         let channel_tensor =
             |v: &[f32]| Tensor::<1>::from_floats(v, device).reshape([1, self.in_channels, 1, 1]);
+        let mut convs = Vec::new();
+        let mut c_in = self.in_channels;
+        let (hidden, hash, backbone) = match self.backbone {
+            Some(kind) => (
+                None,
+                LinearConfig::new(kind.feature_dim(), self.bits).init(device),
+                Some(kind.init(self.dropout, device)),
+            ),
+            None => {
+                for &w in &self.widths {
+                    for _ in 0..self.convs_per_stage {
+                        convs.push(ConvBnRelu::new(c_in, w, device));
+                        c_in = w;
+                    }
+                }
+                (
+                    Some(LinearConfig::new(c_in * SQUEEZED * SQUEEZED, self.hidden).init(device)),
+                    LinearConfig::new(self.hidden, self.bits).init(device),
+                    None,
+                )
+            }
+        };
         HashNet {
             convs,
             convs_per_stage: self.convs_per_stage,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             squeeze: AdaptiveAvgPool2dConfig::new([SQUEEZED, SQUEEZED]).init(),
-            hidden: LinearConfig::new(c_in * SQUEEZED * SQUEEZED, self.hidden).init(device),
+            hidden,
             dropout: DropoutConfig::new(self.dropout).init(),
             activation: Relu::new(),
-            hash: LinearConfig::new(self.hidden, self.bits).init(device),
+            hash,
             mean: channel_tensor(&self.mean),
             inv_std: channel_tensor(&self.std.iter().map(|s| 1.0 / s).collect::<Vec<_>>()),
             bits: self.bits,
+            backbone,
         }
     }
 
@@ -190,7 +225,7 @@ impl HashNet {
 
     /// Every layer's output, flattened per image: each stage after pooling, the adaptive pool,
     /// the hidden layer (after ReLU and dropout) and the pre-tanh hash layer, in that order
-    /// (features for LID).
+    /// (features for LID); with a backbone, its feature vector and the hash layer.
     ///
     /// # Shapes
     /// - `images`: `[batch, channels, height, width]`, pixels in `[0, 1]`
@@ -203,6 +238,14 @@ impl HashNet {
     fn layers(&self, images: Tensor<4>, keep: bool) -> Vec<Tensor<2>> {
         let mut out = Vec::new();
         let mut x = (images - self.mean.clone()) * self.inv_std.clone();
+        if let Some(backbone) = &self.backbone {
+            let features = backbone.forward(x);
+            if keep {
+                out.push(features.clone());
+            }
+            out.push(self.hash.forward(features));
+            return out;
+        }
         for (i, conv) in self.convs.iter().enumerate() {
             x = conv.forward(x);
             if (i + 1) % self.convs_per_stage == 0 {
@@ -216,9 +259,13 @@ impl HashNet {
         if keep {
             out.push(x.clone());
         }
+        let hidden = self
+            .hidden
+            .as_ref()
+            .expect("the small CNN has a hidden layer");
         let x = self
             .dropout
-            .forward(self.activation.forward(self.hidden.forward(x)));
+            .forward(self.activation.forward(hidden.forward(x)));
         if keep {
             out.push(x.clone());
         }
@@ -233,5 +280,52 @@ impl HashNet {
     /// - output: `[batch, bits]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.logits(images).tanh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_bytes(model: HashNet) -> Vec<u8> {
+        model.valid().into_record().into_bytes().unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_backbone_network_round_trips_through_its_record() {
+        let device = Device::flex();
+        let config = HashNetConfig::new(16, 3)
+            .with_mean(vec![0.485, 0.456, 0.406])
+            .with_std(vec![0.229, 0.224, 0.225])
+            .with_backbone(Some(BackboneKind::Resnet18));
+        let model = config.init(&device).valid();
+        let pixels: Vec<f32> = (0..2 * 3 * 32 * 32)
+            .map(|i| (i * 37 % 101) as f32 / 100.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [2, 3, 32, 32]), &device);
+        let before = model.logits(x.clone());
+        assert_eq!(before.dims(), [2, 16]);
+        assert_eq!(model.features(x.clone()).len(), 2);
+        let loaded = config.load(record_bytes(model), &device, "test").unwrap();
+        let after = loaded.valid().logits(x);
+        let diff = (before - after).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "{diff}");
+        // A small-CNN record does not fit a backbone network, with a clear error.
+        let small = HashNetConfig::new(16, 3)
+            .with_mean(vec![0.5; 3])
+            .with_std(vec![0.5; 3]);
+        let err = config
+            .load(record_bytes(small.init(&device)), &device, "model.bpk")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("does not fit"), "{err}");
+        // Grey images cannot feed a backbone.
+        assert!(
+            HashNetConfig::new(16, 1)
+                .with_backbone(Some(BackboneKind::Vgg11))
+                .validate()
+                .is_err()
+        );
     }
 }

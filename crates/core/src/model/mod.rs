@@ -1,10 +1,13 @@
 //! Hashing networks: a small CNN for low-resolution images that maps pixels in `[0, 1]` to a
 //! relaxed code `f(x) = tanh(z)` in `[-1, 1]^K`; the binary code is `h(x) = sign(f(x))`.
-//! Input normalisation happens inside the model, so attacks can work in pixel space.
+//! Input normalisation happens inside the model, so attacks can work in pixel space. The
+//! field's backbones (AlexNet, VGG, ResNet) are built here too, not yet behind a hash head.
 
+mod backbones;
 mod encode;
 mod hashnet;
 
+pub use backbones::{AlexNet, Backbone, BackboneKind, Block, ConvBn, ResNet, Vgg};
 pub use encode::encode_images;
 pub use hashnet::{HashNet, HashNetConfig};
 

@@ -128,6 +128,7 @@ pub fn ensure_fine_tuned(
         skip_bad_images: false,
         query_per_class: None,
         bits: None,
+        backbone: None,
         epochs: (!resume).then_some(epochs),
         batch_size: None,
         lr: (!resume).then_some(lr),

@@ -137,9 +137,26 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
     } else {
         (vec![0.5; set.channels], vec![0.5; set.channels])
     };
-    let model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
+    let mut model = HashNetConfig::new(args.bits.unwrap_or(64), set.channels)
         .with_mean(mean)
         .with_std(std);
+    if let Some(backbone) = args.backbone {
+        let side = set.height.min(set.width);
+        if set.channels != 3 || side < backbone.min_input() {
+            let (name, min) = (backbone.name(), backbone.min_input());
+            bail!(
+                "--backbone {name} needs colour images of at least {min}x{min} ({} has {}x{}x{}): \
+                 use natural images (--dataset folder or list files) with --image-size {min} or \
+                 more, or cifar10",
+                set.name,
+                set.channels,
+                set.height,
+                set.width
+            );
+        }
+        // torchvision's dropout in AlexNet's and VGG's 4096-wide layers.
+        model = model.with_backbone(Some(backbone)).with_dropout(0.5);
+    }
     let loss = CsqLossConfig::new()
         .with_lambda(1e-4)
         .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
@@ -209,6 +226,7 @@ pub(super) fn from_init(
     let taken = [
         ("--dataset", args.dataset.is_some()),
         ("--bits", args.bits.is_some()),
+        ("--backbone", args.backbone.is_some()),
         ("--train-size", args.train_size.is_some()),
         ("--query-per-class", args.query_per_class.is_some()),
         ("--lists", args.lists.is_some()),
