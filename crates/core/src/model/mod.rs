@@ -1,7 +1,7 @@
 //! Hashing networks: a small CNN for low-resolution images that maps pixels in `[0, 1]` to a
 //! relaxed code `f(x) = tanh(z)` in `[-1, 1]^K`; the binary code is `h(x) = sign(f(x))`.
 //! Input normalisation happens inside the model, so attacks can work in pixel space. The
-//! field's backbones (AlexNet, VGG, ResNet) are built here too, not yet behind a hash head.
+//! field's backbones (AlexNet, VGG, ResNet) can replace the small CNN under the hash layer.
 
 mod backbones;
 mod encode;
