@@ -158,6 +158,74 @@ fn train_then_eval_writes_a_complete_report() {
 }
 
 #[test]
+fn dpsh_and_hashnet_runs_save_their_method_and_refuse_csqs_flags() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let train = |dir: &str, extra: &[&str]| {
+        let run_dir = work.path().join(dir);
+        let mut args = vec![
+            "train",
+            "--out",
+            s(&run_dir),
+            "--data",
+            s(data.path()),
+            "--bits",
+            "16",
+            "--epochs",
+            "1",
+            "--train-size",
+            "5",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        (run(&refs), run_dir)
+    };
+    let (out, run_dir) = train("dpsh", &["--loss", "dpsh", "--alpha", "0.2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["train"]["method"],
+        serde_json::json!({"method": "dpsh", "alpha": 0.2})
+    );
+    let report = work.path().join("dpsh.json");
+    let out = run(&["eval", "--run", s(&run_dir), "--report", s(&report)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (out, run_dir) = train("hashnet", &["--loss", "hashnet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["method"]["step_continuation"], 20);
+
+    assert_rejected(&train("a", &["--loss", "dsh"]).0, "csq, dpsh or hashnet");
+    assert_clean_error(
+        &train("b", &["--loss", "hashnet", "--lambda", "1"]).0,
+        "--lambda is CSQ's",
+    );
+    assert_clean_error(&train("c", &["--alpha", "0.1"]).0, "--alpha is DPSH's");
+    assert_clean_error(
+        &train("d", &["--loss", "dpsh", "--alpha", "NaN"]).0,
+        "alpha",
+    );
+}
+
+#[test]
 fn a_killed_training_resumes_from_its_last_checkpoint() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! `hashguard train`: CSQ training with a progress bar, `config.json` written first, and after
+//! `hashguard train`: hashing training (CSQ, DPSH or HashNet) with a progress bar, `config.json` written first, and after
 //! every epoch the model and a checkpoint, both atomically; `--resume` continues from the
 //! last checkpoint with the saved configuration.
 
@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTraining, Trainer};
 use hashguard_core::data::{DatasetKind, TrainSize};
+use hashguard_core::loss::HashMethod;
 use hashguard_core::model::BackboneKind;
 use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, write_atomic};
 
@@ -79,6 +80,14 @@ pub struct TrainArgs {
     /// Seed of the split, initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
+    /// Hashing loss: `csq` (Hadamard centres, the default), `dpsh` (pairwise likelihood against
+    /// every training image, the CgAT code's default) or `hashnet` (weighted pairwise
+    /// likelihood within the batch, with continuation).
+    #[arg(long, value_name = "METHOD", value_parser = parse_loss)]
+    loss: Option<HashMethod>,
+    /// DPSH's quantisation weight or HashNet's inner-product scale (both 0.1 by default).
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Weight of CSQ's quantisation term.
     #[arg(long)]
     lambda: Option<f64>,
@@ -111,6 +120,8 @@ impl TrainArgs {
             ("--lr", self.lr.is_some()),
             ("--train-size", self.train_size.is_some()),
             ("--seed", self.seed.is_some()),
+            ("--loss", self.loss.is_some()),
+            ("--alpha", self.alpha.is_some()),
             ("--lambda", self.lambda.is_some()),
             ("--label-smoothing", self.label_smoothing.is_some()),
             ("--init", self.init.is_some()),
@@ -119,6 +130,10 @@ impl TrainArgs {
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
     }
+}
+
+fn parse_loss(s: &str) -> Result<HashMethod, String> {
+    HashMethod::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_backbone(s: &str) -> Result<BackboneKind, String> {
@@ -171,7 +186,7 @@ pub(super) fn train_run(
         )?;
         match run.read_checkpoint()? {
             Some(ckpt) => {
-                trainer.restore(ckpt.model, ckpt.optim, ckpt.history)?;
+                trainer.restore(ckpt.model, ckpt.optim, ckpt.history, ckpt.loss_state)?;
                 eprintln!(
                     "resuming {} after epoch {}",
                     args.out.display(),
@@ -209,8 +224,9 @@ pub(super) fn train_run(
     run.remove_stale_temps()?;
     let epochs = config.train.epochs;
     eprintln!(
-        "training {}-bit CSQ{} on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
+        "training {}-bit {}{} on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
         config.train.model.bits,
+        config.train.method.name().to_uppercase(),
         match &config.train.adversarial {
             None => String::new(),
             Some(a) => format!(" + {a:?}"),
@@ -239,11 +255,12 @@ pub(super) fn train_run(
             history: trainer.history.clone(),
             model,
             optim,
+            loss_state: trainer.loss_state(),
         })?;
         log(
             &pb,
             format!(
-                "epoch {:>3}/{epochs}: loss {:.4} (bce {:.4}, quantisation {:.4}) in {:.1}s",
+                "epoch {:>3}/{epochs}: loss {:.4} (similarity {:.4}, quantisation {:.4}) in {:.1}s",
                 stats.epoch + 1,
                 stats.loss,
                 stats.bce,

@@ -15,7 +15,8 @@ use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
 use crate::data::{Augment, ImageSet, to_tensor};
 use crate::host::read_floats;
-use crate::loss::{CsqLoss, CsqLossConfig, HashCentres};
+use crate::loss::{CsqLoss, CsqLossConfig, HashCentres, LossParts};
+use crate::loss::{DpshBank, HashMethod, PairSimilarity, dpsh_loss, hashnet_loss, hashnet_scale};
 use crate::loss::{centre_alignment, mainstay_objective};
 use crate::model::encode_images;
 use crate::model::{HashNet, HashNetConfig};
@@ -27,8 +28,12 @@ use crate::{Error, Result};
 pub struct TrainConfig {
     /// The network.
     pub model: HashNetConfig,
-    /// The loss.
+    /// CSQ's hyper-parameters (used when `method` is CSQ).
     pub loss: CsqLossConfig,
+    /// The hashing loss: CSQ (what configs saved before DPSH and HashNet existed load as),
+    /// DPSH or HashNet.
+    #[config(default = "HashMethod::Csq")]
+    pub method: HashMethod,
     /// Number of epochs.
     #[config(default = 30)]
     pub epochs: usize,
@@ -64,6 +69,7 @@ impl TrainConfig {
     /// Checks values a user can set.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
+        self.method.validate()?;
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.epochs == 0 || self.batch_size == 0 {
             return bad("--epochs and --batch-size must be at least 1".into());
@@ -109,7 +115,8 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean total loss.
     pub loss: f64,
-    /// Mean BCE term.
+    /// Mean similarity term: CSQ's centre BCE, DPSH's or HashNet's pairwise likelihood (the
+    /// name predates the pairwise losses and is kept so saved histories load).
     pub bce: f64,
     /// Mean quantisation term.
     pub quantisation: f64,
@@ -151,6 +158,10 @@ pub struct Trainer {
     train_codes: Option<TrainCodes>,
     /// FreeAT: the perturbation δ carried from one mini-batch to the next (inner device).
     free_delta: Option<Tensor<4>>,
+    /// DPSH: every training image's latest output.
+    bank: Option<DpshBank>,
+    /// DPSH: a restored checkpoint's bank, loaded when the epoch's training images are known.
+    restored_bank: Option<Vec<u8>>,
     /// Statistics of every completed epoch.
     pub history: Vec<EpochStats>,
 }
@@ -184,6 +195,8 @@ impl Trainer {
             inner_device,
             train_codes: None,
             free_delta: None,
+            bank: None,
+            restored_bank: None,
             history: Vec::new(),
         })
     }
@@ -288,6 +301,16 @@ impl Trainer {
                 &self.inner_device,
             )?);
         }
+        if matches!(self.config.method, HashMethod::Dpsh { .. })
+            && self.bank.as_ref().is_none_or(|b| b.train() != train)
+        {
+            let labels = train.iter().map(|&i| set.labels[i]).collect();
+            let mut bank = DpshBank::new(self.config.model.bits, train, labels);
+            if let Some(bytes) = self.restored_bank.take() {
+                bank.load_bytes(&bytes)?;
+            }
+            self.bank = Some(bank);
+        }
         let mut order = train.to_vec();
         order.shuffle(&mut rng);
         let bs = self.config.batch_size;
@@ -298,7 +321,6 @@ impl Trainer {
         for (step, idx) in batches.into_iter().enumerate() {
             let images = to_tensor(set, idx, self.config.augment, &mut rng, &self.device);
             let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
-            let targets = self.centres.targets(&labels, &self.device);
             let model = self.model.take().expect("model present between steps");
             let (schedule, base, epochs) =
                 (self.config.schedule, self.config.lr, self.config.epochs);
@@ -308,14 +330,23 @@ impl Trainer {
                     let rate = |r: usize| {
                         schedule.rate(base, epoch, step * replays + r, epochs, steps * replays)
                     };
+                    let batch = Batch {
+                        idx,
+                        labels: &labels,
+                        epoch,
+                    };
                     let (model, values) =
-                        self.free_replays(model, images, targets, eps, replays, rate)?;
+                        self.free_replays(model, images, batch, eps, replays, rate)?;
                     (model, values, rate(replays - 1))
                 }
                 _ => {
                     let lr = schedule.rate(base, epoch, step, epochs, steps);
-                    let (model, values) =
-                        self.pgd_step(model, images, targets, idx, &labels, lr, epoch, step)?;
+                    let batch = Batch {
+                        idx,
+                        labels: &labels,
+                        epoch,
+                    };
+                    let (model, values) = self.pgd_step(model, images, batch, lr, step)?;
                     (model, values, lr)
                 }
             };
@@ -353,20 +384,17 @@ impl Trainer {
     /// One optimiser step of standard training, or of CgAT/SAAT: inner PGD away from the batch's
     /// centre/mainstay codes, the target-code term added to the hashing loss, and the batch's
     /// rows of B refreshed. Returns the updated model and (total, BCE, quantisation).
-    #[allow(clippy::too_many_arguments)]
     fn pgd_step(
         &mut self,
         model: HashNet,
         images: Tensor<4>,
-        targets: Tensor<2>,
-        idx: &[usize],
-        labels: &[LabelSet],
+        batch: Batch,
         lr: f64,
-        epoch: usize,
         step: usize,
     ) -> Result<(HashNet, [f32; 3])> {
+        let Batch { idx, labels, epoch } = batch;
         let logits = model.logits(images.clone());
-        let mut parts = self.loss.forward(logits.clone(), targets);
+        let mut parts = self.hash_loss(logits.clone(), batch)?;
         if let Some(adv) = &self.config.adversarial
             && let Some(budget) = adv.inner_pgd()
         {
@@ -418,7 +446,7 @@ impl Trainer {
         &mut self,
         mut model: HashNet,
         images: Tensor<4>,
-        targets: Tensor<2>,
+        batch: Batch,
         eps: f32,
         replays: usize,
         rate: impl Fn(usize) -> f64,
@@ -438,7 +466,7 @@ impl Trainer {
                 .clamp(0.0, 1.0)
                 .autodiff()
                 .require_grad();
-            let parts = self.loss.forward(model.logits(x.clone()), targets.clone());
+            let parts = self.hash_loss(model.logits(x.clone()), batch)?;
             let grads = parts.total.backward();
             let gx = x.grad(&grads).ok_or_else(|| {
                 Error::Numeric("no input gradient: the model is not differentiable here".into())
@@ -452,6 +480,48 @@ impl Trainer {
         }
         self.free_delta = Some(delta);
         Ok((model, sums))
+    }
+
+    /// The hashing loss of a batch from its pre-tanh outputs: CSQ against the labels' centres,
+    /// DPSH against the bank (refreshed with these outputs first), HashNet within the batch.
+    fn hash_loss(&mut self, logits: Tensor<2>, batch: Batch) -> Result<LossParts> {
+        match self.config.method {
+            HashMethod::Csq => {
+                let targets = self.centres.targets(batch.labels, &self.device);
+                Ok(self.loss.forward(logits, targets))
+            }
+            HashMethod::Dpsh { alpha } => {
+                let bank = self
+                    .bank
+                    .as_mut()
+                    .expect("DPSH bank made at the epoch's start");
+                bank.update(batch.idx, &read_floats(logits.clone().detach(), "outputs")?)?;
+                let similarity = bank.similarity(batch.labels);
+                Ok(dpsh_loss(
+                    logits,
+                    bank.tensor(&self.device),
+                    &similarity,
+                    alpha,
+                ))
+            }
+            HashMethod::HashNet {
+                alpha,
+                step_continuation,
+            } => {
+                let similarity = PairSimilarity::new(batch.labels, batch.labels);
+                let scale = hashnet_scale(batch.epoch, step_continuation);
+                Ok(hashnet_loss(logits, &similarity, alpha, scale))
+            }
+        }
+    }
+
+    /// State of the loss that a resumed run needs beside the weights (DPSH's bank; empty for
+    /// CSQ and HashNet), for a checkpoint.
+    pub fn loss_state(&self) -> Vec<u8> {
+        self.bank
+            .as_ref()
+            .map(DpshBank::to_bytes)
+            .unwrap_or_default()
     }
 
     /// The model and optimiser state as bytes, for a checkpoint.
@@ -470,14 +540,18 @@ impl Trainer {
         Ok((model.to_vec(), optim.to_vec()))
     }
 
-    /// Restores a checkpoint written by [`Trainer::checkpoint`] after `history.len()` epochs.
+    /// Restores a checkpoint written by [`Trainer::checkpoint`] and [`Trainer::loss_state`]
+    /// after `history.len()` epochs (an empty loss state starts DPSH's bank from zeros).
     pub fn restore(
         &mut self,
         model: Vec<u8>,
         optim: Vec<u8>,
         history: Vec<EpochStats>,
+        loss_state: Vec<u8>,
     ) -> Result<()> {
         self.load_model_bytes(model, "checkpoint")?;
+        self.bank = None;
+        self.restored_bank = (!loss_state.is_empty()).then_some(loss_state);
         let optim_state = std::mem::replace(&mut self.optim, AdamConfig::new().init());
         self.optim = optim_state
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
@@ -495,10 +569,18 @@ fn free_ascent(delta: Tensor<4>, grad: Tensor<4>, eps: f32) -> Tensor<4> {
     (delta + grad.sign() * eps as f64).clamp(-eps as f64, eps as f64)
 }
 
-/// (total, BCE, quantisation) of a loss as numbers.
-fn loss_values(parts: crate::loss::CsqLossParts) -> Result<[f32; 3]> {
+/// The images of one mini-batch: data-set indices, labels, and the 0-based epoch.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    idx: &'a [usize],
+    labels: &'a [LabelSet],
+    epoch: usize,
+}
+
+/// (total, similarity, quantisation) of a loss as numbers.
+fn loss_values(parts: LossParts) -> Result<[f32; 3]> {
     let v = read_floats(
-        Tensor::cat(vec![parts.total, parts.bce, parts.quantisation], 0),
+        Tensor::cat(vec![parts.total, parts.similarity, parts.quantisation], 0),
         "loss",
     )?;
     Ok([v[0], v[1], v[2]])
@@ -563,6 +645,82 @@ mod tests {
     }
 
     #[test]
+    fn dpsh_and_hashnet_train_on_a_tiny_run() {
+        let set = quadrants(24);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        for method in [HashMethod::dpsh(), HashMethod::hashnet()] {
+            let mut config = tiny_config(6).with_method(method);
+            config.model.dropout = 0.0;
+            let centres = HashCentres::new(4, 16, 0).unwrap();
+            let mut trainer = Trainer::new(config, centres, &Device::flex()).unwrap();
+            let mut losses = Vec::new();
+            for _ in 0..6 {
+                losses.push(trainer.train_epoch(&set, &idx, |_| {}).unwrap().loss);
+            }
+            assert!(losses[5] < 0.7 * losses[0], "{method:?}: {losses:?}");
+            // Codes of one class agree more with each other than with other classes'.
+            let f = encode_images(
+                &trainer.model().valid(),
+                &set,
+                &idx,
+                64,
+                &Device::flex(),
+                |_| {},
+            )
+            .unwrap();
+            let codes = PackedCodes::from_signs(16, &f);
+            let (mut same, mut other) = ((0, 0), (0, 0));
+            for i in 0..idx.len() {
+                for j in 0..i {
+                    let d = crate::retrieval::hamming(codes.code(i), codes.code(j)) as usize;
+                    let acc = if set.labels[i] == set.labels[j] {
+                        &mut same
+                    } else {
+                        &mut other
+                    };
+                    *acc = (acc.0 + d, acc.1 + 1);
+                }
+            }
+            let mean = |(d, n): (usize, usize)| d as f64 / n as f64;
+            assert!(
+                mean(same) + 2.0 < mean(other),
+                "{method:?}: {same:?} {other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resumed_dpsh_run_keeps_its_bank() {
+        let set = quadrants(8);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut config = tiny_config(2).with_method(HashMethod::dpsh());
+        // No dropout: it draws from the device's random state, which other tests reseed.
+        config.model.dropout = 0.0;
+        // One run checkpointed after its first epoch, then continued (no dropout and no
+        // augmentation, so nothing else of the second epoch depends on global random state).
+        let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+        first.train_epoch(&set, &idx, |_| {}).unwrap();
+        let (model, optim) = first.checkpoint().unwrap();
+        let state = first.loss_state();
+        let expected = first.train_epoch(&set, &idx, |_| {}).unwrap().loss;
+        first.history.pop();
+        let second_epoch = |state: Vec<u8>| {
+            let mut resumed = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            resumed
+                .restore(model.clone(), optim.clone(), first.history.clone(), state)
+                .unwrap();
+            resumed.train_epoch(&set, &idx, |_| {}).unwrap().loss
+        };
+        let resumed = second_epoch(state);
+        assert!((resumed - expected).abs() < 1e-5, "{resumed} vs {expected}");
+        // Without the bank the second epoch differs: the check above can fail.
+        let cold = second_epoch(Vec::new());
+        assert!((cold - expected).abs() > 1e-4, "{cold} vs {expected}");
+    }
+
+    #[test]
     fn restore_reproduces_the_checkpointed_model() {
         let set = quadrants(8);
         let idx: Vec<usize> = (0..set.len()).collect();
@@ -572,7 +730,8 @@ mod tests {
         a.train_epoch(&set, &idx, |_| {}).unwrap();
         let (model, optim) = a.checkpoint().unwrap();
         let mut b = Trainer::new(tiny_config(3).with_seed(99), centres, &device).unwrap();
-        b.restore(model, optim, a.history.clone()).unwrap();
+        b.restore(model, optim, a.history.clone(), a.loss_state())
+            .unwrap();
         assert_eq!(b.epochs_done(), 1);
         let x = to_tensor(
             &set,
@@ -598,7 +757,7 @@ mod tests {
         for (p, q) in fa.iter().zip(&fb) {
             assert!((p - q).abs() < 1e-6);
         }
-        assert!(b.restore(vec![1, 2, 3], vec![], vec![]).is_err());
+        assert!(b.restore(vec![1, 2, 3], vec![], vec![], vec![]).is_err());
     }
 
     #[test]
@@ -730,7 +889,7 @@ mod tests {
             let (model, optim) = first.checkpoint().unwrap();
             let mut resumed = Trainer::new(config, centres.clone(), &device).unwrap();
             resumed
-                .restore(model, optim, first.history.clone())
+                .restore(model, optim, first.history.clone(), first.loss_state())
                 .unwrap();
             let mut seen = Vec::new();
             resumed

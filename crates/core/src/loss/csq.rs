@@ -5,6 +5,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
 
+use super::LossParts;
+
 /// Configuration of [`CsqLoss`].
 #[derive(Config, Debug, PartialEq)]
 pub struct CsqLossConfig {
@@ -34,17 +36,6 @@ pub struct CsqLoss {
     label_smoothing: f64,
 }
 
-/// The loss and its two terms.
-#[derive(Clone, Debug)]
-pub struct CsqLossParts {
-    /// `bce + lambda * quantisation`, a scalar.
-    pub total: Tensor<1>,
-    /// The centre BCE term, a scalar.
-    pub bce: Tensor<1>,
-    /// The quantisation term `mean((|f| - 1)^2)`, a scalar.
-    pub quantisation: Tensor<1>,
-}
-
 impl CsqLoss {
     /// Computes the loss.
     ///
@@ -52,7 +43,7 @@ impl CsqLoss {
     /// - `logits`: `[batch, bits]`, pre-tanh outputs `z`
     /// - `centres`: `[batch, bits]`, targets in {-1, +1}
     /// - outputs: scalars `[1]`
-    pub fn forward(&self, logits: Tensor<2>, centres: Tensor<2>) -> CsqLossParts {
+    pub fn forward(&self, logits: Tensor<2>, centres: Tensor<2>) -> LossParts {
         let [b, k] = logits.dims();
         assert_eq!(
             centres.dims(),
@@ -66,9 +57,9 @@ impl CsqLoss {
         // -t log σ(2z) - (1 - t) log(1 - σ(2z)) = softplus(2z) - t · 2z
         let bce = (softplus(two_z.clone(), 1.0) - target * two_z).mean();
         let quantisation = (logits.tanh().abs() - 1.0).powi_scalar(2).mean();
-        CsqLossParts {
+        LossParts {
             total: bce.clone() + quantisation.clone() * self.lambda,
-            bce,
+            similarity: bce,
             quantisation,
         }
     }
@@ -99,7 +90,7 @@ mod tests {
         }
         let (bce, q) = (bce / 6.0, q / 6.0);
         let got = |t: Tensor<1>| t.into_scalar::<f32>() as f64;
-        assert!((got(parts.bce) - bce).abs() < 1e-5);
+        assert!((got(parts.similarity) - bce).abs() < 1e-5);
         assert!((got(parts.quantisation) - q).abs() < 1e-5);
         assert!((got(parts.total) - (bce + 0.5 * q)).abs() < 1e-5);
     }
@@ -114,7 +105,7 @@ mod tests {
         let bce = |f: f64| {
             let z = Tensor::from_floats([[f.atanh() as f32]], &device);
             let c = Tensor::from_floats([[1f32]], &device);
-            loss.forward(z, c).bce.into_scalar::<f32>() as f64
+            loss.forward(z, c).similarity.into_scalar::<f32>() as f64
         };
         // Smoothed target 0.95 for c = +1: minimal at (f+1)/2 = 0.95, i.e. f = 0.9.
         let at = bce(0.9);

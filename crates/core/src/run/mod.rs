@@ -113,9 +113,15 @@ pub struct Checkpoint {
     pub model: Vec<u8>,
     /// Optimiser record (burnpack bytes).
     pub optim: Vec<u8>,
+    /// The loss's own state ([`crate::adv_train::Trainer::loss_state`]: DPSH's bank; empty
+    /// for the other losses and in checkpoints written before it existed).
+    pub loss_state: Vec<u8>,
 }
 
-const CHECKPOINT_MAGIC: &[u8; 8] = b"HGCKPT01";
+/// Checkpoints with history, model, optimiser and loss state.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"HGCKPT02";
+/// Checkpoints written before the loss state: history, model, optimiser.
+const CHECKPOINT_MAGIC_V1: &[u8; 8] = b"HGCKPT01";
 const RUN_VERSION: u32 = 1;
 
 /// A run directory.
@@ -238,9 +244,10 @@ impl RunDir {
     /// Writes `checkpoint.bin`.
     pub fn write_checkpoint(&self, ckpt: &Checkpoint) -> Result<()> {
         let history = serde_json::to_vec(&ckpt.history).expect("history serialises");
-        let mut out = Vec::with_capacity(32 + history.len() + ckpt.model.len() + ckpt.optim.len());
+        let parts = [&history, &ckpt.model, &ckpt.optim, &ckpt.loss_state];
+        let mut out = Vec::with_capacity(40 + parts.iter().map(|p| p.len()).sum::<usize>());
         out.extend_from_slice(CHECKPOINT_MAGIC);
-        for part in [&history, &ckpt.model, &ckpt.optim] {
+        for part in parts {
             out.extend_from_slice(&(part.len() as u64).to_le_bytes());
             out.extend_from_slice(part);
         }
@@ -261,12 +268,14 @@ impl RunDir {
                 "corrupt checkpoint: delete it to restart training from scratch",
             )
         };
-        if bytes.len() < 8 || &bytes[..8] != CHECKPOINT_MAGIC {
-            return Err(corrupt());
-        }
+        let count = match bytes.get(..8) {
+            Some(m) if m == CHECKPOINT_MAGIC => 4,
+            Some(m) if m == CHECKPOINT_MAGIC_V1 => 3,
+            _ => return Err(corrupt()),
+        };
         let mut parts = Vec::new();
         let mut at = 8;
-        for _ in 0..3 {
+        for _ in 0..count {
             let len_bytes = bytes.get(at..at + 8).ok_or_else(corrupt)?;
             let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes")) as usize;
             at += 8;
@@ -279,6 +288,10 @@ impl RunDir {
         if at != bytes.len() {
             return Err(corrupt());
         }
+        let loss_state = match count {
+            4 => parts.pop().expect("four parts"),
+            _ => Vec::new(),
+        };
         let optim = parts.pop().expect("three parts");
         let model = parts.pop().expect("three parts");
         let history = serde_json::from_slice(&parts[0]).map_err(|_| corrupt())?;
@@ -286,6 +299,7 @@ impl RunDir {
             history,
             model,
             optim,
+            loss_state,
         }))
     }
 }
@@ -309,15 +323,28 @@ mod tests {
             }],
             model: vec![1, 2, 3],
             optim: vec![4, 5],
+            loss_state: vec![6, 7, 8, 9],
         };
         run.write_checkpoint(&ckpt).unwrap();
         let back = run.read_checkpoint().unwrap().unwrap();
         assert_eq!(
-            (back.history, back.model, back.optim),
-            (ckpt.history, ckpt.model, ckpt.optim)
+            (&back.history, &back.model, &back.optim, &back.loss_state),
+            (&ckpt.history, &ckpt.model, &ckpt.optim, &ckpt.loss_state)
         );
         let path = run.file("checkpoint.bin");
         let bytes = std::fs::read(&path).unwrap();
+        // A checkpoint written before the loss state (three parts) still reads, with none.
+        let history_len = 8 + u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+        let mut v1 = b"HGCKPT01".to_vec();
+        v1.extend_from_slice(&bytes[8..8 + history_len]);
+        for part in [&ckpt.model, &ckpt.optim] {
+            v1.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            v1.extend_from_slice(part);
+        }
+        std::fs::write(&path, &v1).unwrap();
+        let old = run.read_checkpoint().unwrap().unwrap();
+        assert_eq!((old.optim, old.loss_state), (ckpt.optim.clone(), vec![]));
+        std::fs::write(&path, &bytes).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(
             run.read_checkpoint()

@@ -134,6 +134,8 @@ pub fn ensure_fine_tuned(
         lr: (!resume).then_some(lr),
         train_size: None,
         seed: None,
+        loss: None,
+        alpha: None,
         lambda: None,
         label_smoothing: None,
         init: (!resume).then(|| init.to_path_buf()),

@@ -9,7 +9,7 @@ use hashguard_core::data::{
     Augment, DataRequest, DatasetKind, ImageGeometry, ImageSet, LoadedData, Split, SplitConfig,
     TrainSize, load_data,
 };
-use hashguard_core::loss::{CsqLossConfig, HashCentres};
+use hashguard_core::loss::{CsqLossConfig, HashCentres, HashMethod};
 use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::run::{DataSpec, RunDir};
 use plotters::prelude::SeriesLabelPosition;
@@ -31,7 +31,7 @@ pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
     };
     let curves = [
         series("total loss", PALETTE[0], |h| h.loss),
-        series("BCE term", PALETTE[1], |h| h.bce),
+        series("similarity term", PALETTE[1], |h| h.bce),
         series("quantisation term", PALETTE[2], |h| h.quantisation),
     ];
     let top = curves
@@ -75,6 +75,24 @@ fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> 
     }
     if let Some(seed) = args.seed {
         train = train.with_seed(seed);
+    }
+    if let Some(method) = args.loss {
+        train.method = method;
+    }
+    let csq = train.method == HashMethod::Csq;
+    for (flag, given) in [
+        ("--lambda", args.lambda.is_some()),
+        ("--label-smoothing", args.label_smoothing.is_some()),
+    ] {
+        if given && !csq {
+            bail!("{flag} is CSQ's; {} takes --alpha", train.method.name());
+        }
+    }
+    if let Some(alpha) = args.alpha {
+        match &mut train.method {
+            HashMethod::Csq => bail!("--alpha is DPSH's and HashNet's; CSQ takes --lambda"),
+            HashMethod::Dpsh { alpha: a } | HashMethod::HashNet { alpha: a, .. } => *a = alpha,
+        }
     }
     if let Some(lambda) = args.lambda {
         train.loss = train.loss.with_lambda(lambda);
