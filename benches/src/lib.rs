@@ -2,6 +2,8 @@
 //! build can run, deterministic data that `benches/peers/peers.py` regenerates bit for bit
 //! (SplitMix64), and the retrieval step that the detection overhead is measured against.
 
+pub mod parity;
+
 use burn::prelude::*;
 use hashguard_core::detectors::read;
 use hashguard_core::model::{HashNet, HashNetConfig};

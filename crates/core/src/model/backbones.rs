@@ -82,12 +82,20 @@ impl BackboneKind {
     /// Builds the backbone with fresh (Kaiming-uniform, Burn's default) weights on `device`;
     /// `dropout` is the probability of the 4096-wide layers' dropout (torchvision: 0.5).
     pub fn init(self, dropout: f64, device: &Device) -> Backbone {
+        self.init_narrow(dropout, 1, device)
+    }
+
+    /// [`BackboneKind::init`] with every channel count and fully connected width divided by
+    /// `divisor` (same layers and parameter names): the small models the weight-import
+    /// fixtures hold.
+    pub fn init_narrow(self, dropout: f64, divisor: usize, device: &Device) -> Backbone {
+        let d = divisor.max(1);
         match self {
-            Self::Alexnet => Backbone::Alexnet(AlexNet::new(dropout, device)),
-            Self::Vgg11 => Backbone::Vgg(Vgg::new(&VGG11, dropout, device)),
-            Self::Vgg16 => Backbone::Vgg(Vgg::new(&VGG16, dropout, device)),
-            Self::Resnet18 => Backbone::Resnet(ResNet::new(false, [2, 2, 2, 2], device)),
-            Self::Resnet50 => Backbone::Resnet(ResNet::new(true, [3, 4, 6, 3], device)),
+            Self::Alexnet => Backbone::Alexnet(AlexNet::new(dropout, d, device)),
+            Self::Vgg11 => Backbone::Vgg(Vgg::new(&VGG11, dropout, d, device)),
+            Self::Vgg16 => Backbone::Vgg(Vgg::new(&VGG16, dropout, d, device)),
+            Self::Resnet18 => Backbone::Resnet(ResNet::new(false, [2, 2, 2, 2], d, device)),
+            Self::Resnet50 => Backbone::Resnet(ResNet::new(true, [3, 4, 6, 3], d, device)),
         }
     }
 }
@@ -155,20 +163,20 @@ pub struct AlexNet {
 }
 
 impl AlexNet {
-    fn new(dropout: f64, device: &Device) -> Self {
+    fn new(dropout: f64, d: usize, device: &Device) -> Self {
         let convs = vec![
-            conv(3, 64, 11, 4, 2, true, device),
-            conv(64, 192, 5, 1, 2, true, device),
-            conv(192, 384, 3, 1, 1, true, device),
-            conv(384, 256, 3, 1, 1, true, device),
-            conv(256, 256, 3, 1, 1, true, device),
+            conv(3, 64 / d, 11, 4, 2, true, device),
+            conv(64 / d, 192 / d, 5, 1, 2, true, device),
+            conv(192 / d, 384 / d, 3, 1, 1, true, device),
+            conv(384 / d, 256 / d, 3, 1, 1, true, device),
+            conv(256 / d, 256 / d, 3, 1, 1, true, device),
         ];
         Self {
             convs,
             pool: max_pool(3, 2, 0),
             avgpool: AdaptiveAvgPool2dConfig::new([6, 6]).init(),
-            fc1: LinearConfig::new(256 * 6 * 6, 4096).init(device),
-            fc2: LinearConfig::new(4096, 4096).init(device),
+            fc1: LinearConfig::new(256 / d * 6 * 6, 4096 / d).init(device),
+            fc2: LinearConfig::new(4096 / d, 4096 / d).init(device),
             dropout: DropoutConfig::new(dropout).init(),
             relu: Relu::new(),
         }
@@ -209,7 +217,7 @@ pub struct Vgg {
 }
 
 impl Vgg {
-    fn new(cfg: &[usize], dropout: f64, device: &Device) -> Self {
+    fn new(cfg: &[usize], dropout: f64, d: usize, device: &Device) -> Self {
         let (mut convs, mut pool_after) = (Vec::new(), Vec::new());
         let mut c_in = 3;
         for &c in cfg {
@@ -218,9 +226,9 @@ impl Vgg {
                     *last = true;
                 }
             } else {
-                convs.push(conv(c_in, c, 3, 1, 1, true, device));
+                convs.push(conv(c_in, c / d, 3, 1, 1, true, device));
                 pool_after.push(false);
-                c_in = c;
+                c_in = c / d;
             }
         }
         Self {
@@ -228,8 +236,8 @@ impl Vgg {
             pool_after,
             pool: max_pool(2, 2, 0),
             avgpool: AdaptiveAvgPool2dConfig::new([7, 7]).init(),
-            fc1: LinearConfig::new(512 * 7 * 7, 4096).init(device),
-            fc2: LinearConfig::new(4096, 4096).init(device),
+            fc1: LinearConfig::new(512 / d * 7 * 7, 4096 / d).init(device),
+            fc2: LinearConfig::new(4096 / d, 4096 / d).init(device),
             dropout: DropoutConfig::new(dropout).init(),
             relu: Relu::new(),
         }
@@ -330,12 +338,12 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    fn new(bottleneck: bool, depths: [usize; 4], device: &Device) -> Self {
+    fn new(bottleneck: bool, depths: [usize; 4], d: usize, device: &Device) -> Self {
         let expansion = if bottleneck { 4 } else { 1 };
-        let mut c_in = 64;
+        let mut c_in = 64 / d;
         let mut layers = Vec::new();
         for (stage, &depth) in depths.iter().enumerate() {
-            let width = 64 << stage;
+            let width = (64 / d) << stage;
             let stride = if stage == 0 { 1 } else { 2 };
             let mut blocks = Vec::new();
             for b in 0..depth {
@@ -351,8 +359,8 @@ impl ResNet {
             layers.push(blocks);
         }
         Self {
-            conv1: conv(3, 64, 7, 2, 3, false, device),
-            bn1: BatchNormConfig::new(64).init(device),
+            conv1: conv(3, 64 / d, 7, 2, 3, false, device),
+            bn1: BatchNormConfig::new(64 / d).init(device),
             relu: Relu::new(),
             maxpool: max_pool(3, 2, 1),
             layers,

@@ -209,6 +209,22 @@ impl HashNetConfig {
 }
 
 impl HashNet {
+    /// Loads a torchvision `state_dict` of the configured backbone from `path` into the
+    /// backbone (see [`super::import_torchvision`]); the hash layer keeps its initialisation.
+    #[cfg(feature = "import")]
+    pub fn import_backbone(
+        &mut self,
+        kind: super::BackboneKind,
+        path: &std::path::Path,
+    ) -> Result<super::ImportSummary> {
+        let backbone = self.backbone.as_mut().ok_or_else(|| {
+            Error::InvalidArgument(
+                "pretrained weights are for a backbone network: add --backbone".into(),
+            )
+        })?;
+        super::pretrained::import_torchvision(backbone, kind, path)
+    }
+
     /// Code length K.
     pub fn bits(&self) -> usize {
         self.bits

@@ -6,10 +6,14 @@
 mod backbones;
 mod encode;
 mod hashnet;
+#[cfg(feature = "import")]
+mod pretrained;
 
 pub use backbones::{AlexNet, Backbone, BackboneKind, Block, ConvBn, ResNet, Vgg};
 pub use encode::encode_images;
 pub use hashnet::{HashNet, HashNetConfig};
+#[cfg(feature = "import")]
+pub use pretrained::{ImportSummary, import_torchvision};
 
 use burn::prelude::*;
 
