@@ -226,6 +226,34 @@ fn dpsh_and_hashnet_runs_save_their_method_and_refuse_csqs_flags() {
 }
 
 #[test]
+fn pretrained_weights_that_do_not_fit_are_refused_before_the_data_loads() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("run");
+    // The narrow ResNet-18 of the parity fixture: torchvision's keys, a sixteenth of the widths.
+    let narrow = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../benches/peers/fixtures/backbones/resnet18.pth");
+    let base = ["train", "--out", s(&out_dir), "--data", s(data.path())];
+    let out = run(&[&base[..], &["--pretrained", s(&narrow)]].concat());
+    assert_clean_error(&out, "add --backbone");
+    let out = run(&[
+        &base[..],
+        &["--backbone", "resnet18", "--pretrained", s(&narrow)],
+    ]
+    .concat());
+    assert_clean_error(&out, "resnet18.pth");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("conv1.weight"), "{stderr}");
+    let out = run(&[
+        &base[..],
+        &["--backbone", "resnet50", "--pretrained", "nowhere.pth"],
+    ]
+    .concat());
+    assert_clean_error(&out, "nowhere.pth");
+    assert!(!out_dir.exists(), "a refused run leaves nothing behind");
+}
+
+#[test]
 fn a_killed_training_resumes_from_its_last_checkpoint() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();

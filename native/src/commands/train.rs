@@ -64,6 +64,11 @@ pub struct TrainArgs {
     /// colour images of at least 32x32, 63x63 for AlexNet); default: the small CNN.
     #[arg(long, value_parser = parse_backbone)]
     backbone: Option<BackboneKind>,
+    /// Start the backbone from these torchvision weights: a `state_dict` of the --backbone as
+    /// PyTorch saves it (`.pth`) or as safetensors, e.g. torchvision's ImageNet weights
+    /// downloaded beforehand (nothing is fetched). The hash layer starts random.
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
     /// Training epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -115,6 +120,7 @@ impl TrainArgs {
             ("--query-per-class", self.query_per_class.is_some()),
             ("--bits", self.bits.is_some()),
             ("--backbone", self.backbone.is_some()),
+            ("--pretrained", self.pretrained.is_some()),
             ("--epochs", self.epochs.is_some()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
@@ -208,7 +214,7 @@ pub(super) fn train_run(
         }
         let fresh = match &args.init {
             Some(init) => from_init(&args, init, adversarial, &selected)?,
-            None => from_scratch(&args, adversarial)?,
+            None => from_scratch(&args, adversarial, &selected)?,
         };
         run.create()?;
         run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;

@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// record; `None` starts from a random initialisation.
     #[config(default = "None")]
     pub init: Option<String>,
+    /// The torchvision weights file the backbone started from (`--pretrained`), for the
+    /// record; `None`: random initialisation or `init`.
+    #[config(default = "None")]
+    pub pretrained: Option<String>,
 }
 
 impl TrainConfig {

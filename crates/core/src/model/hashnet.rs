@@ -209,20 +209,19 @@ impl HashNetConfig {
 }
 
 impl HashNet {
-    /// Loads a torchvision `state_dict` of the configured backbone from `path` into the
-    /// backbone (see [`super::import_torchvision`]); the hash layer keeps its initialisation.
-    #[cfg(feature = "import")]
-    pub fn import_backbone(
-        &mut self,
-        kind: super::BackboneKind,
-        path: &std::path::Path,
-    ) -> Result<super::ImportSummary> {
-        let backbone = self.backbone.as_mut().ok_or_else(|| {
-            Error::InvalidArgument(
+    /// The network with `backbone` (e.g. one holding imported torchvision weights) in place of
+    /// its own; the hash layer keeps its initialisation. The backbone must be the configured
+    /// kind (a record of the model would not load otherwise).
+    pub fn with_backbone(mut self, backbone: Backbone) -> Result<Self> {
+        match self.backbone {
+            Some(_) => {
+                self.backbone = Some(backbone);
+                Ok(self)
+            }
+            None => Err(Error::InvalidArgument(
                 "pretrained weights are for a backbone network: add --backbone".into(),
-            )
-        })?;
-        super::pretrained::import_torchvision(backbone, kind, path)
+            )),
+        }
     }
 
     /// Code length K.

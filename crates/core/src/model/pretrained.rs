@@ -118,7 +118,7 @@ pub fn import_torchvision(
                 store = store.with_top_level_key(key);
             }
             match backbone.load_from(&mut store) {
-                Ok(r) if r.applied.is_empty() && top.is_none() => {
+                Ok(r) if r.applied.is_empty() && r.errors.is_empty() && top.is_none() => {
                     first_failure.get_or_insert_with(|| "no tensor matches".into());
                 }
                 Ok(r) => {

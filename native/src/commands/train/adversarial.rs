@@ -129,6 +129,7 @@ pub fn ensure_fine_tuned(
         query_per_class: None,
         bits: None,
         backbone: None,
+        pretrained: None,
         epochs: (!resume).then_some(epochs),
         batch_size: None,
         lr: (!resume).then_some(lr),

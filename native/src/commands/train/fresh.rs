@@ -10,7 +10,7 @@ use hashguard_core::data::{
     TrainSize, load_data,
 };
 use hashguard_core::loss::{CsqLossConfig, HashCentres, HashMethod};
-use hashguard_core::model::{HashNet, HashNetConfig};
+use hashguard_core::model::{Backbone, HashNet, HashNetConfig, import_torchvision};
 use hashguard_core::run::{DataSpec, RunDir};
 use plotters::prelude::SeriesLabelPosition;
 
@@ -104,8 +104,42 @@ fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> 
     Ok(train)
 }
 
-/// A new run from a random initialisation.
-pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -> Result<Fresh> {
+/// Dropout of AlexNet's and VGG's 4096-wide layers (torchvision's).
+const BACKBONE_DROPOUT: f64 = 0.5;
+
+/// The backbone with the torchvision weights in `path` (`--pretrained`), read before any data
+/// so a file that does not fit is refused at once.
+fn pretrained_backbone(args: &TrainArgs, selected: &Selected) -> Result<Option<Backbone>> {
+    let Some(path) = &args.pretrained else {
+        return Ok(None);
+    };
+    let Some(kind) = args.backbone else {
+        bail!(
+            "--pretrained {} holds a backbone's weights: add --backbone",
+            path.display()
+        );
+    };
+    let mut backbone = kind.init(BACKBONE_DROPOUT, &selected.device);
+    let summary = import_torchvision(&mut backbone, kind, path)?;
+    eprintln!(
+        "{}: {} tensors loaded into {}, left out: {}",
+        path.display(),
+        summary.loaded,
+        kind.name(),
+        match summary.skipped.len() {
+            0 => "nothing".to_string(),
+            n => format!("{n} (the class layer and batch-norm counters)"),
+        }
+    );
+    Ok(Some(backbone))
+}
+
+/// A new run from a random initialisation, or from torchvision weights (`--pretrained`).
+pub(super) fn from_scratch(
+    args: &TrainArgs,
+    adversarial: Option<AdvTraining>,
+    selected: &Selected,
+) -> Result<Fresh> {
     let kind = args.dataset.unwrap_or(DatasetKind::FashionMnist);
     if !kind.is_natural() {
         let natural_only = [
@@ -125,6 +159,7 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
         bail!("--lists is for list-file data sets (--dataset list, nus-wide-21, coco, ...)");
     }
     let source = kind.resolve(args.data.as_deref())?;
+    let pretrained = pretrained_backbone(args, selected)?;
     let geometry = match kind.is_natural() {
         true => Some(ImageGeometry::new(
             args.image_size.unwrap_or(ImageGeometry::IMAGENET.crop),
@@ -173,7 +208,9 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
             );
         }
         // torchvision's dropout in AlexNet's and VGG's 4096-wide layers.
-        model = model.with_backbone(Some(backbone)).with_dropout(0.5);
+        model = model
+            .with_backbone(Some(backbone))
+            .with_dropout(BACKBONE_DROPOUT);
     }
     let loss = CsqLossConfig::new()
         .with_lambda(1e-4)
@@ -188,8 +225,17 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
             hflip: true,
         };
     }
+    train.pretrained = args.pretrained.as_ref().map(|p| p.display().to_string());
     let train = apply_flags(train, args)?;
     let centres = HashCentres::new(set.num_classes(), train.model.bits, train.seed)?;
+    // The hash layer starts from the run's seed, the backbone from the imported weights.
+    let start = match pretrained {
+        Some(backbone) => {
+            selected.device.seed(train.seed);
+            Some(train.model.init(&selected.device).with_backbone(backbone)?)
+        }
+        None => None,
+    };
     let data = DataSpec {
         kind,
         dataset: set.name.clone(),
@@ -206,7 +252,7 @@ pub(super) fn from_scratch(args: &TrainArgs, adversarial: Option<AdvTraining>) -
         set,
         split: loaded.split,
         skipped: loaded.skipped.len(),
-        start: None,
+        start,
     })
 }
 
@@ -245,6 +291,7 @@ pub(super) fn from_init(
         ("--dataset", args.dataset.is_some()),
         ("--bits", args.bits.is_some()),
         ("--backbone", args.backbone.is_some()),
+        ("--pretrained", args.pretrained.is_some()),
         ("--train-size", args.train_size.is_some()),
         ("--query-per-class", args.query_per_class.is_some()),
         ("--lists", args.lists.is_some()),
