@@ -78,6 +78,9 @@ pub struct TrainArgs {
     /// Base learning rate (Adam, cosine schedule).
     #[arg(long)]
     lr: Option<f64>,
+    /// L2 weight decay added to Adam's gradient (default 1e-4).
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// Training images per class (DeepHash-pytorch protocol: 500), or `all` to train on every
     /// non-query image with the database equal to the training set.
     #[arg(long)]
@@ -124,6 +127,7 @@ impl TrainArgs {
             ("--epochs", self.epochs.is_some()),
             ("--batch-size", self.batch_size.is_some()),
             ("--lr", self.lr.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
             ("--train-size", self.train_size.is_some()),
             ("--seed", self.seed.is_some()),
             ("--loss", self.loss.is_some()),

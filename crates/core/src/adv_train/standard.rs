@@ -43,7 +43,8 @@ pub struct TrainConfig {
     /// Base learning rate of Adam.
     #[config(default = 1e-3)]
     pub lr: f64,
-    /// Decoupled weight decay (AdamW-style penalty added to the gradient by Burn's Adam).
+    /// L2 weight decay: `weight_decay · θ` added to the gradient before Adam's moments (Burn's
+    /// Adam; not AdamW's decoupled decay).
     #[config(default = 1e-4)]
     pub weight_decay: f64,
     /// Learning-rate schedule.

@@ -133,6 +133,7 @@ pub fn ensure_fine_tuned(
         epochs: (!resume).then_some(epochs),
         batch_size: None,
         lr: (!resume).then_some(lr),
+        weight_decay: None,
         train_size: None,
         seed: None,
         loss: None,

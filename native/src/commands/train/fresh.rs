@@ -73,6 +73,9 @@ fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> 
     if let Some(lr) = args.lr {
         train = train.with_lr(lr);
     }
+    if let Some(wd) = args.weight_decay {
+        train = train.with_weight_decay(wd);
+    }
     if let Some(seed) = args.seed {
         train = train.with_seed(seed);
     }
