@@ -377,3 +377,72 @@ fn a_resnet18_backbone_trains_on_list_files_and_refuses_grey_images() {
         "needs colour images",
     );
 }
+
+#[test]
+fn a_cached_run_streams_its_images_from_disk_and_later_commands_skip_decoding() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("data");
+    let lists = write_lists(&root, false);
+    let cache = work.path().join("cache");
+    let run_dir = work.path().join("run");
+    let train = |out: &Path| {
+        run(&[
+            "train",
+            "--dataset",
+            "list",
+            "--data",
+            s(&root),
+            "--lists",
+            s(&lists),
+            "--image-size",
+            "16",
+            "--bits",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--cache",
+            s(&cache),
+            "--out",
+            s(out),
+        ])
+    };
+    ok(&train(&run_dir));
+    assert_eq!(
+        json(&run_dir.join("config.json"))["data"]["cache"],
+        s(&cache)
+    );
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(files.len(), 2, "one pixel file and its index");
+
+    // Same images, same geometry: a second run reads the cache and agrees bit for bit.
+    let again = work.path().join("again");
+    ok(&train(&again));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    let fingerprint = |dir: &Path| json(&dir.join("split.json"))["data_fingerprint"].clone();
+    assert!(fingerprint(&run_dir).is_string());
+    assert_eq!(fingerprint(&run_dir), fingerprint(&again));
+
+    // eval on the run reads the same cache file: nothing is rewritten or added.
+    let modified = || {
+        let mut times: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
+        times.sort();
+        times
+    };
+    let before = modified();
+    let report = work.path().join("eval.json");
+    ok(&run(&[
+        "eval",
+        "--run",
+        s(&run_dir),
+        "--report",
+        s(&report),
+    ]));
+    assert_eq!(modified(), before);
+    let map = json(&report)["map_all"].as_f64().unwrap();
+    assert!(map > 0.3, "{map}");
+}

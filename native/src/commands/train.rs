@@ -54,6 +54,11 @@ pub struct TrainArgs {
     /// Leave unreadable images out (and count them) instead of stopping at the first.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Decode natural images once into an image cache in DIR (reused while the files and the
+    /// geometry are unchanged) and stream them from disk: bounded memory for data sets larger
+    /// than RAM, no decoding in later commands on the run.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
     /// Query images per class of the drawn split (default 100; not for list files).
     #[arg(long)]
     query_per_class: Option<usize>,
@@ -120,6 +125,7 @@ impl TrainArgs {
             ("--image-size", self.image_size.is_some()),
             ("--resize", self.resize.is_some()),
             ("--skip-bad-images", self.skip_bad_images),
+            ("--cache", self.cache.is_some()),
             ("--query-per-class", self.query_per_class.is_some()),
             ("--bits", self.bits.is_some()),
             ("--backbone", self.backbone.is_some()),

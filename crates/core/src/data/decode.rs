@@ -201,49 +201,10 @@ pub fn parallel_map<T: Send>(
         .collect()
 }
 
-/// Decodes and transforms every file in `paths` in parallel ([`parallel_map`]), in order.
-/// With `skip_bad` unreadable images are left out and listed; otherwise the first one is an
-/// error naming the file. Returns the kept images' bytes back to back, the indices of the
-/// kept paths, and the skipped files.
-pub fn decode_all(
-    paths: &[PathBuf],
-    g: ImageGeometry,
-    skip_bad: bool,
-    progress: &mut dyn Progress,
-) -> Result<(Vec<u8>, Vec<usize>, Vec<BadImage>)> {
-    let n = paths.len();
-    progress.phase("decoding images", n as u64);
-    let decoded = parallel_map(
-        n,
-        |i| decode_file(&paths[i]).map(|img| transform(&img, g)),
-        progress,
-    );
-    progress.finish();
-    let mut pixels = Vec::with_capacity(n * g.image_len());
-    let (mut kept, mut bad) = (Vec::with_capacity(n), Vec::new());
-    for (i, result) in decoded.into_iter().enumerate() {
-        match result {
-            Ok(bytes) => {
-                pixels.extend_from_slice(&bytes);
-                kept.push(i);
-            }
-            Err(e) if skip_bad => bad.push(BadImage {
-                path: paths[i].clone(),
-                reason: e.to_string(),
-            }),
-            Err(e) => {
-                return Err(Error::InvalidArgument(format!(
-                    "{e} (fix or remove the file, or pass --skip-bad-images to leave such images out)"
-                )));
-            }
-        }
-    }
-    Ok((pixels, kept, bad))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::decode_images;
     use crate::progress::Silent;
 
     fn gradient(w: u32, h: u32) -> RgbImage {
@@ -290,15 +251,15 @@ mod tests {
         std::fs::write(&text, b"hello").unwrap();
         let g = ImageGeometry { resize: 8, crop: 8 };
         let paths = vec![png.clone(), jpg, bad.clone(), text];
-        let (pixels, kept, skipped) = decode_all(&paths, g, true, &mut Silent).unwrap();
+        let (pixels, kept, skipped) = decode_images(&paths, g, true, None, &mut Silent).unwrap();
         assert_eq!(kept, vec![0, 1]);
         assert_eq!(pixels.len(), 2 * g.image_len());
         assert_eq!(skipped.len(), 2);
         assert_eq!(
-            &pixels[..g.image_len()],
+            &pixels.range(0, g.image_len())[..],
             &transform(&decode_file(&png).unwrap(), g)[..]
         );
-        let err = decode_all(&paths, g, false, &mut Silent)
+        let err = decode_images(&paths, g, false, None, &mut Silent)
             .unwrap_err()
             .to_string();
         assert!(

@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(set.len(), 9);
         assert_eq!([set.channels, set.height, set.width], [1, 2, 2]);
         assert_eq!(set.labels[6], LabelSet::single(0));
-        assert_eq!(set.image(1), &[28, 35, 42, 49]);
+        assert_eq!(&set.image(1)[..], &[28, 35, 42, 49]);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::ImageSet;
-use super::decode::{BadImage, ImageGeometry, decode_all};
+use super::decode::{BadImage, ImageGeometry};
 use super::labels::LabelSet;
 use super::listfile::check_memory;
+use super::store::decode_images;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
@@ -103,18 +104,22 @@ pub fn scan_folder(root: &Path) -> Result<FolderScan> {
 }
 
 /// Decodes every image of the folder at `root` with geometry `g`; returns the set, the images
-/// skipped as unreadable (with `skip_bad`) and the number of non-image files left out.
+/// skipped as unreadable (with `skip_bad`) and the number of non-image files left out. With
+/// `cache`, the images are decoded into (or read back from) a pixel file in that directory.
 pub fn load_folder(
     root: &Path,
     g: ImageGeometry,
     skip_bad: bool,
+    cache: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<(ImageSet, Vec<BadImage>, usize)> {
     let scan = scan_folder(root)?;
     let n = scan.images.len();
-    check_memory(g.image_len() as u64 * n as u64, n, g)?;
+    if cache.is_none() {
+        check_memory(g.image_len() as u64 * n as u64, n, g)?;
+    }
     let paths: Vec<PathBuf> = scan.images.iter().map(|(p, _)| p.clone()).collect();
-    let (pixels, kept, skipped) = decode_all(&paths, g, skip_bad, progress)?;
+    let (pixels, kept, skipped) = decode_images(&paths, g, skip_bad, cache, progress)?;
     let labels = kept
         .iter()
         .map(|&i| LabelSet::single(scan.images[i].1))
@@ -122,7 +127,7 @@ pub fn load_folder(
     let name = root
         .file_name()
         .map_or("image-folder".into(), |n| n.to_string_lossy().into_owned());
-    let set = ImageSet::new(
+    let set = ImageSet::with_pixels(
         name,
         root.display().to_string(),
         [3, g.crop as usize, g.crop as usize],
@@ -158,16 +163,16 @@ mod tests {
         assert_eq!(scan.images.len(), 5);
         assert_eq!(scan.ignored.len(), 2);
         let g = ImageGeometry { resize: 6, crop: 4 };
-        let (set, skipped, ignored) = load_folder(root, g, false, &mut Silent).unwrap();
+        let (set, skipped, ignored) = load_folder(root, g, false, None, &mut Silent).unwrap();
         assert_eq!((set.len(), skipped.len(), ignored), (5, 0, 2));
         assert_eq!(set.labels[4], LabelSet::single(1));
         // A corrupt file with an image extension is an error naming it.
         std::fs::write(root.join("dogs/broken.jpg"), b"\xff\xd8\xff garbage").unwrap();
-        let err = load_folder(root, g, false, &mut Silent)
+        let err = load_folder(root, g, false, None, &mut Silent)
             .unwrap_err()
             .to_string();
         assert!(err.contains("broken.jpg"), "{err}");
-        let (set, skipped, _) = load_folder(root, g, true, &mut Silent).unwrap();
+        let (set, skipped, _) = load_folder(root, g, true, None, &mut Silent).unwrap();
         assert_eq!((set.len(), skipped.len()), (5, 1));
     }
 

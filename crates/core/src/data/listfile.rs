@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::decode::{BadImage, ImageGeometry, decode_all};
+use super::decode::{BadImage, ImageGeometry};
+use super::store::decode_images;
 use super::{CIFAR10_CLASSES, ImageSet, LabelSet, Split};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -262,13 +263,15 @@ fn class_names(preset: ListPreset, classes: usize) -> Vec<String> {
 /// Reads a list-file data set: the lists in `lists`, images under `root`, each decoded and
 /// transformed by `g` (on worker threads, reported to `progress`). An image listed in
 /// several roles is decoded once; a query that is also a training or database image is an
-/// error (`hashguard data check` lists them all).
+/// error (`hashguard data check` lists them all). With `cache` the decoded images go to (or
+/// come from) a pixel file in that directory and are read from disk as needed.
 pub fn load_lists(
     root: &Path,
     lists: &Path,
     preset: ListPreset,
     g: ImageGeometry,
     skip_bad: bool,
+    cache: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<NaturalData> {
     let set = ListSet::read(lists, preset)?;
@@ -316,10 +319,11 @@ pub fn load_lists(
             set.query.file.display()
         )));
     }
-    let bytes = g.image_len() as u64 * unique.len() as u64;
-    check_memory(bytes, unique.len(), g)?;
+    if cache.is_none() {
+        check_memory(g.image_len() as u64 * unique.len() as u64, unique.len(), g)?;
+    }
     let paths: Vec<PathBuf> = unique.iter().map(|e| root.join(&e.path)).collect();
-    let (pixels, kept, skipped) = decode_all(&paths, g, skip_bad, progress)?;
+    let (pixels, kept, skipped) = decode_images(&paths, g, skip_bad, cache, progress)?;
     // Renumber the roles over the images that were kept.
     let mut new_id = vec![usize::MAX; unique.len()];
     for (n, &old) in kept.iter().enumerate() {
@@ -348,7 +352,7 @@ pub fn load_lists(
         }
     }
     let labels = kept.iter().map(|&i| unique[i].labels).collect();
-    let image_set = ImageSet::new(
+    let image_set = ImageSet::with_pixels(
         preset.name(),
         root.display().to_string(),
         [3, g.crop as usize, g.crop as usize],
@@ -367,15 +371,15 @@ pub fn load_lists(
     })
 }
 
-/// Largest decoded data set held in memory (until the streaming loader lands).
+/// Largest decoded data set held in memory; larger ones need an image cache (`--cache DIR`).
 pub const MAX_IN_MEMORY_BYTES: u64 = 8 << 30;
 
 /// Refuses data sets whose transformed images would not fit [`MAX_IN_MEMORY_BYTES`].
 pub(super) fn check_memory(bytes: u64, images: usize, g: ImageGeometry) -> Result<()> {
     if bytes > MAX_IN_MEMORY_BYTES {
         return Err(Error::InvalidArgument(format!(
-            "{images} images of {0}x{0} need {1:.1} GiB in memory, over the {2} GiB limit: pass a \
-             smaller --image-size",
+            "{images} images of {0}x{0} need {1:.1} GiB in memory, over the {2} GiB limit: pass \
+             --cache DIR to decode them once into DIR and stream them from disk",
             g.crop,
             bytes as f64 / (1u64 << 30) as f64,
             MAX_IN_MEMORY_BYTES >> 30
@@ -447,6 +451,7 @@ mod tests {
             ListPreset::Generic,
             g,
             false,
+            None,
             &mut Silent,
         )
         .unwrap();
@@ -464,6 +469,7 @@ mod tests {
             ListPreset::Cifar10,
             g,
             false,
+            None,
             &mut Silent,
         )
         .unwrap_err()
@@ -485,6 +491,7 @@ mod tests {
                 ListPreset::Generic,
                 g,
                 skip,
+                None,
                 &mut Silent,
             )
         };
@@ -543,6 +550,7 @@ mod tests {
             ListPreset::Cifar10,
             g,
             false,
+            None,
             &mut Silent,
         )
         .unwrap();

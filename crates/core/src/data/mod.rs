@@ -15,13 +15,14 @@ mod listfile;
 mod mosaic;
 mod source;
 mod split;
+mod store;
 
 pub use batch::{Augment, to_tensor};
 pub use check::{DataCheckReport, MAX_PROBLEMS, Problem, RoleSummary, check_folder, check_lists};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, read_cifar10_batch};
 pub use decode::{
-    BadImage, ImageGeometry, MAX_DECODE_BYTES, MAX_SIDE, decode_all, decode_bytes, decode_file,
-    parallel_map, transform,
+    BadImage, ImageGeometry, MAX_DECODE_BYTES, MAX_SIDE, decode_bytes, decode_file, parallel_map,
+    transform,
 };
 pub use fashion::{DataSource, FASHION_CLASSES, load_fashion_mnist, resolve_fashion_source};
 pub use folder::{FolderScan, IMAGE_EXTENSIONS, is_image_file, load_folder, scan_folder};
@@ -34,6 +35,9 @@ pub use listfile::{
 pub use mosaic::make_mosaics;
 pub use source::{DataRequest, DatasetKind, LoadedData, load_data};
 pub use split::{Split, SplitConfig, TrainSize};
+pub use store::{DiskPixels, Pixels, decode_images};
+
+use std::borrow::Cow;
 
 use crate::{Error, Result};
 
@@ -53,8 +57,8 @@ pub struct ImageSet {
     pub height: usize,
     /// Image width in pixels.
     pub width: usize,
-    /// `len * channels * height * width` bytes.
-    pub pixels: Vec<u8>,
+    /// `len * channels * height * width` bytes, in memory or in an image cache file.
+    pub pixels: Pixels,
     /// One label set per image.
     pub labels: Vec<LabelSet>,
     /// Names of the classes, indexed by class number.
@@ -68,6 +72,25 @@ impl ImageSet {
         origin: impl Into<String>,
         [channels, height, width]: [usize; 3],
         pixels: Vec<u8>,
+        labels: Vec<LabelSet>,
+        class_names: Vec<String>,
+    ) -> Result<Self> {
+        Self::with_pixels(
+            name,
+            origin,
+            [channels, height, width],
+            Pixels::Memory(pixels),
+            labels,
+            class_names,
+        )
+    }
+
+    /// [`ImageSet::new`] with pixels in memory or on disk.
+    pub fn with_pixels(
+        name: impl Into<String>,
+        origin: impl Into<String>,
+        [channels, height, width]: [usize; 3],
+        pixels: Pixels,
         labels: Vec<LabelSet>,
         class_names: Vec<String>,
     ) -> Result<Self> {
@@ -128,18 +151,19 @@ impl ImageSet {
         self.channels * self.height * self.width
     }
 
-    /// The bytes of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
+    /// The bytes of image `i` (read from the cache file when the set is on disk).
+    pub fn image(&self, i: usize) -> Cow<'_, [u8]> {
         let n = self.image_len();
-        &self.pixels[i * n..(i + 1) * n]
+        self.pixels.range(i * n, n)
     }
 
     /// The images at `indices` as pixels in `[0, 1]`, back to back (channel-major each).
     pub fn pixels_f32(&self, indices: &[usize]) -> Vec<f32> {
-        indices
-            .iter()
-            .flat_map(|&i| self.image(i).iter().map(|&v| v as f32 / 255.0))
-            .collect()
+        let mut out = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            out.extend(self.image(i).iter().map(|&v| v as f32 / 255.0));
+        }
+        out
     }
 
     /// Layout of one image.
@@ -156,11 +180,11 @@ impl ImageSet {
         self.labels.iter().any(|l| l.count() > 1)
     }
 
-    /// A new set holding the images at `indices`, in that order.
+    /// A new set holding the images at `indices`, in that order (in memory).
     pub fn subset(&self, indices: &[usize]) -> ImageSet {
         let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
         for &i in indices {
-            pixels.extend_from_slice(self.image(i));
+            pixels.extend_from_slice(&self.image(i));
         }
         ImageSet {
             name: self.name.clone(),
@@ -168,7 +192,7 @@ impl ImageSet {
             channels: self.channels,
             height: self.height,
             width: self.width,
-            pixels,
+            pixels: Pixels::Memory(pixels),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
         }
@@ -181,17 +205,18 @@ impl ImageSet {
         let mut bytes = Vec::with_capacity(16 + self.len() * (16 + 64));
         bytes.extend_from_slice(&(self.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&(self.image_len() as u64).to_le_bytes());
+        let n = self.image_len();
+        let k = n.min(32);
         for (i, label) in self.labels.iter().enumerate() {
             bytes.extend_from_slice(&label.0.to_le_bytes());
-            let image = self.image(i);
-            let k = image.len().min(32);
-            bytes.extend_from_slice(&image[..k]);
-            bytes.extend_from_slice(&image[image.len() - k..]);
+            bytes.extend_from_slice(&self.pixels.range(i * n, k));
+            bytes.extend_from_slice(&self.pixels.range((i + 1) * n - k, k));
         }
         fingerprint(bytes)
     }
 
-    /// Concatenates `other` after `self`; both must have the same image shape and classes.
+    /// Concatenates `other` after `self` (in memory); both must have the same image shape and
+    /// classes.
     pub fn concat(mut self, other: &ImageSet) -> Result<ImageSet> {
         if [self.channels, self.height, self.width] != [other.channels, other.height, other.width]
             || self.class_names != other.class_names
@@ -208,7 +233,10 @@ impl ImageSet {
                 other.width
             )));
         }
-        self.pixels.extend_from_slice(&other.pixels);
+        let (a, b) = (self.pixels.len(), other.pixels.len());
+        let mut pixels = self.pixels.range(0, a).into_owned();
+        pixels.extend_from_slice(&other.pixels.range(0, b));
+        self.pixels = Pixels::Memory(pixels);
         self.labels.extend_from_slice(&other.labels);
         Ok(self)
     }

@@ -129,11 +129,14 @@ pub struct DataRequest<'a> {
     pub geometry: Option<ImageGeometry>,
     /// Leave unreadable natural images out (and count them) instead of failing.
     pub skip_bad_images: bool,
+    /// Decode natural images once into a pixel file in this directory and read them from disk
+    /// (bounded memory; later loads skip decoding); `None` keeps them in memory.
+    pub cache: Option<&'a Path>,
     /// The split drawn when the data has no roles of its own.
     pub split: &'a SplitConfig,
 }
 
-/// A data set in memory with its roles.
+/// A data set (in memory or streamed from an image cache) with its roles.
 #[derive(Clone, Debug)]
 pub struct LoadedData {
     /// The images.
@@ -166,6 +169,7 @@ pub fn load_data(req: DataRequest<'_>, progress: &mut dyn Progress) -> Result<Lo
                 preset,
                 g,
                 req.skip_bad_images,
+                req.cache,
                 progress,
             )?;
             return Ok(LoadedData {
@@ -175,7 +179,9 @@ pub fn load_data(req: DataRequest<'_>, progress: &mut dyn Progress) -> Result<Lo
                 ignored_files: 0,
             });
         }
-        DatasetKind::Folder => load_folder(natural_root()?, g, req.skip_bad_images, progress)?,
+        DatasetKind::Folder => {
+            load_folder(natural_root()?, g, req.skip_bad_images, req.cache, progress)?
+        }
         DatasetKind::FashionMnist => (load_fashion_mnist(req.source)?, Vec::new(), 0),
         DatasetKind::FashionMosaic => {
             let base = load_fashion_mnist(req.source)?;

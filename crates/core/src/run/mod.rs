@@ -73,6 +73,9 @@ pub struct DataSpec {
     /// Whether unreadable natural images are left out (and counted) instead of failing.
     #[serde(default)]
     pub skip_bad_images: bool,
+    /// The image cache directory natural images are decoded into and streamed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// The contents of `config.json`.

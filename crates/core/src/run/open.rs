@@ -212,6 +212,7 @@ fn load_recorded(
         lists,
         geometry: spec.geometry,
         skip_bad_images: spec.skip_bad_images,
+        cache: spec.cache.as_deref().map(Path::new),
         split: &spec.split,
     };
     load_data(request, progress).map_err(|e| match e {

@@ -126,6 +126,7 @@ pub fn ensure_fine_tuned(
         image_size: None,
         resize: None,
         skip_bad_images: false,
+        cache: None,
         query_per_class: None,
         bits: None,
         backbone: None,

@@ -150,6 +150,7 @@ pub(super) fn from_scratch(
             ("--image-size", args.image_size.is_some()),
             ("--resize", args.resize.is_some()),
             ("--skip-bad-images", args.skip_bad_images),
+            ("--cache", args.cache.is_some()),
         ];
         if let Some((flag, _)) = natural_only.iter().find(|f| f.1) {
             bail!(
@@ -181,6 +182,7 @@ pub(super) fn from_scratch(
         lists: args.lists.as_deref(),
         geometry,
         skip_bad_images: args.skip_bad_images,
+        cache: args.cache.as_deref(),
         split: &split_cfg,
     };
     let loaded = load_data(request, &mut Bars::default())?;
@@ -247,6 +249,7 @@ pub(super) fn from_scratch(
         lists: args.lists.as_ref().map(|p| p.display().to_string()),
         geometry,
         skip_bad_images: args.skip_bad_images,
+        cache: args.cache.as_ref().map(|p| p.display().to_string()),
     };
     Ok(Fresh {
         data,
@@ -301,6 +304,7 @@ pub(super) fn from_init(
         ("--image-size", args.image_size.is_some()),
         ("--resize", args.resize.is_some()),
         ("--skip-bad-images", args.skip_bad_images),
+        ("--cache", args.cache.is_some()),
     ];
     let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
     if !clashing.is_empty() {
