@@ -2,7 +2,7 @@
 //! `wgpu` runs on Vulkan/Metal/DX12; `auto` takes wgpu when a hardware GPU adapter exists and
 //! the CPU otherwise. Reports record which one ran and on which adapter.
 
-pub use hashguard_core::device::{BackendChoice, Selected, select};
+pub use hashguard_core::device::{BackendChoice, Selected, devices, select_device};
 
 /// Parses `--backend`.
 pub fn choice(s: &str) -> Result<BackendChoice, String> {

@@ -20,6 +20,10 @@ struct Cli {
     /// hardware GPU adapter is found, else cpu).
     #[arg(long, default_value = "auto", value_parser = backend::choice, global = true)]
     backend: BackendChoice,
+    /// Which device of the backend (`hashguard devices` lists them; default: the first
+    /// hardware GPU for wgpu and auto, the CPU for cpu).
+    #[arg(long, value_name = "N", global = true)]
+    device: Option<usize>,
 
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a CSQ hashing model into a run directory (checkpointed every epoch).
+    /// Train a hashing model (CSQ, DPSH or HashNet) into a run directory (checkpointed every
+    /// epoch).
     Train(commands::train::TrainArgs),
     /// Adversarially train (CgAT or SAAT) into a run directory, same format as `train`.
     AdvTrain(commands::train::AdvTrainArgs),
@@ -48,6 +53,8 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Export a run's model and a sample of its database for the browser demo (web/assets).
     ExportWeb(commands::export::ExportArgs),
+    /// List the devices `--device N` can pick for `--backend`.
+    Devices,
 }
 
 fn main() -> ExitCode {
@@ -56,7 +63,17 @@ fn main() -> ExitCode {
         if let Command::Data(command) = cli.command {
             return commands::data::run(command);
         }
-        let selected = backend::select(cli.backend)?;
+        if let Command::Devices = cli.command {
+            let all = backend::devices(cli.backend);
+            if all.is_empty() {
+                println!("no hardware GPU for --backend {} here", cli.backend.name());
+            }
+            for (i, s) in all.iter().enumerate() {
+                println!("{i}: {} ({})", s.info.adapter, s.info.kind);
+            }
+            return Ok(());
+        }
+        let selected = backend::select_device(cli.backend, cli.device)?;
         match cli.command {
             Command::Train(args) => commands::train::run(args, selected),
             Command::AdvTrain(args) => commands::train::run_adversarial(args, selected),
@@ -66,7 +83,9 @@ fn main() -> ExitCode {
             Command::Detect(args) => commands::detect::run(args, selected),
             Command::Reproduce(args) => commands::reproduce::run(args, selected),
             Command::ExportWeb(args) => commands::export::run(args, selected),
-            Command::Data(_) => unreachable!("handled before a backend is picked"),
+            Command::Data(_) | Command::Devices => {
+                unreachable!("handled before a backend is picked")
+            }
         }
     })();
     match result {

@@ -450,6 +450,14 @@ fn unknown_backend_and_bad_flags() {
         "1.5",
     ]);
     assert_clean_error(&out, "label smoothing 1.5 must lie in [0, 1)");
+    // hashguard() passes --backend cpu: one device, so --device 2 is refused before any work.
+    let out = hashguard()
+        .args(["--device", "2", "train", "--out", s(&work.path().join("r"))])
+        .output()
+        .unwrap();
+    assert_clean_error(&out, "--device 2: the cpu backend has 1 device(s)");
+    let out = hashguard().arg("devices").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("0: burn-flex"));
 }
 
 #[test]

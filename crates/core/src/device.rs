@@ -89,19 +89,68 @@ pub fn cpu() -> Selected {
     }
 }
 
+/// The hardware GPU adapters this build reaches, in Burn's order (`--device N` is the N-th).
+#[cfg(feature = "wgpu")]
+pub fn gpus() -> Vec<Selected> {
+    Device::enumerate_physical()
+        .into_iter()
+        .filter_map(|gpu| {
+            let adapter = gpu.name.clone();
+            gpu.devices.into_iter().next().map(|device| Selected {
+                device,
+                info: BackendInfo {
+                    kind: "wgpu".into(),
+                    adapter,
+                },
+            })
+        })
+        .collect()
+}
+
 /// The first hardware GPU adapter, if any.
 #[cfg(feature = "wgpu")]
 fn hardware_gpu() -> Option<Selected> {
-    Device::enumerate_physical().into_iter().find_map(|gpu| {
-        let adapter = gpu.name.clone();
-        gpu.devices.into_iter().next().map(|device| Selected {
-            device,
-            info: BackendInfo {
-                kind: "wgpu".into(),
-                adapter,
-            },
-        })
-    })
+    gpus().into_iter().next()
+}
+
+/// The devices `--device N` can name: the CPU for the cpu backend, else the hardware GPUs.
+#[cfg(feature = "flex")]
+pub fn devices(choice: BackendChoice) -> Vec<Selected> {
+    match choice {
+        BackendChoice::Cpu => vec![cpu()],
+        #[cfg(feature = "wgpu")]
+        _ => gpus(),
+        #[cfg(not(feature = "wgpu"))]
+        _ => vec![cpu()],
+    }
+}
+
+/// [`select`], then the `index`-th device of the backend ([`devices`]) when one is named.
+#[cfg(feature = "flex")]
+pub fn select_device(choice: BackendChoice, index: Option<usize>) -> Result<Selected> {
+    let Some(n) = index else {
+        return select(choice);
+    };
+    let mut all = devices(choice);
+    if n < all.len() {
+        return Ok(all.swap_remove(n));
+    }
+    let listed = all
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{i}: {}", s.info.adapter))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(Error::InvalidArgument(match all.len() {
+        0 => format!(
+            "--device {n}: the {} backend finds no hardware GPU here (use --backend cpu, or              --backend wgpu without --device for a software adapter)",
+            choice.name()
+        ),
+        k => format!(
+            "--device {n}: the {} backend has {k} device(s) ({listed})",
+            choice.name()
+        ),
+    }))
 }
 
 /// wgpu on the best adapter there is: a hardware GPU, else a software or virtual one.
@@ -155,5 +204,15 @@ mod tests {
         assert!(err.contains("cpu, wgpu or auto"), "{err}");
         let cpu = select(BackendChoice::Cpu).unwrap();
         assert_eq!(cpu.info.kind, "cpu");
+        // The cpu backend has one device: 0 picks it, 1 is refused with the list.
+        let first = select_device(BackendChoice::Cpu, Some(0)).unwrap();
+        assert_eq!(first.info.kind, "cpu");
+        let err = select_device(BackendChoice::Cpu, Some(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--device 1") && err.contains("0: burn-flex"),
+            "{err}"
+        );
     }
 }
