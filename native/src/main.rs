@@ -16,8 +16,8 @@ use backend::BackendChoice;
 #[derive(Parser, Debug)]
 #[command(name = "hashguard", version, about, long_about = None)]
 struct Cli {
-    /// Compute backend: `cpu` (Burn Flex), `wgpu` (Vulkan/Metal/DX12), or `auto` (wgpu when a
-    /// hardware GPU adapter is found, else cpu).
+    /// Compute backend: `cpu` (Burn Flex), `wgpu` (Vulkan/Metal/DX12), `cuda` (NVIDIA; builds
+    /// with the `cuda` feature) or `auto` (wgpu when a hardware GPU adapter is found, else cpu).
     #[arg(long, default_value = "auto", value_parser = backend::choice, global = true)]
     backend: BackendChoice,
     /// Which device of the backend (`hashguard devices` lists them; default: the first

@@ -55,7 +55,7 @@ mod tests {
     fn the_backend_variable_is_checked() {
         let (_, label) = choose_device(Some("cpu".into())).unwrap();
         assert!(label.starts_with("CPU"));
-        let err = choose_device(Some("cuda".into())).unwrap_err();
-        assert!(err.contains("cpu, wgpu or auto"), "{err}");
+        let err = choose_device(Some("tpu".into())).unwrap_err();
+        assert!(err.contains("cpu, wgpu, cuda or auto"), "{err}");
     }
 }

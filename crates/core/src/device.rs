@@ -1,7 +1,8 @@
 //! The one device picker of every entry point (CLI, desktop window, benches): `cpu` is Burn's
 //! Flex backend, `wgpu` Vulkan/Metal/DX12 (or a software adapter), `auto` wgpu on a hardware
-//! GPU and the CPU otherwise. Compiled with the crate's `flex`/`wgpu` features, which the
-//! binaries turn on; the library code itself never picks a device.
+//! GPU and the CPU otherwise, `cuda` NVIDIA GPUs (builds with the `cuda` feature). Compiled with
+//! the crate's `flex`/`wgpu`/`cuda` features, which the binaries turn on; the library code
+//! itself never picks a device.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,7 +15,7 @@ use crate::{Error, Result};
 /// Which backend and device computed a report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendInfo {
-    /// `cpu` or `wgpu`.
+    /// `cpu`, `wgpu` or `cuda`.
     pub kind: String,
     /// Burn backend and adapter description.
     pub adapter: String,
@@ -30,11 +31,13 @@ pub enum BackendChoice {
     Cpu,
     /// Burn's wgpu backend (Vulkan, Metal or DX12; a software adapter if that is all there is).
     Wgpu,
+    /// Burn's CUDA backend (NVIDIA GPUs; only in builds with the `cuda` feature).
+    Cuda,
 }
 
 impl BackendChoice {
     /// Every choice, in the order flags list them.
-    pub const ALL: [BackendChoice; 3] = [Self::Auto, Self::Cpu, Self::Wgpu];
+    pub const ALL: [BackendChoice; 4] = [Self::Auto, Self::Cpu, Self::Wgpu, Self::Cuda];
 
     /// The spelling of flags and variables.
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl BackendChoice {
             Self::Auto => "auto",
             Self::Cpu => "cpu",
             Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
         }
     }
 }
@@ -60,7 +64,7 @@ impl FromStr for BackendChoice {
             .into_iter()
             .find(|c| c.name() == s.trim())
             .ok_or_else(|| {
-                Error::InvalidArgument(format!("{s} is not a backend: use cpu, wgpu or auto"))
+                Error::InvalidArgument(format!("{s} is not a backend: use cpu, wgpu, cuda or auto"))
             })
     }
 }
@@ -113,11 +117,40 @@ fn hardware_gpu() -> Option<Selected> {
     gpus().into_iter().next()
 }
 
+/// CUDA device `index`, if the driver reports it.
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> Option<Selected> {
+    let device = Device::cuda(index);
+    let id = device.identity()?;
+    Some(Selected {
+        device,
+        info: BackendInfo {
+            kind: "cuda".into(),
+            adapter: id.name,
+        },
+    })
+}
+
+/// The CUDA devices the driver reports, in CUDA's order.
+#[cfg(feature = "cuda")]
+fn cuda_devices() -> Vec<Selected> {
+    (0..).map_while(cuda).collect()
+}
+
+/// Why a build without the `cuda` feature cannot run `--backend cuda`.
+#[cfg(not(feature = "cuda"))]
+const NO_CUDA: &str = "this build has no CUDA support: build with `cargo build --release -p \
+                       hashguard --features cuda` on a machine with NVIDIA's driver, or use wgpu";
+
 /// The devices `--device N` can name: the CPU for the cpu backend, else the hardware GPUs.
 #[cfg(feature = "flex")]
 pub fn devices(choice: BackendChoice) -> Vec<Selected> {
     match choice {
         BackendChoice::Cpu => vec![cpu()],
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => cuda_devices(),
+        #[cfg(not(feature = "cuda"))]
+        BackendChoice::Cuda => Vec::new(),
         #[cfg(feature = "wgpu")]
         _ => gpus(),
         #[cfg(not(feature = "wgpu"))]
@@ -128,6 +161,10 @@ pub fn devices(choice: BackendChoice) -> Vec<Selected> {
 /// [`select`], then the `index`-th device of the backend ([`devices`]) when one is named.
 #[cfg(feature = "flex")]
 pub fn select_device(choice: BackendChoice, index: Option<usize>) -> Result<Selected> {
+    #[cfg(not(feature = "cuda"))]
+    if choice == BackendChoice::Cuda {
+        return Err(Error::InvalidArgument(NO_CUDA.into()));
+    }
     let Some(n) = index else {
         return select(choice);
     };
@@ -177,6 +214,16 @@ pub fn wgpu() -> Selected {
 pub fn select(choice: BackendChoice) -> Result<Selected> {
     match choice {
         BackendChoice::Cpu => Ok(cpu()),
+        #[cfg(feature = "cuda")]
+        BackendChoice::Cuda => cuda(0).ok_or_else(|| {
+            Error::InvalidArgument(
+                "--backend cuda: the CUDA driver reports no device (is NVIDIA's driver \
+                 installed?)"
+                    .into(),
+            )
+        }),
+        #[cfg(not(feature = "cuda"))]
+        BackendChoice::Cuda => Err(Error::InvalidArgument(NO_CUDA.into())),
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => Ok(wgpu()),
         #[cfg(feature = "wgpu")]
@@ -200,8 +247,13 @@ mod tests {
         for c in BackendChoice::ALL {
             assert_eq!(c.name().parse::<BackendChoice>().unwrap(), c);
         }
-        let err = "cuda".parse::<BackendChoice>().unwrap_err().to_string();
-        assert!(err.contains("cpu, wgpu or auto"), "{err}");
+        let err = "tpu".parse::<BackendChoice>().unwrap_err().to_string();
+        assert!(err.contains("cpu, wgpu, cuda or auto"), "{err}");
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = select(BackendChoice::Cuda).unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
         let cpu = select(BackendChoice::Cpu).unwrap();
         assert_eq!(cpu.info.kind, "cpu");
         // The cpu backend has one device: 0 picks it, 1 is refused with the list.
