@@ -134,10 +134,11 @@ struct CacheEntry {
 }
 
 /// The cache key of decoding `paths` with `g`: each path with its size and modification time,
-/// the geometry and whether bad images are skipped.
+/// the geometry, the transform's version and whether bad images are skipped.
 fn cache_key(paths: &[PathBuf], g: ImageGeometry, skip_bad: bool) -> String {
     let mut bytes = Vec::with_capacity(paths.len() * 64);
-    bytes.extend_from_slice(format!("{}:{}:{skip_bad}", g.resize, g.crop).as_bytes());
+    let version = super::decode::TRANSFORM_VERSION;
+    bytes.extend_from_slice(format!("{version}:{}:{}:{skip_bad}", g.resize, g.crop).as_bytes());
     for p in paths {
         bytes.extend_from_slice(p.as_os_str().as_encoded_bytes());
         bytes.push(0);
