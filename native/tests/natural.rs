@@ -446,3 +446,122 @@ fn a_cached_run_streams_its_images_from_disk_and_later_commands_skip_decoding() 
     let map = json(&report)["map_all"].as_f64().unwrap();
     assert!(map > 0.3, "{map}");
 }
+
+/// The 20 real CIFAR-10 images of the foolbox fixtures as list files: 4 queries, the other 16
+/// the training and database images; with `multi`, every fifth image also carries the next
+/// class.
+fn write_foolbox_lists(dir: &Path, multi: bool) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/core/tests/fixtures/foolbox");
+    let (mut test, mut rest) = (String::new(), String::new());
+    for i in 0..20 {
+        let name = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with(&format!("cifar10_{i:02}_")))
+            .unwrap();
+        let class: usize = name
+            .trim_end_matches(".png")
+            .rsplit('_')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut v = [0u8; 10];
+        v[class] = 1;
+        if multi && i % 5 == 0 {
+            v[(class + 1) % 10] = 1;
+        }
+        let labels: Vec<String> = v.iter().map(|b| b.to_string()).collect();
+        let line = format!("{name} {}\n", labels.join(" "));
+        if i % 5 == 4 {
+            test.push_str(&line)
+        } else {
+            rest.push_str(&line)
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("test.txt"), test).unwrap();
+    std::fs::write(dir.join("train.txt"), &rest).unwrap();
+    std::fs::write(dir.join("database.txt"), &rest).unwrap();
+    root
+}
+
+#[test]
+fn the_foolbox_cifar10_images_go_through_train_eval_and_attack_as_lists() {
+    for multi in [false, true] {
+        let work = tempfile::tempdir().unwrap();
+        let lists = work.path().join("lists");
+        let root = write_foolbox_lists(&lists, multi);
+        let run_dir = work.path().join("run");
+        ok(&run(&[
+            "train",
+            "--dataset",
+            "cifar10-list",
+            "--data",
+            s(&root),
+            "--lists",
+            s(&lists),
+            "--image-size",
+            "32",
+            "--resize",
+            "32",
+            "--bits",
+            "16",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            s(&run_dir),
+        ]));
+        let report = work.path().join("eval.json");
+        ok(&run(&[
+            "eval",
+            "--run",
+            s(&run_dir),
+            "--report",
+            s(&report),
+        ]));
+        let r = json(&report);
+        assert_eq!(
+            (
+                r["split"]["query"].as_u64(),
+                r["split"]["database"].as_u64()
+            ),
+            (Some(4), Some(16))
+        );
+        assert!(r["map_all"].as_f64().unwrap() > 0.0);
+        let attack = work.path().join("attack");
+        ok(&run(&[
+            "attack",
+            "--run",
+            s(&run_dir),
+            "--method",
+            "pgd",
+            "--steps",
+            "2",
+            "--queries",
+            "4",
+            "--out",
+            s(&attack),
+        ]));
+        // Detection calibrates its thresholds at a 5 % false-positive rate on at least 100
+        // benign database images: 16 cannot, and it says so before any work.
+        let detect = work.path().join("detect.json");
+        failed_with(
+            &run(&[
+                "detect",
+                "--run",
+                s(&run_dir),
+                "--attack",
+                "pgd",
+                "--queries",
+                "4",
+                "--report",
+                s(&detect),
+            ]),
+            "at least 100 calibration images",
+        );
+        assert!(!detect.exists(), "multi: {multi}");
+    }
+}
