@@ -138,7 +138,7 @@ fn cuda_devices() -> Vec<Selected> {
 }
 
 /// Why a build without the `cuda` feature cannot run `--backend cuda`.
-#[cfg(not(feature = "cuda"))]
+#[cfg(all(feature = "flex", not(feature = "cuda")))]
 const NO_CUDA: &str = "this build has no CUDA support: build with `cargo build --release -p \
                        hashguard --features cuda` on a machine with NVIDIA's driver, or use wgpu";
 
