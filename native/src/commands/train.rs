@@ -16,14 +16,11 @@ use crate::backend::Selected;
 use crate::progress::{Bars, bar, log};
 
 mod adversarial;
+mod flags;
 mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
 use fresh::{from_init, from_scratch, loss_curve, report_left_out};
-
-/// Label smoothing of new runs: CSQ's BCE then has its minimum at |f| = 0.9 instead of at
-/// saturated codes (README, "Model and training").
-const DEFAULT_LABEL_SMOOTHING: f64 = 0.1;
 
 /// Flags of `hashguard train`.
 #[derive(Args, Debug)]
@@ -67,7 +64,7 @@ pub struct TrainArgs {
     bits: Option<usize>,
     /// Network: `alexnet`, `vgg11`, `vgg16`, `resnet18` or `resnet50` (torchvision's layout,
     /// colour images of at least 32x32, 63x63 for AlexNet); default: the small CNN.
-    #[arg(long, value_parser = parse_backbone)]
+    #[arg(long, value_parser = flags::parse_backbone)]
     backbone: Option<BackboneKind>,
     /// Start the backbone from these torchvision weights: a `state_dict` of the --backbone as
     /// PyTorch saves it (`.pth`) or as safetensors, e.g. torchvision's ImageNet weights
@@ -96,7 +93,7 @@ pub struct TrainArgs {
     /// Hashing loss: `csq` (Hadamard centres, the default), `dpsh` (pairwise likelihood against
     /// every training image, the CgAT code's default) or `hashnet` (weighted pairwise
     /// likelihood within the batch, with continuation).
-    #[arg(long, value_name = "METHOD", value_parser = parse_loss)]
+    #[arg(long, value_name = "METHOD", value_parser = flags::parse_loss)]
     loss: Option<HashMethod>,
     /// DPSH's quantisation weight or HashNet's inner-product scale (both 0.1 by default).
     #[arg(long)]
@@ -146,14 +143,6 @@ impl TrainArgs {
         .filter_map(|(name, set)| set.then_some(name))
         .collect()
     }
-}
-
-fn parse_loss(s: &str) -> Result<HashMethod, String> {
-    HashMethod::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_backbone(s: &str) -> Result<BackboneKind, String> {
-    BackboneKind::parse(s).map_err(|e| e.to_string())
 }
 
 pub(super) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {

@@ -9,12 +9,13 @@ use hashguard_core::data::{
     Augment, DataRequest, DatasetKind, ImageGeometry, ImageSet, LoadedData, Split, SplitConfig,
     TrainSize, load_data,
 };
-use hashguard_core::loss::{CsqLossConfig, HashCentres, HashMethod};
-use hashguard_core::model::{Backbone, HashNet, HashNetConfig, import_torchvision};
+use hashguard_core::loss::{CsqLossConfig, HashCentres};
+use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::run::{DataSpec, RunDir};
 use plotters::prelude::SeriesLabelPosition;
 
-use super::{DEFAULT_LABEL_SMOOTHING, TrainArgs};
+use super::TrainArgs;
+use super::flags::{BACKBONE_DROPOUT, DEFAULT_LABEL_SMOOTHING, apply_flags, pretrained_backbone};
 use crate::backend::Selected;
 use crate::plot::{Axes, PALETTE, Series, lines};
 use crate::progress::Bars;
@@ -60,81 +61,6 @@ pub(super) struct Fresh {
     pub(super) skipped: usize,
     /// Weights to start from (`--init`).
     pub(super) start: Option<HashNet>,
-}
-
-/// Hyper-parameters a user may set on top of a base configuration.
-fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
-    if let Some(e) = args.epochs {
-        train = train.with_epochs(e);
-    }
-    if let Some(b) = args.batch_size {
-        train = train.with_batch_size(b);
-    }
-    if let Some(lr) = args.lr {
-        train = train.with_lr(lr);
-    }
-    if let Some(wd) = args.weight_decay {
-        train = train.with_weight_decay(wd);
-    }
-    if let Some(seed) = args.seed {
-        train = train.with_seed(seed);
-    }
-    if let Some(method) = args.loss {
-        train.method = method;
-    }
-    let csq = train.method == HashMethod::Csq;
-    for (flag, given) in [
-        ("--lambda", args.lambda.is_some()),
-        ("--label-smoothing", args.label_smoothing.is_some()),
-    ] {
-        if given && !csq {
-            bail!("{flag} is CSQ's; {} takes --alpha", train.method.name());
-        }
-    }
-    if let Some(alpha) = args.alpha {
-        match &mut train.method {
-            HashMethod::Csq => bail!("--alpha is DPSH's and HashNet's; CSQ takes --lambda"),
-            HashMethod::Dpsh { alpha: a } | HashMethod::HashNet { alpha: a, .. } => *a = alpha,
-        }
-    }
-    if let Some(lambda) = args.lambda {
-        train.loss = train.loss.with_lambda(lambda);
-    }
-    if let Some(eps) = args.label_smoothing {
-        train.loss = train.loss.with_label_smoothing(eps);
-    }
-    train.validate()?;
-    Ok(train)
-}
-
-/// Dropout of AlexNet's and VGG's 4096-wide layers (torchvision's).
-const BACKBONE_DROPOUT: f64 = 0.5;
-
-/// The backbone with the torchvision weights in `path` (`--pretrained`), read before any data
-/// so a file that does not fit is refused at once.
-fn pretrained_backbone(args: &TrainArgs, selected: &Selected) -> Result<Option<Backbone>> {
-    let Some(path) = &args.pretrained else {
-        return Ok(None);
-    };
-    let Some(kind) = args.backbone else {
-        bail!(
-            "--pretrained {} holds a backbone's weights: add --backbone",
-            path.display()
-        );
-    };
-    let mut backbone = kind.init(BACKBONE_DROPOUT, &selected.device);
-    let summary = import_torchvision(&mut backbone, kind, path)?;
-    eprintln!(
-        "{}: {} tensors loaded into {}, left out: {}",
-        path.display(),
-        summary.loaded,
-        kind.name(),
-        match summary.skipped.len() {
-            0 => "nothing".to_string(),
-            n => format!("{n} (the class layer and batch-norm counters)"),
-        }
-    );
-    Ok(Some(backbone))
 }
 
 /// A new run from a random initialisation, or from torchvision weights (`--pretrained`).
