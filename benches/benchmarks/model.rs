@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use criterion::Criterion;
 use hashguard_benches::{
-    BATCH, BITS, IMAGE, backends, default_model, random_images, random_pixels,
+    BATCH, BITS, IMAGE, backends, default_model, pgd_step_budget, random_images, random_pixels,
 };
 use hashguard_core::adv_train::{TrainConfig, Trainer};
-use hashguard_core::attacks::{Budget, Objective, PgdStepper};
+use hashguard_core::attacks::{Objective, PgdStepper};
 use hashguard_core::data::{Augment, ImageSet, LabelSet};
 use hashguard_core::detectors::read;
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
@@ -52,13 +52,7 @@ fn steps(c: &mut Criterion) {
 
         // PGD: forward on x.autodiff(), f·h(x) loss, backward to the input, signed step, clip.
         let original = sign_codes(model.forward(x.clone()));
-        let budget = Budget {
-            eps: 8.0 / 255.0,
-            step: 1.0 / 255.0,
-            steps: usize::MAX,
-            random_start: false,
-            relax: 1.0,
-        };
+        let budget = pgd_step_budget();
         let mut stepper = PgdStepper::new(
             x.clone(),
             Objective::Untargeted { original },

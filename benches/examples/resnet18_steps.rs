@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use hashguard_benches::random_pixels;
+use hashguard_benches::{pgd_step_budget, random_pixels};
 use hashguard_core::adv_train::{TrainConfig, Trainer};
-use hashguard_core::attacks::{Budget, Objective, PgdStepper};
+use hashguard_core::attacks::{Objective, PgdStepper};
 use hashguard_core::data::{Augment, ImageSet, LabelSet, to_tensor};
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
 use hashguard_core::model::{BackboneKind, HashNetConfig, sign_codes};
@@ -66,13 +66,7 @@ fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let x = to_tensor(&set, &all, Augment::NONE, &mut rng, &device);
     let original = sign_codes(eval.forward(x.clone()));
-    let budget = Budget {
-        eps: 8.0 / 255.0,
-        step: 1.0 / 255.0,
-        steps: usize::MAX,
-        random_start: false,
-        relax: 1.0,
-    };
+    let budget = pgd_step_budget();
     let mut stepper =
         PgdStepper::new(x, Objective::Untargeted { original }, budget, false, 0).expect("stepper");
     let mut pgd = Vec::new();

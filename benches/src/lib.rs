@@ -5,6 +5,7 @@
 pub mod parity;
 
 use burn::prelude::*;
+use hashguard_core::attacks::Budget;
 use hashguard_core::detectors::read;
 use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes};
@@ -133,6 +134,18 @@ pub fn retrieve(
     let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, c, h, w]), device);
     let z = read(model.logits(x)).expect("finite logits");
     index.search(&PackedCodes::from_signs(model.bits(), &z), k)
+}
+
+/// The budget of one timed PGD step (eps 8/255, step 1/255, no random start): the stepper
+/// never runs out of steps, so a benchmark calls `step` as often as it likes.
+pub fn pgd_step_budget() -> Budget {
+    Budget {
+        eps: 8.0 / 255.0,
+        step: 1.0 / 255.0,
+        steps: usize::MAX,
+        random_start: false,
+        relax: 1.0,
+    }
 }
 
 #[cfg(test)]
