@@ -64,6 +64,20 @@ impl ImageGeometry {
     pub fn image_len(&self) -> usize {
         3 * self.crop as usize * self.crop as usize
     }
+
+    /// The stored geometry of a training set: the whole centre `resize` square, from which
+    /// training takes random `crop` windows and evaluation the centre one.
+    pub fn stored(&self) -> ImageGeometry {
+        ImageGeometry {
+            resize: self.resize,
+            crop: self.resize,
+        }
+    }
+
+    /// Pixels the stored square exceeds the crop by, along each axis.
+    pub fn frame(&self) -> usize {
+        (self.resize - self.crop) as usize
+    }
 }
 
 /// Decodes the image file at `path` to RGB, transparent pixels composited onto white.
@@ -151,13 +165,16 @@ pub fn transform(image: &RgbImage, g: ImageGeometry) -> Vec<u8> {
         let src = ImageRef::new(w, h, image.as_raw(), PixelType::U8x3)
             .expect("an RgbImage holds width x height x 3 bytes");
         let mut dst = Image::new(g.crop, g.crop, PixelType::U8x3);
+        // The window in source pixels, kept inside the image: when the crop spans a whole
+        // side, crop / scale may exceed it by a rounding error.
+        let (left, top) = (x0 as f64 / sx, y0 as f64 / sy);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
             .crop(
-                x0 as f64 / sx,
-                y0 as f64 / sy,
-                g.crop as f64 / sx,
-                g.crop as f64 / sy,
+                left,
+                top,
+                (g.crop as f64 / sx).min(w as f64 - left),
+                (g.crop as f64 / sy).min(h as f64 - top),
             );
         Resizer::new()
             .resize(&src, &mut dst, &options)
@@ -318,6 +335,39 @@ mod tests {
                 "{w}x{h} {g:?}: mean {mean}, max {max}"
             );
         }
+    }
+
+    /// A training set stores the whole S x S centre square; the centre C window of it is the
+    /// evaluation transform's image (the same resampling, the same offsets when S - C is even).
+    #[test]
+    fn the_stored_square_holds_the_evaluation_crop_at_its_centre() {
+        let img = RgbImage::from_fn(90, 61, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 4) as u8, ((x * y) % 251) as u8])
+        });
+        let g = ImageGeometry {
+            resize: 40,
+            crop: 32,
+        };
+        let (stored, eval) = (transform(&img, g.stored()), transform(&img, g));
+        assert_eq!(stored.len(), 3 * 40 * 40);
+        let set = crate::data::ImageSet::framed(
+            "t",
+            "test",
+            [3, 32, 32],
+            g.frame(),
+            crate::data::Pixels::Memory(stored),
+            vec![crate::data::LabelSet::single(0)],
+            vec!["a".into()],
+        )
+        .unwrap();
+        let centre = set.image(0);
+        let max = centre
+            .iter()
+            .zip(&eval)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(max <= 1, "max difference {max}");
     }
 
     #[test]

@@ -116,10 +116,10 @@ pub fn load_folder(
     let scan = scan_folder(root)?;
     let n = scan.images.len();
     if cache.is_none() {
-        check_memory(g.image_len() as u64 * n as u64, n, g)?;
+        check_memory(g.stored().image_len() as u64 * n as u64, n, g)?;
     }
     let paths: Vec<PathBuf> = scan.images.iter().map(|(p, _)| p.clone()).collect();
-    let (pixels, kept, skipped) = decode_images(&paths, g, skip_bad, cache, progress)?;
+    let (pixels, kept, skipped) = decode_images(&paths, g.stored(), skip_bad, cache, progress)?;
     let labels = kept
         .iter()
         .map(|&i| LabelSet::single(scan.images[i].1))
@@ -127,10 +127,11 @@ pub fn load_folder(
     let name = root
         .file_name()
         .map_or("image-folder".into(), |n| n.to_string_lossy().into_owned());
-    let set = ImageSet::with_pixels(
+    let set = ImageSet::framed(
         name,
         root.display().to_string(),
         [3, g.crop as usize, g.crop as usize],
+        g.frame(),
         pixels,
         labels,
         scan.classes,

@@ -320,10 +320,14 @@ pub fn load_lists(
         )));
     }
     if cache.is_none() {
-        check_memory(g.image_len() as u64 * unique.len() as u64, unique.len(), g)?;
+        check_memory(
+            g.stored().image_len() as u64 * unique.len() as u64,
+            unique.len(),
+            g,
+        )?;
     }
     let paths: Vec<PathBuf> = unique.iter().map(|e| root.join(&e.path)).collect();
-    let (pixels, kept, skipped) = decode_images(&paths, g, skip_bad, cache, progress)?;
+    let (pixels, kept, skipped) = decode_images(&paths, g.stored(), skip_bad, cache, progress)?;
     // Renumber the roles over the images that were kept.
     let mut new_id = vec![usize::MAX; unique.len()];
     for (n, &old) in kept.iter().enumerate() {
@@ -352,10 +356,11 @@ pub fn load_lists(
         }
     }
     let labels = kept.iter().map(|&i| unique[i].labels).collect();
-    let image_set = ImageSet::with_pixels(
+    let image_set = ImageSet::framed(
         preset.name(),
         root.display().to_string(),
         [3, g.crop as usize, g.crop as usize],
+        g.frame(),
         pixels,
         labels,
         class_names(preset, set.classes),

@@ -44,7 +44,10 @@ use crate::{Error, Result};
 /// A set of equally sized images with their labels, stored compactly as bytes.
 ///
 /// Pixels are laid out image by image in channel-height-width order; a pixel value `v`
-/// stands for the intensity `v / 255` in `[0, 1]`.
+/// stands for the intensity `v / 255` in `[0, 1]`. Natural images may be stored with a
+/// *frame*: each stored image is `frame` pixels taller and wider than the `height x width`
+/// image the network sees, which is its centre; training crops take random windows of it
+/// (the reference code's resize-S, random-crop-C transform).
 #[derive(Clone, Debug)]
 pub struct ImageSet {
     /// Human-readable name, recorded in reports (e.g. `fashion-mnist`).
@@ -53,12 +56,15 @@ pub struct ImageSet {
     pub origin: String,
     /// Channels per image (1 for grey, 3 for RGB).
     pub channels: usize,
-    /// Image height in pixels.
+    /// Image height in pixels (as the network sees it).
     pub height: usize,
-    /// Image width in pixels.
+    /// Image width in pixels (as the network sees it).
     pub width: usize,
-    /// `len * channels * height * width` bytes, in memory or in an image cache file.
+    /// The stored images, `len * channels * (height + frame) * (width + frame)` bytes, in
+    /// memory or in an image cache file.
     pub pixels: Pixels,
+    /// Extra stored pixels along each axis around the centre `height x width` image.
+    frame: usize,
     /// One label set per image.
     pub labels: Vec<LabelSet>,
     /// Names of the classes, indexed by class number.
@@ -89,16 +95,31 @@ impl ImageSet {
     pub fn with_pixels(
         name: impl Into<String>,
         origin: impl Into<String>,
+        shape: [usize; 3],
+        pixels: Pixels,
+        labels: Vec<LabelSet>,
+        class_names: Vec<String>,
+    ) -> Result<Self> {
+        Self::framed(name, origin, shape, 0, pixels, labels, class_names)
+    }
+
+    /// [`ImageSet::with_pixels`] for images stored `frame` pixels larger along each axis than
+    /// the `height x width` images the network sees (their centres).
+    pub fn framed(
+        name: impl Into<String>,
+        origin: impl Into<String>,
         [channels, height, width]: [usize; 3],
+        frame: usize,
         pixels: Pixels,
         labels: Vec<LabelSet>,
         class_names: Vec<String>,
     ) -> Result<Self> {
         let name = name.into();
+        let (sh, sw) = (height + frame, width + frame);
         let per_image = channels * height * width;
-        if per_image == 0 || pixels.len() != labels.len() * per_image {
+        if per_image == 0 || pixels.len() != labels.len() * channels * sh * sw {
             return Err(Error::InvalidArgument(format!(
-                "{name}: {} pixel bytes do not hold {} images of {channels}x{height}x{width}",
+                "{name}: {} pixel bytes do not hold {} images of {channels}x{sh}x{sw}",
                 pixels.len(),
                 labels.len()
             )));
@@ -126,6 +147,7 @@ impl ImageSet {
             height,
             width,
             pixels,
+            frame,
             labels,
             class_names,
         })
@@ -146,14 +168,50 @@ impl ImageSet {
         self.class_names.len()
     }
 
-    /// Bytes per image.
+    /// Bytes per image (as the network sees it).
     pub fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }
 
-    /// The bytes of image `i` (read from the cache file when the set is on disk).
+    /// Extra stored pixels along each axis around each image (0 for most sets).
+    pub fn frame(&self) -> usize {
+        self.frame
+    }
+
+    /// Height and width of each stored image: the image plus its frame.
+    pub fn stored_size(&self) -> [usize; 2] {
+        [self.height + self.frame, self.width + self.frame]
+    }
+
+    /// Bytes per stored image.
+    pub fn stored_len(&self) -> usize {
+        let [h, w] = self.stored_size();
+        self.channels * h * w
+    }
+
+    /// The bytes of image `i` as the network sees it: the centre of the stored image (read
+    /// from the cache file when the set is on disk).
     pub fn image(&self, i: usize) -> Cow<'_, [u8]> {
-        let n = self.image_len();
+        let stored = self.stored_image(i);
+        if self.frame == 0 {
+            return stored;
+        }
+        let [sh, sw] = self.stored_size();
+        let (h, w) = (self.height, self.width);
+        let o = self.frame / 2;
+        let mut out = Vec::with_capacity(self.image_len());
+        for plane in stored.chunks_exact(sh * sw) {
+            for y in o..o + h {
+                out.extend_from_slice(&plane[y * sw + o..y * sw + o + w]);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// The stored bytes of image `i`, frame included: `channels x (height + frame) x (width +
+    /// frame)`.
+    pub fn stored_image(&self, i: usize) -> Cow<'_, [u8]> {
+        let n = self.stored_len();
         self.pixels.range(i * n, n)
     }
 
@@ -180,11 +238,11 @@ impl ImageSet {
         self.labels.iter().any(|l| l.count() > 1)
     }
 
-    /// A new set holding the images at `indices`, in that order (in memory).
+    /// A new set holding the images at `indices`, in that order (in memory, frames kept).
     pub fn subset(&self, indices: &[usize]) -> ImageSet {
-        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        let mut pixels = Vec::with_capacity(indices.len() * self.stored_len());
         for &i in indices {
-            pixels.extend_from_slice(&self.image(i));
+            pixels.extend_from_slice(&self.stored_image(i));
         }
         ImageSet {
             name: self.name.clone(),
@@ -193,19 +251,23 @@ impl ImageSet {
             height: self.height,
             width: self.width,
             pixels: Pixels::Memory(pixels),
+            frame: self.frame,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             class_names: self.class_names.clone(),
         }
     }
 
-    /// A fingerprint of the set ([`fingerprint`] of its size, labels and each image's first
-    /// and last 32 bytes): cheap, and different when images are added, removed, reordered or
-    /// relabelled.
+    /// A fingerprint of the set ([`fingerprint`] of its size, labels and each stored image's
+    /// first and last 32 bytes): cheap, and different when images are added, removed,
+    /// reordered or relabelled.
     pub fn fingerprint(&self) -> String {
-        let mut bytes = Vec::with_capacity(16 + self.len() * (16 + 64));
+        let mut bytes = Vec::with_capacity(24 + self.len() * (16 + 64));
         bytes.extend_from_slice(&(self.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&(self.image_len() as u64).to_le_bytes());
-        let n = self.image_len();
+        if self.frame > 0 {
+            bytes.extend_from_slice(&(self.frame as u64).to_le_bytes());
+        }
+        let n = self.stored_len();
         let k = n.min(32);
         for (i, label) in self.labels.iter().enumerate() {
             bytes.extend_from_slice(&label.0.to_le_bytes());
@@ -218,7 +280,8 @@ impl ImageSet {
     /// Concatenates `other` after `self` (in memory); both must have the same image shape and
     /// classes.
     pub fn concat(mut self, other: &ImageSet) -> Result<ImageSet> {
-        if [self.channels, self.height, self.width] != [other.channels, other.height, other.width]
+        if [self.channels, self.height, self.width, self.frame]
+            != [other.channels, other.height, other.width, other.frame]
             || self.class_names != other.class_names
         {
             return Err(Error::InvalidArgument(format!(

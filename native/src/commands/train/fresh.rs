@@ -148,9 +148,9 @@ pub(super) fn from_scratch(
         .with_label_smoothing(DEFAULT_LABEL_SMOOTHING);
     let mut train = TrainConfig::new(model, loss).with_adversarial(adversarial);
     if let Some(g) = geometry {
-        // The reference code's training transform takes a random C crop of the S-resized
-        // image; shifting the centre crop by up to (S - C) / 2 with a flip is the in-memory
-        // equivalent (the border comes in as zeros instead of image).
+        // The reference code's training transform: a random C crop of the S-resized image
+        // and a flip. Natural sets store the S x S centre square, so moving the window by up
+        // to (S - C) / 2 from the centre is that crop, with real image content.
         train.augment = Augment {
             max_shift: ((g.resize - g.crop) / 2) as usize,
             hflip: true,
