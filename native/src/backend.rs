@@ -4,6 +4,25 @@
 
 pub use hashguard_core::device::{BackendChoice, Selected, devices, select_device};
 
+/// Resolves `--device N[,N...]`: the first device (the backend's default when none is named)
+/// and the others, which only training splits its batches over.
+pub fn pick(choice: BackendChoice, list: &[usize]) -> anyhow::Result<(Selected, Vec<Selected>)> {
+    if let Some(twice) = list
+        .iter()
+        .enumerate()
+        .find_map(|(i, d)| list[..i].contains(d).then_some(d))
+    {
+        anyhow::bail!("--device names device {twice} twice: list each device once");
+    }
+    let main = select_device(choice, list.first().copied())?;
+    let more = list
+        .iter()
+        .skip(1)
+        .map(|&d| select_device(choice, Some(d)))
+        .collect::<Result<_, _>>()?;
+    Ok((main, more))
+}
+
 /// Parses `--backend`.
 pub fn choice(s: &str) -> Result<BackendChoice, String> {
     s.parse().map_err(|e: hashguard_core::Error| e.to_string())

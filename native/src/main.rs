@@ -21,9 +21,10 @@ struct Cli {
     #[arg(long, default_value = "auto", value_parser = backend::choice, global = true)]
     backend: BackendChoice,
     /// Which device of the backend (`hashguard devices` lists them; default: the first
-    /// hardware GPU for wgpu and auto, the CPU for cpu).
-    #[arg(long, value_name = "N", global = true)]
-    device: Option<usize>,
+    /// hardware GPU for wgpu and auto, the CPU for cpu). `train` also takes a list, `0,1`:
+    /// each batch is split over those devices (data parallelism; CSQ training).
+    #[arg(long, value_name = "N[,N...]", global = true, value_delimiter = ',')]
+    device: Vec<usize>,
 
     #[command(subcommand)]
     command: Command,
@@ -73,10 +74,13 @@ fn main() -> ExitCode {
             }
             return Ok(());
         }
-        let selected = backend::select_device(cli.backend, cli.device)?;
+        let (selected, more) = backend::pick(cli.backend, &cli.device)?;
         match cli.command {
-            Command::Train(args) => commands::train::run(args, selected),
-            Command::AdvTrain(args) => commands::train::run_adversarial(args, selected),
+            Command::Train(args) => commands::train::run(args, selected, more),
+            Command::AdvTrain(args) => commands::train::run_adversarial(args, selected, more),
+            _ if !more.is_empty() => Err(anyhow::anyhow!(
+                "only `train` and `adv-train` split work over several devices: pass one --device"
+            )),
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
             Command::Attack(args) => commands::attack::run(args, selected),

@@ -458,6 +458,24 @@ fn unknown_backend_and_bad_flags() {
     assert_clean_error(&out, "--device 2: the cpu backend has 1 device(s)");
     let out = hashguard().arg("devices").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("0: burn-flex"));
+    // Several devices: each once, a second device that exists, and training only.
+    let r_dir = work.path().join("r");
+    let r = s(&r_dir);
+    let out = hashguard()
+        .args(["--device", "0,0", "train", "--out", r])
+        .output()
+        .unwrap();
+    assert_clean_error(&out, "--device names device 0 twice");
+    let out = hashguard()
+        .args(["--device", "0,1", "train", "--out", r])
+        .output()
+        .unwrap();
+    assert_clean_error(&out, "--device 1: the cpu backend has 1 device(s)");
+    let out = hashguard()
+        .args(["--device", "0,1", "eval", "--run", r])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 #[test]

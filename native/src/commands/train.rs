@@ -150,14 +150,15 @@ pub(super) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
 }
 
 /// Runs `hashguard train`.
-pub fn run(args: TrainArgs, selected: Selected) -> Result<()> {
-    train_run(args, None, selected)
+pub fn run(args: TrainArgs, selected: Selected, more: Vec<Selected>) -> Result<()> {
+    train_run(args, None, selected, more)
 }
 
 pub(super) fn train_run(
     args: TrainArgs,
     adversarial: Option<AdvTraining>,
     selected: Selected,
+    more: Vec<Selected>,
 ) -> Result<()> {
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
@@ -226,6 +227,9 @@ pub(super) fn train_run(
         (config, fresh.set, fresh.split, fresh.skipped, trainer)
     };
 
+    if !more.is_empty() {
+        trainer.data_parallel(&more.iter().map(|s| s.device.clone()).collect::<Vec<_>>())?;
+    }
     run.remove_stale_temps()?;
     let epochs = config.train.epochs;
     eprintln!(
@@ -242,7 +246,11 @@ pub(super) fn train_run(
         split.database.len(),
         config.data.source,
         selected.info.kind,
-        selected.info.adapter
+        std::iter::once(&selected)
+            .chain(&more)
+            .map(|s| s.info.adapter.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
     );
     let steps = split.train.len().div_ceil(config.train.batch_size) as u64;
     let pb = bar(steps * epochs as u64, "train");

@@ -4,6 +4,7 @@
 
 mod codes;
 mod method;
+mod parallel;
 mod schedule;
 mod standard;
 

@@ -167,6 +167,8 @@ pub struct Trainer {
     bank: Option<DpshBank>,
     /// DPSH: a restored checkpoint's bank, loaded when the epoch's training images are known.
     restored_bank: Option<Vec<u8>>,
+    /// Data parallelism: the devices besides `device` each batch is split over (autodiff).
+    replicas: Vec<Device>,
     /// Statistics of every completed epoch.
     pub history: Vec<EpochStats>,
 }
@@ -202,8 +204,31 @@ impl Trainer {
             free_delta: None,
             bank: None,
             restored_bank: None,
+            replicas: Vec::new(),
             history: Vec::new(),
         })
+    }
+
+    /// Splits every batch over the run's device and `more` (data parallelism through Burn's
+    /// multi-device optimiser step; see the `parallel` module for the arithmetic). CSQ
+    /// training without adversarial examples only: DPSH's bank and HashNet's in-batch pairs
+    /// would change meaning per shard, and adversarial training's inner attacks run on one
+    /// device.
+    pub fn data_parallel(&mut self, more: &[Device]) -> Result<()> {
+        if !matches!(self.config.method, HashMethod::Csq) || self.config.adversarial.is_some() {
+            return Err(Error::InvalidArgument(
+                "training on several devices supports standard CSQ training only: train \
+                 DPSH, HashNet or adversarially on one device"
+                    .into(),
+            ));
+        }
+        self.replicas = more.iter().map(|d| d.clone().autodiff()).collect();
+        Ok(())
+    }
+
+    /// How many devices each batch is split over.
+    pub fn device_count(&self) -> usize {
+        1 + self.replicas.len()
     }
 
     /// Starts from `model`'s weights instead of the random initialisation (adversarial
@@ -351,7 +376,11 @@ impl Trainer {
                         labels: &labels,
                         epoch,
                     };
-                    let (model, values) = self.pgd_step(model, images, batch, lr, step)?;
+                    let (model, values) = if self.replicas.is_empty() {
+                        self.pgd_step(model, images, batch, lr, step)?
+                    } else {
+                        self.parallel_step(model, images, batch, lr)?
+                    };
                     (model, values, lr)
                 }
             };
@@ -442,6 +471,32 @@ impl Trainer {
         let grads = GradientsParams::from_grads(parts.total.backward(), &model);
         let model = self.optim.step(lr, model, grads);
         Ok((model, loss_values(parts)?))
+    }
+
+    /// One optimiser step of standard CSQ training with the batch split over the run's
+    /// devices: Burn sums the shards' gradients (each loss weighted by its share of the
+    /// batch), and the parameters, which `step_multi` leaves spread over the devices, come
+    /// back to the main one.
+    fn parallel_step(
+        &mut self,
+        model: HashNet,
+        images: Tensor<4>,
+        batch: Batch,
+        lr: f64,
+    ) -> Result<(HashNet, [f32; 3])> {
+        let devices: Vec<Device> = std::iter::once(self.device.clone())
+            .chain(self.replicas.iter().cloned())
+            .collect();
+        let (centres, loss) = (&self.centres, &self.loss);
+        let (grads, values) = super::parallel::sharded_gradients(
+            &model,
+            images,
+            batch.labels,
+            &devices,
+            |logits, labels, device| Ok(loss.forward(logits, centres.targets(labels, device))),
+        )?;
+        let model = self.optim.step_multi(lr, model, grads).fork(&self.device);
+        Ok((model, values))
     }
 
     /// FreeAT on one mini-batch: `replays` optimiser steps on x + δ, each also moving δ by
@@ -583,7 +638,7 @@ struct Batch<'a> {
 }
 
 /// (total, similarity, quantisation) of a loss as numbers.
-fn loss_values(parts: LossParts) -> Result<[f32; 3]> {
+pub(super) fn loss_values(parts: LossParts) -> Result<[f32; 3]> {
     let v = read_floats(
         Tensor::cat(vec![parts.total, parts.similarity, parts.quantisation], 0),
         "loss",
@@ -633,6 +688,84 @@ mod tests {
             .with_batch_size(16)
             .with_augment(Augment::NONE)
             .with_lr(3e-3)
+    }
+
+    /// Burn's multi-device step sums the shards' gradients; with each shard's loss weighted by
+    /// its share, two devices on half batches take the same steps as one device on the whole
+    /// batch. The halves hold the same images, so batch norm sees the same statistics, and the
+    /// weight decay makes the summed gradient's scale matter (Adam alone would hide a factor 2).
+    #[test]
+    fn two_devices_with_half_batches_step_like_one_device_with_the_whole_batch() {
+        let set = quadrants(2);
+        let mut config = tiny_config(1).with_weight_decay(0.5);
+        config.model.dropout = 0.0;
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let idx = [0, 1, 0, 1];
+        let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
+        let probe_idx: Vec<usize> = (0..set.len()).collect();
+        // One initial model for both runs (the device's seed is shared with parallel tests).
+        let initial = Trainer::new(config.clone(), centres.clone(), &Device::flex()).unwrap();
+        let run = |devices: usize| {
+            let mut t = Trainer::new(config.clone(), centres.clone(), &Device::flex()).unwrap();
+            t.start_from(initial.model()).unwrap();
+            if devices > 1 {
+                t.data_parallel(&vec![Device::flex(); devices - 1]).unwrap();
+            }
+            assert_eq!(t.device_count(), devices);
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut losses = Vec::new();
+            for step in 0..3 {
+                let model = t.model.take().unwrap();
+                let images = to_tensor(&set, &idx, Augment::NONE, &mut rng, &t.device);
+                let batch = Batch {
+                    idx: &idx,
+                    labels: &labels,
+                    epoch: 0,
+                };
+                let (model, values) = if devices == 1 {
+                    t.pgd_step(model, images, batch, 1e-2, step)
+                } else {
+                    t.parallel_step(model, images, batch, 1e-2)
+                }
+                .unwrap();
+                t.model = Some(model);
+                losses.push(values[0]);
+            }
+            let probe = to_tensor(&set, &probe_idx, Augment::NONE, &mut rng, &Device::flex());
+            let out = read_floats(t.model().valid().forward(probe), "probe").unwrap();
+            (losses, out)
+        };
+        let (one_loss, one) = run(1);
+        let (two_loss, two) = run(2);
+        for (a, b) in one_loss.iter().zip(&two_loss) {
+            assert!((a - b).abs() < 1e-5, "{one_loss:?} vs {two_loss:?}");
+        }
+        // The weights moved (the outputs after three steps differ from a fresh model's) ...
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let probe = to_tensor(&set, &probe_idx, Augment::NONE, &mut rng, &Device::flex());
+        let start = read_floats(initial.model().valid().forward(probe), "probe").unwrap();
+        let moved = one
+            .iter()
+            .zip(&start)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(moved > 1e-2, "{moved}");
+        // ... and moved the same way on one device and on two.
+        let diff = one
+            .iter()
+            .zip(&two)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "max output difference {diff}");
+    }
+
+    #[test]
+    fn data_parallel_training_refuses_what_it_cannot_shard() {
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let config = tiny_config(1).with_method(HashMethod::dpsh());
+        let mut t = Trainer::new(config, centres, &Device::flex()).unwrap();
+        let err = t.data_parallel(&[Device::flex()]).unwrap_err().to_string();
+        assert!(err.contains("one device"), "{err}");
     }
 
     #[test]

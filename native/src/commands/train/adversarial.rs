@@ -53,7 +53,7 @@ pub struct AdvTrainArgs {
 }
 
 /// Runs `hashguard adv-train`.
-pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
+pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selected>) -> Result<()> {
     let (eps, step, steps) = (args.eps, args.step, args.inner_steps);
     let mut train = args.train;
     let adversarial = match args.method {
@@ -76,7 +76,7 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected) -> Result<()> {
         },
     };
     adversarial.validate()?;
-    train_run(train, Some(adversarial), selected)
+    train_run(train, Some(adversarial), selected, more)
 }
 
 /// Makes sure `out` holds a finished run of `adversarial` fine-tuned from `init` for `epochs`
@@ -144,5 +144,5 @@ pub fn ensure_fine_tuned(
         init: (!resume).then(|| init.to_path_buf()),
         resume,
     };
-    train_run(args, Some(adversarial), selected.clone())
+    train_run(args, Some(adversarial), selected.clone(), Vec::new())
 }
