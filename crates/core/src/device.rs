@@ -180,7 +180,8 @@ pub fn select_device(choice: BackendChoice, index: Option<usize>) -> Result<Sele
         .join("; ");
     Err(Error::InvalidArgument(match all.len() {
         0 => format!(
-            "--device {n}: the {} backend finds no hardware GPU here (use --backend cpu, or              --backend wgpu without --device for a software adapter)",
+            "--device {n}: the {} backend finds no hardware GPU here (use --backend cpu, or \
+             --backend wgpu without --device for a software adapter)",
             choice.name()
         ),
         k => format!(
