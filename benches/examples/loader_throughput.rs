@@ -1,6 +1,7 @@
 //! Decode-and-resize throughput of hashguard's image loader (the worker threads that feed
 //! training and the image cache), beside `benches/peers/loader_throughput.py` (PyTorch's
-//! DataLoader with PIL) on the same files and worker count.
+//! DataLoader with PIL) on the same files and worker count. Images are decoded as the data
+//! loaders store them: the RESIZE x RESIZE centre square, from which training crops CROP.
 //!
 //! `target/release/examples/loader_throughput ROOT [RESIZE CROP [RUNS]]` over every image
 //! under ROOT's class folders; prints JSON with images/s of each run.
@@ -27,9 +28,9 @@ fn main() -> ExitCode {
         let mut rates = Vec::new();
         for _ in 0..runs {
             let start = Instant::now();
-            let (pixels, kept, _) = decode_images(&paths, g, false, None, &mut Silent)?;
+            let (pixels, kept, _) = decode_images(&paths, g.stored(), false, None, &mut Silent)?;
             let seconds = start.elapsed().as_secs_f64();
-            assert_eq!(pixels.len(), kept.len() * g.image_len());
+            assert_eq!(pixels.len(), kept.len() * g.stored().image_len());
             rates.push(kept.len() as f64 / seconds);
         }
         Ok(rates)
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
                     "threads": threads,
                     "resize": resize,
                     "crop": crop,
+                    "stored_side": resize,
                     "images_per_second": rates,
                 })
             );

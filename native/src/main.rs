@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             Command::Train(args) => commands::train::run(args, selected, more),
             Command::AdvTrain(args) => commands::train::run_adversarial(args, selected, more),
             _ if !more.is_empty() => Err(anyhow::anyhow!(
-                "only `train` and `adv-train` split work over several devices: pass one --device"
+                "only `train` splits its batches over several devices: pass one --device"
             )),
             Command::Encode(args) => commands::encode::run(args, selected),
             Command::Eval(args) => commands::eval::run(args, selected),
