@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{AdvTraining, LrSchedule, centre_codes, mainstay_codes};
 use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
-use crate::data::{Augment, ImageSet, to_tensor};
+use crate::data::{Augment, ImageSet, batch_shape, prefetch_batches};
 use crate::host::read_floats;
 use crate::loss::{CsqLoss, CsqLossConfig, HashCentres, LossParts};
 use crate::loss::{DpshBank, HashMethod, PairSimilarity, dpsh_loss, hashnet_loss, hashnet_scale};
@@ -348,8 +348,11 @@ impl Trainer {
         let batches: Vec<&[usize]> = order.chunks(bs).filter(|b| b.len() > 1).collect();
         let steps = batches.len();
         let (mut sum_loss, mut sum_bce, mut sum_q) = (0f64, 0f64, 0f64);
-        for (step, idx) in batches.into_iter().enumerate() {
-            let images = to_tensor(set, idx, self.config.augment, &mut rng, &self.device);
+        let augment = self.config.augment;
+        prefetch_batches(set, &batches, augment, rng, |step, pixels| {
+            let idx = batches[step];
+            let shape = batch_shape(set, idx.len());
+            let images = Tensor::from_data(TensorData::new(pixels, shape), &self.device);
             let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
             let model = self.model.take().expect("model present between steps");
             let (schedule, base, epochs) =
@@ -402,7 +405,8 @@ impl Trainer {
                 loss: values[0],
                 lr,
             });
-        }
+            Ok(())
+        })?;
         let n = steps.max(1) as f64;
         let stats = EpochStats {
             epoch,
@@ -649,7 +653,7 @@ pub(super) fn loss_values(parts: LossParts) -> Result<[f32; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::LabelSet;
+    use crate::data::{LabelSet, to_tensor};
 
     /// Four classes of 8x8 images, each bright in its own quadrant, with noise.
     fn quadrants(per_class: usize) -> ImageSet {

@@ -26,6 +26,9 @@ impl Augment {
     };
 }
 
+/// Batches a training epoch assembles ahead of the step that consumes them.
+pub const PREFETCH: usize = 2;
+
 /// Stacks the images at `indices` into a tensor on `device`, augmented with `augment` drawn
 /// from `rng`.
 ///
@@ -38,6 +41,60 @@ pub fn to_tensor(
     rng: &mut impl Rng,
     device: &Device,
 ) -> Tensor<4> {
+    let pixels = batch_pixels(set, indices, augment, rng);
+    Tensor::from_data(
+        TensorData::new(pixels, batch_shape(set, indices.len())),
+        device,
+    )
+}
+
+/// The shape of a batch of `n` images of `set`.
+pub fn batch_shape(set: &ImageSet, n: usize) -> [usize; 4] {
+    [n, set.channels, set.height, set.width]
+}
+
+/// Calls `consume(step, pixels)` for each of `batches` in order, with the batch's pixels as
+/// [`to_tensor`] lays them out (augmentation drawn from `rng` in batch order, so the result
+/// does not depend on timing). A worker thread assembles up to [`PREFETCH`] batches ahead —
+/// reading the image cache, cropping, flipping — while `consume` runs the step (inline on
+/// wasm). The first error of `consume` stops the epoch and is returned.
+pub fn prefetch_batches<R: Rng + Send>(
+    set: &ImageSet,
+    batches: &[&[usize]],
+    augment: Augment,
+    mut rng: R,
+    mut consume: impl FnMut(usize, Vec<f32>) -> crate::Result<()>,
+) -> crate::Result<()> {
+    if cfg!(target_arch = "wasm32") {
+        for (step, idx) in batches.iter().enumerate() {
+            consume(step, batch_pixels(set, idx, augment, &mut rng))?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH);
+        scope.spawn(move || {
+            for idx in batches {
+                // The consumer stopped (an error): stop assembling.
+                if tx.send(batch_pixels(set, idx, augment, &mut rng)).is_err() {
+                    break;
+                }
+            }
+        });
+        for (step, pixels) in rx.iter().enumerate() {
+            consume(step, pixels)?;
+        }
+        Ok(())
+    })
+}
+
+/// The pixels of [`to_tensor`] on the host.
+pub fn batch_pixels(
+    set: &ImageSet,
+    indices: &[usize],
+    augment: Augment,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     let (c, h, w) = (set.channels, set.height, set.width);
     let [sh, sw] = set.stored_size();
     // The centre window's top-left corner in the stored image.
@@ -74,7 +131,7 @@ pub fn to_tensor(
             }
         }
     }
-    Tensor::from_data(TensorData::new(out, [indices.len(), c, h, w]), device)
+    out
 }
 
 #[cfg(test)]
@@ -153,6 +210,42 @@ mod tests {
             seen.insert((oy, ox));
         }
         assert_eq!(seen.len(), 9, "all 3x3 window positions: {seen:?}");
+    }
+
+    #[test]
+    fn prefetched_batches_match_assembling_them_in_turn_and_an_error_stops_the_epoch() {
+        let set = framed_set();
+        let augment = Augment {
+            max_shift: 1,
+            hflip: true,
+        };
+        let batches: Vec<&[usize]> = vec![&[0, 1], &[1], &[1, 0], &[0]];
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let want: Vec<Vec<f32>> = batches
+            .iter()
+            .map(|b| batch_pixels(&set, b, augment, &mut rng))
+            .collect();
+        let mut got = Vec::new();
+        let rng = ChaCha8Rng::seed_from_u64(4);
+        prefetch_batches(&set, &batches, augment, rng, |step, pixels| {
+            assert_eq!(step, got.len());
+            got.push(pixels);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        let mut steps = 0;
+        let rng = ChaCha8Rng::seed_from_u64(4);
+        let err = prefetch_batches(&set, &batches, augment, rng, |step, _| {
+            steps += 1;
+            if step == 1 {
+                Err(crate::Error::Numeric("stop".into()))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!((steps, err.to_string().contains("stop")), (2, true));
     }
 
     #[test]

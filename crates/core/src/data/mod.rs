@@ -17,7 +17,7 @@ mod source;
 mod split;
 mod store;
 
-pub use batch::{Augment, to_tensor};
+pub use batch::{Augment, PREFETCH, batch_pixels, batch_shape, prefetch_batches, to_tensor};
 pub use check::{DataCheckReport, MAX_PROBLEMS, Problem, RoleSummary, check_folder, check_lists};
 pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, read_cifar10_batch};
 pub use decode::{
