@@ -686,6 +686,33 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     // UMCD's k and blur were chosen on the calibration set, with the candidates kept.
     assert!(r["selection"]["k_candidates"].as_array().unwrap().len() >= 3);
     assert!(r["umcd"]["k"].as_u64().unwrap() >= 1);
+    let umcd = |r: &serde_json::Value| r["detectors"][5]["calibration"].clone();
+    assert_eq!(umcd(&r)["rule"], "Shares");
+
+    // The point-mass budget rule: recorded, and still within the target FPR.
+    let report = work.path().join("detect-point-mass.json");
+    let mut args = vec![
+        "detect",
+        "--run",
+        s(&run_dir),
+        "--attack",
+        "pgd",
+        "--budget",
+        "point-mass",
+        "--report",
+        s(&report),
+    ];
+    args.extend(SMALL_DETECT);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(umcd(&r)["rule"], "PointMass");
+    assert!(umcd(&r)["calibration_fpr"].as_f64().unwrap() <= 0.05 + 1e-9);
+    assert_eq!(umcd(&r)["point_mass"].as_array().unwrap().len(), 3);
 
     let out_dir = work.path().join("repro");
     let mut args = vec![

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use hashguard_core::attacks::CwMargin;
+use hashguard_core::detectors::BudgetRule;
 use hashguard_core::experiments::AttackKind;
 use hashguard_core::experiments::detection::{
     DetectionConfig, DetectionOutcome, run_detection, table1_miss_rates,
@@ -50,6 +51,11 @@ pub struct DetectionArgs {
     /// UMCD: shares of the FPR budget for C1,C2,C3 (e.g. `1,2,1`); default equal.
     #[arg(long, value_delimiter = ',')]
     pub fpr_weights: Option<Vec<f64>>,
+    /// UMCD: how the FPR budget is shared. `shares`: by --fpr-weights, as the paper states;
+    /// `point-mass`: a criterion whose benign scores mostly sit on one value (C1 = 0) fires on
+    /// anything above it, and the rest of the budget is shared by the others.
+    #[arg(long, default_value = "shares", value_parser = budget_rule)]
+    pub budget: BudgetRule,
     /// LID: neighbours per estimate.
     #[arg(long, default_value_t = 20)]
     pub lid_k: usize,
@@ -121,6 +127,7 @@ impl DetectionArgs {
             blur: self.blur,
             blur_tolerance: self.blur_tolerance,
             fpr_weights: self.fpr_weights.clone(),
+            budget: self.budget,
             lid_k: self.lid_k,
             lid_reference: self.lid_reference,
             eps: self.eps,
@@ -173,4 +180,15 @@ pub fn write_outputs(outcome: &DetectionOutcome<'_>, dir: &std::path::Path) -> R
     let scores = outcome.bench.scores(&outcome.crafted);
     write_atomic(&dir.join("scores.json"), &serde_json::to_vec(&scores)?)?;
     figures::plots(&outcome.bench, &outcome.crafted, dir)
+}
+
+/// Parses `--budget`.
+fn budget_rule(s: &str) -> Result<BudgetRule, String> {
+    match s {
+        "shares" => Ok(BudgetRule::Shares),
+        "point-mass" => Ok(BudgetRule::PointMass),
+        _ => Err(format!(
+            "{s} is not a budget rule: use shares or point-mass"
+        )),
+    }
 }

@@ -1,9 +1,10 @@
 //! Thresholds from benign scores at a target false-positive rate. With several criteria the FPR
 //! budget is shared by weights: criterion `i` may flag a share `w_i·γ` of benign samples, and
 //! `γ` is the largest value whose union ("reject if any criterion fires", UMCD §3.4) stays
-//! within the target on the calibration set.
+//! within the target on the calibration set. The point-mass rule first gives a criterion whose
+//! benign scores mostly sit on one value (C1 = 0) a threshold just beyond that value.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Criterion, Direction, Scores};
 use crate::metrics::threshold_at_fpr;
@@ -14,7 +15,8 @@ use crate::{Error, Result};
 pub struct Calibration {
     /// The criteria, in column order.
     pub criteria: Vec<Criterion>,
-    /// FPR budget share of each criterion (sums to 1).
+    /// FPR budget share of each criterion (sums to 1 over the criteria that share the budget;
+    /// 0 for those with a point-mass threshold).
     pub weights: Vec<f64>,
     /// The FPR asked for.
     pub target_fpr: f64,
@@ -27,6 +29,11 @@ pub struct Calibration {
     pub calibration_fpr: f64,
     /// Number of benign calibration samples.
     pub samples: usize,
+    /// How the budget was shared.
+    pub rule: BudgetRule,
+    /// Per criterion: whether its threshold sits just beyond a benign point mass (the
+    /// point-mass rule) rather than at its share of the budget.
+    pub point_mass: Vec<bool>,
     #[serde(skip)]
     sorted: Vec<Vec<f32>>,
 }
@@ -40,10 +47,34 @@ pub struct Decision {
     pub fired: Vec<bool>,
 }
 
+/// How a detector's false-positive budget is shared between its criteria.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BudgetRule {
+    /// Shares by the weights (equal by default), the union within the target (UMCD §3.4 as
+    /// the paper states it).
+    #[default]
+    Shares,
+    /// A criterion with a benign point mass — more than half of the calibration samples on
+    /// its least suspicious value, as C1 = 0 when a query's top k sit at Hamming distance 0 —
+    /// fires on anything beyond that value when the samples beyond it fit in the budget; the
+    /// rest of the budget is shared by the other criteria's weights. Uses benign data only.
+    PointMass,
+}
+
 /// Fits thresholds on benign `scores` so that at most `target_fpr` of them are flagged.
 ///
 /// `weights` shares the budget between criteria (default: equal shares); they are normalised.
 pub fn calibrate(scores: &Scores, target_fpr: f64, weights: Option<&[f64]>) -> Result<Calibration> {
+    calibrate_with(scores, target_fpr, weights, BudgetRule::Shares)
+}
+
+/// [`calibrate`] with a choice of [`BudgetRule`].
+pub fn calibrate_with(
+    scores: &Scores,
+    target_fpr: f64,
+    weights: Option<&[f64]>,
+    rule: BudgetRule,
+) -> Result<Calibration> {
     let m = scores.criteria.len();
     let n = scores.len();
     if m == 0 || n == 0 {
@@ -80,6 +111,33 @@ pub fn calibrate(scores: &Scores, target_fpr: f64, weights: Option<&[f64]>) -> R
             v
         })
         .collect();
+    let allowed = (target_fpr * n as f64 + 1e-9).floor() as usize;
+    // The point-mass rule: criteria whose benign mass sits on their lowest oriented value get
+    // the first value above it as threshold, while their union stays within the budget.
+    let mut fixed: Vec<Option<f32>> = vec![None; m];
+    let mut flagged_by_fixed = vec![false; n];
+    if rule == BudgetRule::PointMass {
+        for c in 0..m {
+            let s = &sorted[c];
+            let mass = s.partition_point(|&v| v <= s[0]);
+            if mass * 2 <= n || mass == n {
+                continue;
+            }
+            let t = s[mass];
+            let oriented = scores.oriented(c);
+            let union = flagged_by_fixed
+                .iter()
+                .zip(&oriented)
+                .filter(|&(&f, &v)| f || v >= t)
+                .count();
+            if union <= allowed {
+                fixed[c] = Some(t);
+                for (f, &v) in flagged_by_fixed.iter_mut().zip(&oriented) {
+                    *f |= v >= t;
+                }
+            }
+        }
+    }
     let mut cal = Calibration {
         criteria: scores.criteria.clone(),
         weights,
@@ -88,23 +146,44 @@ pub fn calibrate(scores: &Scores, target_fpr: f64, weights: Option<&[f64]>) -> R
         thresholds: Vec::new(),
         calibration_fpr: 0.0,
         samples: n,
+        rule,
+        point_mass: fixed.iter().map(Option::is_some).collect(),
         sorted,
     };
-    // Each calibration row is flagged exactly when its q = min_i p_i / w_i ≤ γ. γ sits a
-    // relative 1e-9 above the last q allowed, so q values within that of it (equal ratios that
-    // divide differently in floating point, e.g. (63/n)/0.6 and (21/n)/0.2) are ties too.
+    // The other criteria share what is left: their weights renormalised over them.
+    let shared: f64 = fixed
+        .iter()
+        .zip(&cal.weights)
+        .filter(|(f, _)| f.is_none())
+        .map(|(_, w)| w)
+        .sum();
+    for (w, f) in cal.weights.iter_mut().zip(&fixed) {
+        *w = if f.is_some() { 0.0 } else { *w / shared };
+    }
+    // Each calibration row not already flagged is flagged exactly when its q = min_i p_i / w_i
+    // ≤ γ. γ sits a relative 1e-9 above the last q allowed, so q values within that of it
+    // (equal ratios that divide differently in floating point, e.g. (63/n)/0.6 and (21/n)/0.2)
+    // are ties too.
     const SLACK: f64 = 1.0 + 1e-9;
-    let mut q = cal.q_values(scores);
+    let mut q: Vec<f64> = cal
+        .q_values(scores)
+        .into_iter()
+        .zip(&flagged_by_fixed)
+        .filter(|&(_, &f)| !f)
+        .map(|(q, _)| q)
+        .collect();
     q.sort_by(f64::total_cmp);
-    let allowed = (target_fpr * n as f64 + 1e-9).floor() as usize;
-    let mut j = allowed.min(n);
-    while j > 0 && j < n && q[j] <= q[j - 1] * SLACK {
+    let left = q.len();
+    let allowed = (allowed - (n - left)).min(left);
+    let mut j = allowed;
+    while j > 0 && j < left && q[j] <= q[j - 1] * SLACK {
         j -= 1;
     }
     cal.gamma = if j == 0 { 0.0 } else { q[j - 1] * SLACK };
     cal.thresholds = (0..m)
         .map(|c| {
-            let t = threshold_at_fpr(&cal.sorted[c], cal.weights[c] * cal.gamma);
+            let t = fixed[c]
+                .unwrap_or_else(|| threshold_at_fpr(&cal.sorted[c], cal.weights[c] * cal.gamma));
             match cal.criteria[c].direction {
                 Direction::High => t,
                 Direction::Low => -t,
@@ -129,9 +208,27 @@ impl Calibration {
             .collect()
     }
 
+    /// `min_i p_i / w_i` over the criteria that share the budget (weight > 0); criteria with
+    /// a point-mass threshold count as 0 beyond it and ∞ on it.
     fn q_values(&self, scores: &Scores) -> Vec<f64> {
         let mut q = vec![f64::INFINITY; scores.len()];
         for c in 0..self.criteria.len() {
+            if self.point_mass.get(c).copied().unwrap_or(false) {
+                let t = self.thresholds.get(c).copied();
+                let oriented = scores.oriented(c);
+                let t = t.map(|t| match self.criteria[c].direction {
+                    Direction::High => t,
+                    Direction::Low => -t,
+                });
+                if let Some(t) = t {
+                    for (qi, v) in q.iter_mut().zip(oriented) {
+                        if v >= t {
+                            *qi = 0.0;
+                        }
+                    }
+                }
+                continue;
+            }
             for (qi, p) in q.iter_mut().zip(self.p_values(scores, c)) {
                 *qi = qi.min(p / self.weights[c]);
             }
@@ -302,6 +399,65 @@ mod tests {
         assert_eq!(cal.thresholds, vec![4.0]);
         assert_eq!(cal.calibration_fpr, 0.05);
         assert_eq!(cal.combined_score(&scores)[0], 0.0);
+    }
+
+    /// Benign C1 is 0 for 97 % of the samples (top k at Hamming distance 0), 1..=3 bits for the
+    /// rest; C2 and C3 are continuous.
+    fn with_point_mass(n: usize, seed: u64) -> Scores {
+        let mut s = synthetic(n, seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 77);
+        s.values[0] = (0..n)
+            .map(|_| {
+                if rng.random_bool(0.97) {
+                    0.0
+                } else {
+                    rng.random_range(1..=3) as f32
+                }
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn the_point_mass_rule_fires_c1_just_above_zero_and_shares_the_rest() {
+        let cal_set = with_point_mass(20_000, 1);
+        let shares = calibrate(&cal_set, 0.05, None).unwrap();
+        let mass = calibrate_with(&cal_set, 0.05, None, BudgetRule::PointMass).unwrap();
+        assert_eq!(mass.point_mass, vec![true, false, false]);
+        // C1 fires from the first value above the mass; the equal split needs more bits.
+        assert_eq!(mass.thresholds[0], 1.0);
+        assert!(shares.thresholds[0] > 1.0, "{:?}", shares.thresholds);
+        assert_eq!(mass.weights, vec![0.0, 0.5, 0.5]);
+        // Within the target on the calibration set and on fresh benign samples.
+        assert!(mass.calibration_fpr <= 0.05 && mass.calibration_fpr > 0.045);
+        let fresh = with_point_mass(20_000, 2);
+        assert!((mass.flag_rate(&fresh) - 0.05).abs() < 0.01);
+        // Attacked samples that only move C1 off zero by one bit: the point-mass rule flags
+        // every one, the equal split none.
+        let mut attacked = synthetic(2_000, 3);
+        attacked.values[0] = vec![1.0; 2_000];
+        assert_eq!(mass.flag_rate(&attacked), 1.0);
+        assert!(shares.flag_rate(&attacked) < 0.1);
+        // Its ROC score ranks every C1 > 0 sample first.
+        let score = mass.combined_score(&attacked);
+        assert!(score.iter().all(|&q| q == 0.0));
+    }
+
+    #[test]
+    fn without_a_point_mass_the_rule_is_the_equal_split() {
+        let cal_set = synthetic(20_000, 5);
+        let a = calibrate(&cal_set, 0.05, None).unwrap();
+        let b = calibrate_with(&cal_set, 0.05, None, BudgetRule::PointMass).unwrap();
+        assert_eq!(b.point_mass, vec![false; 3]);
+        assert_eq!((a.thresholds, a.gamma), (b.thresholds, b.gamma));
+        // A point mass whose tail alone exceeds the budget is not taken either.
+        let mut heavy = with_point_mass(20_000, 6);
+        heavy.values[0] = (0..20_000)
+            .map(|i| if i % 10 == 0 { 2.0 } else { 0.0 })
+            .collect();
+        let c = calibrate_with(&heavy, 0.05, None, BudgetRule::PointMass).unwrap();
+        assert_eq!(c.point_mass, vec![false; 3]);
+        assert!(c.calibration_fpr <= 0.05);
     }
 
     #[test]

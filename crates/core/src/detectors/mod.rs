@@ -9,7 +9,7 @@ mod select;
 mod squeeze;
 mod umcd;
 
-pub use calibrate::{Calibration, Decision, calibrate};
+pub use calibrate::{BudgetRule, Calibration, Decision, calibrate, calibrate_with};
 pub use lid::{Lid, lid_estimate};
 pub use select::{
     BLUR_CANDIDATES, BlurChoice, K_CANDIDATES, KChoice, choose_k, predicted_adversarial_topk_mean,

@@ -17,8 +17,8 @@ use super::{
 use crate::attacks::{Target, dhta_targets};
 use crate::data::LabelSet;
 use crate::detectors::{
-    Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig, calibrate,
-    select_blur, select_k,
+    BudgetRule, Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig,
+    calibrate, calibrate_with, select_blur, select_k,
 };
 use crate::experiments::cache::{self, CachedAttack};
 use crate::experiments::{
@@ -217,10 +217,10 @@ impl<'a> DetectionBench<'a> {
                 device,
                 progress,
             )?;
-            let weights = (det.name() == "UMCD")
-                .then_some(c.fpr_weights.as_deref())
-                .flatten();
-            calibrations.push(calibrate(&cal, c.fpr, weights)?);
+            let umcd = det.name() == "UMCD";
+            let weights = umcd.then_some(c.fpr_weights.as_deref()).flatten();
+            let rule = if umcd { c.budget } else { BudgetRule::Shares };
+            calibrations.push(calibrate_with(&cal, c.fpr, weights, rule)?);
             benign_cal.push(cal);
             let test = loose(&q_pixels, shape);
             benign_test.push(score_all(

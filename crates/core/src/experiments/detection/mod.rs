@@ -16,7 +16,9 @@ pub use tables::{table1_markdown, table1_miss_rates, table2_markdown};
 
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
 use crate::attacks::CwMargin;
-use crate::detectors::{BlurChoice, Calibration, Criterion, KChoice, Scores, UmcdConfig};
+use crate::detectors::{
+    BlurChoice, BudgetRule, Calibration, Criterion, KChoice, Scores, UmcdConfig,
+};
 use crate::retrieval::HammingIndex;
 use crate::run::OpenedRun;
 use crate::{Error, Result};
@@ -38,6 +40,10 @@ pub struct DetectionConfig {
     pub blur_tolerance: f64,
     /// UMCD: shares of the FPR budget for C1, C2, C3; `None`: equal.
     pub fpr_weights: Option<Vec<f64>>,
+    /// UMCD: how the FPR budget is shared (the paper's shares, or a threshold just above a
+    /// benign point mass first).
+    #[serde(default)]
+    pub budget: BudgetRule,
     /// LID: neighbours per estimate.
     pub lid_k: usize,
     /// LID: benign reference batch (database images, disjoint from calibration).
@@ -78,6 +84,7 @@ impl Default for DetectionConfig {
             blur: None,
             blur_tolerance: 0.02,
             fpr_weights: None,
+            budget: BudgetRule::Shares,
             lid_k: 20,
             lid_reference: 100,
             eps: 8.0 / 255.0,
@@ -251,6 +258,12 @@ pub struct CalibrationRecord {
     pub calibration_fpr: f64,
     /// Benign calibration samples.
     pub samples: usize,
+    /// How the budget was shared.
+    #[serde(default)]
+    pub rule: BudgetRule,
+    /// Per criterion: whether it fires just above a benign point mass.
+    #[serde(default)]
+    pub point_mass: Vec<bool>,
 }
 
 impl From<&Calibration> for CalibrationRecord {
@@ -263,6 +276,8 @@ impl From<&Calibration> for CalibrationRecord {
             thresholds: c.thresholds.clone(),
             calibration_fpr: c.calibration_fpr,
             samples: c.samples,
+            rule: c.rule,
+            point_mass: c.point_mass.clone(),
         }
     }
 }
