@@ -27,3 +27,12 @@ pub fn pick(choice: BackendChoice, list: &[usize]) -> anyhow::Result<(Selected, 
 pub fn choice(s: &str) -> Result<BackendChoice, String> {
     s.parse().map_err(|e: hashguard_core::Error| e.to_string())
 }
+
+/// The adapters of `main` and `more`, for the run's first line (`A + B` when training spreads).
+pub fn adapters(main: &Selected, more: &[Selected]) -> String {
+    std::iter::once(main)
+        .chain(more)
+        .map(|s| s.info.adapter.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}

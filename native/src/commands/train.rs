@@ -12,7 +12,7 @@ use hashguard_core::loss::HashMethod;
 use hashguard_core::model::BackboneKind;
 use hashguard_core::run::{Checkpoint, RunDir, TrainSummary, write_atomic};
 
-use crate::backend::Selected;
+use crate::backend::{Selected, adapters};
 use crate::progress::{Bars, bar, log};
 
 mod adversarial;
@@ -227,30 +227,21 @@ pub(super) fn train_run(
         (config, fresh.set, fresh.split, fresh.skipped, trainer)
     };
 
-    if !more.is_empty() {
-        trainer.data_parallel(&more.iter().map(|s| s.device.clone()).collect::<Vec<_>>())?;
-    }
+    trainer.data_parallel(&more.iter().map(|s| s.device.clone()).collect::<Vec<_>>())?;
     run.remove_stale_temps()?;
     let epochs = config.train.epochs;
     eprintln!(
         "training {}-bit {}{} on {} ({} train / {} query / {} database images, source {}) with {} [{}]",
         config.train.model.bits,
         config.train.method.name().to_uppercase(),
-        match &config.train.adversarial {
-            None => String::new(),
-            Some(a) => format!(" + {a:?}"),
-        },
+        (config.train.adversarial.as_ref()).map_or(String::new(), |a| format!(" + {a:?}")),
         set.name,
         split.train.len(),
         split.query.len(),
         split.database.len(),
         config.data.source,
         selected.info.kind,
-        std::iter::once(&selected)
-            .chain(&more)
-            .map(|s| s.info.adapter.as_str())
-            .collect::<Vec<_>>()
-            .join(" + ")
+        adapters(&selected, &more)
     );
     let steps = split.train.len().div_ceil(config.train.batch_size) as u64;
     let pb = bar(steps * epochs as u64, "train");

@@ -214,7 +214,12 @@ impl Trainer {
     /// training without adversarial examples only: DPSH's bank and HashNet's in-batch pairs
     /// would change meaning per shard, and adversarial training's inner attacks run on one
     /// device.
+    /// With no other device, training stays on one device whatever the method.
     pub fn data_parallel(&mut self, more: &[Device]) -> Result<()> {
+        if more.is_empty() {
+            self.replicas.clear();
+            return Ok(());
+        }
         if !matches!(self.config.method, HashMethod::Csq) || self.config.adversarial.is_some() {
             return Err(Error::InvalidArgument(
                 "training on several devices supports standard CSQ training only: train \
