@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::demo::{DemoBundle, DemoHeader};
-use hashguard_core::detectors::{Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k};
+use hashguard_core::detectors::{
+    C1Budget, Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k,
+};
 use hashguard_core::model::encode_images;
 use hashguard_core::retrieval::{HammingIndex, PackedCodes};
 use hashguard_core::run::{OpenedRun, write_atomic};
@@ -104,7 +106,8 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         // The rule `detect` uses, with the shipped database as benign calibration set.
         None => {
             let own: Vec<Option<usize>> = all.iter().map(|&i| Some(i)).collect();
-            select_k(&index, &codes, &own, set.num_classes(), args.fpr)?.0
+            let budget = C1Budget::equal_split(args.fpr);
+            select_k(&index, &codes, &own, set.num_classes(), budget)?.0
         }
     };
     let umcd = UmcdConfig { k, blur: args.blur };

@@ -118,12 +118,9 @@ pub fn calibrate_with(
     let mut flagged_by_fixed = vec![false; n];
     if rule == BudgetRule::PointMass {
         for c in 0..m {
-            let s = &sorted[c];
-            let mass = s.partition_point(|&v| v <= s[0]);
-            if mass * 2 <= n || mass == n {
+            let Some(t) = point_mass_edge(&sorted[c], allowed) else {
                 continue;
-            }
-            let t = s[mass];
+            };
             let oriented = scores.oriented(c);
             let union = flagged_by_fixed
                 .iter()
@@ -193,6 +190,15 @@ pub fn calibrate_with(
     let flagged = cal.decide(scores).iter().filter(|d| d.adversarial).count();
     cal.calibration_fpr = flagged as f64 / n as f64;
     Ok(cal)
+}
+
+/// The point-mass rule's threshold for one criterion: with more than half of the ascending
+/// `sorted` (oriented) benign values on the lowest one, and at most `allowed` beyond it, the
+/// first value beyond it; `None` when there is no such mass or it leaves too many samples.
+pub(crate) fn point_mass_edge(sorted: &[f32], allowed: usize) -> Option<f32> {
+    let (n, first) = (sorted.len(), *sorted.first()?);
+    let mass = sorted.partition_point(|&v| v <= first);
+    (mass * 2 > n && mass < n && n - mass <= allowed).then(|| sorted[mass])
 }
 
 impl Calibration {

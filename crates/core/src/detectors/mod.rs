@@ -12,8 +12,8 @@ mod umcd;
 pub use calibrate::{BudgetRule, Calibration, Decision, calibrate, calibrate_with};
 pub use lid::{Lid, lid_estimate};
 pub use select::{
-    BLUR_CANDIDATES, BlurChoice, K_CANDIDATES, KChoice, choose_k, predicted_adversarial_topk_mean,
-    select_blur, select_k,
+    BLUR_CANDIDATES, BlurChoice, C1Budget, K_CANDIDATES, KChoice, choose_k,
+    predicted_adversarial_topk_mean, select_blur, select_k,
 };
 pub use squeeze::FeatureSqueeze;
 pub use umcd::{

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use burn::prelude::*;
 
-use super::{ImageBatch, codes_with_transform};
+use super::calibrate::point_mass_edge;
+use super::{BudgetRule, ImageBatch, codes_with_transform};
 use crate::data::LabelSet;
 use crate::filters::{Filter, ImageShape};
+use crate::metrics::threshold_at_fpr;
 use crate::model::HashNet;
 use crate::retrieval::{HammingIndex, PackedCodes};
 use crate::{Error, Result};
@@ -90,13 +92,57 @@ pub fn predicted_adversarial_topk_mean(
     mu - sigma * pdf / q
 }
 
+/// Where UMCD's calibration will put C1's threshold, so that the k rule reads the benign C1
+/// value the detector will actually use rather than a fixed quantile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct C1Budget {
+    /// The detector's target false-positive rate.
+    pub fpr: f64,
+    /// C1's share of it under [`BudgetRule::Shares`] (its normalised weight: 1/3 when the
+    /// three criteria share equally).
+    pub share: f64,
+    /// The budget rule the detector is calibrated with.
+    pub rule: BudgetRule,
+}
+
+impl C1Budget {
+    /// The paper's rule: the budget split equally over C1, C2 and C3.
+    pub fn equal_split(fpr: f64) -> Self {
+        Self {
+            fpr,
+            share: 1.0 / 3.0,
+            rule: BudgetRule::Shares,
+        }
+    }
+
+    /// C1's threshold on these benign values (ascending) and whether it sits just above a
+    /// point mass. Under the shares rule it is the threshold flagging `fpr·share` of them (the
+    /// least C1 may flag: overlaps with C2/C3 only raise its share); under the point-mass rule
+    /// the first value beyond the mass when there is one, as calibration places it. Never
+    /// infinite: when not one sample may be flagged, the largest benign value.
+    fn threshold(&self, sorted: &[f32]) -> (f64, bool) {
+        let allowed = (self.fpr * sorted.len() as f64 + 1e-9).floor() as usize;
+        if self.rule == BudgetRule::PointMass
+            && let Some(t) = point_mass_edge(sorted, allowed)
+        {
+            return (t as f64, true);
+        }
+        let t = threshold_at_fpr(sorted, self.fpr * self.share);
+        let top = sorted.last().copied().unwrap_or(0.0);
+        (if t.is_finite() { t } else { top } as f64, false)
+    }
+}
+
 /// One candidate k and why it was (not) chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KChoice {
     /// Candidate k.
     pub k: usize,
-    /// Benign C1 at the target FPR's quantile (the value a C1 threshold would sit near).
+    /// Benign C1 where the budget rule in use would put C1's threshold at this k.
     pub benign_quantile: f64,
+    /// Whether that threshold sits just above a benign point mass (the point-mass rule).
+    #[serde(default)]
+    pub point_mass: bool,
     /// Theorem 1's predicted adversarial C1.
     pub predicted_adversarial: f64,
     /// `predicted_adversarial − benign_quantile`: the larger, the better.
@@ -104,27 +150,27 @@ pub struct KChoice {
 }
 
 /// Picks k from `candidates` (each with benign calibration C1 values computed at that k): the
-/// k with the largest margin between Theorem 1's adversarial C1 and the benign `1 − fpr`
-/// quantile; ties go to the smaller k.
+/// k with the largest margin between Theorem 1's adversarial C1 and the threshold `budget`
+/// would give C1 on the benign values; ties go to the smaller k.
 pub fn choose_k(
     candidates: &[(usize, Vec<f32>)],
     bits: usize,
     classes: usize,
     database: usize,
-    fpr: f64,
+    budget: C1Budget,
 ) -> (usize, Vec<KChoice>) {
     let table: Vec<KChoice> = candidates
         .iter()
         .map(|(k, benign)| {
             let mut b = benign.clone();
             b.sort_by(f32::total_cmp);
-            let idx = (((1.0 - fpr) * b.len() as f64).ceil() as usize).clamp(1, b.len().max(1)) - 1;
-            let benign_quantile = b.get(idx).copied().unwrap_or(0.0) as f64;
+            let (benign_quantile, point_mass) = budget.threshold(&b);
             let predicted_adversarial =
                 predicted_adversarial_topk_mean(bits, classes, database, *k);
             KChoice {
                 k: *k,
                 benign_quantile,
+                point_mass,
                 predicted_adversarial,
                 margin: predicted_adversarial - benign_quantile,
             }
@@ -143,13 +189,13 @@ pub fn choose_k(
 /// The one rule for UMCD's k, shared by `detect`, `reproduce` and `export-web`: for each of
 /// [`K_CANDIDATES`] below the database size, the C1 of every benign `calibration` code (its own
 /// database entry `positions[i]` left out, from one batched search), then [`choose_k`] with
-/// Theorem 1's prediction for `classes` classes at false-positive rate `fpr`.
+/// Theorem 1's prediction for `classes` classes against C1's threshold under `budget`.
 pub fn select_k(
     index: &HammingIndex,
     calibration: &PackedCodes,
     positions: &[Option<usize>],
     classes: usize,
-    fpr: f64,
+    budget: C1Budget,
 ) -> Result<(usize, Vec<KChoice>)> {
     if positions.len() != calibration.len() || calibration.is_empty() {
         return Err(Error::InvalidArgument(format!(
@@ -189,7 +235,7 @@ pub fn select_k(
         calibration.bits(),
         classes,
         index.len(),
-        fpr,
+        budget,
     ))
 }
 
@@ -315,10 +361,61 @@ mod tests {
             (10, vec![1.0; 100]),
             (100, vec![12.0; 100]),
         ];
-        let (k, table) = choose_k(&cands, 64, 10, 10_000, 0.05);
+        let (k, table) = choose_k(&cands, 64, 10, 10_000, C1Budget::equal_split(0.05));
         assert_eq!(table.len(), 3);
         let best = table.iter().map(|c| c.margin).fold(f64::MIN, f64::max);
         assert_eq!(table.iter().find(|c| c.k == k).unwrap().margin, best);
+    }
+
+    /// 100 benign C1 values: `zeros` of them 0, then `rest`.
+    fn benign(zeros: usize, rest: &[f32]) -> Vec<f32> {
+        let mut v = vec![0.0; zeros];
+        v.extend_from_slice(rest);
+        v
+    }
+
+    #[test]
+    fn choose_k_reads_c1s_own_share_of_the_budget() {
+        // The 95th percentile is 0 at both k; C1's share (5 % / 3: one sample of 100) is not.
+        let cands = vec![(10, benign(97, &[2.0; 3])), (1000, benign(97, &[15.0; 3]))];
+        let (k, table) = choose_k(&cands, 64, 10, 10_000, C1Budget::equal_split(0.05));
+        assert_eq!(k, 10, "{table:?}");
+        assert!(table[1].benign_quantile >= 15.0 && !table[1].point_mass);
+        // Reading the 95th percentile (0 at both k) the wider prediction at k = 1000 would win.
+        assert!(table[1].predicted_adversarial > table[0].predicted_adversarial);
+    }
+
+    #[test]
+    fn choose_k_reads_the_point_mass_edge_under_the_point_mass_rule() {
+        let values = benign(96, &[1.0, 2.0, 3.0, 9.0]);
+        let cands = vec![(1, values.clone())];
+        let mass = C1Budget {
+            rule: BudgetRule::PointMass,
+            ..C1Budget::equal_split(0.05)
+        };
+        let (_, table) = choose_k(&cands, 64, 10, 10_000, mass);
+        assert_eq!((table[0].benign_quantile, table[0].point_mass), (1.0, true));
+        let (_, shares) = choose_k(&cands, 64, 10, 10_000, C1Budget::equal_split(0.05));
+        assert_eq!(
+            (shares[0].benign_quantile, shares[0].point_mass),
+            (9.0, false)
+        );
+        // Calibration puts C1's threshold at the same value.
+        let scores = crate::detectors::Scores {
+            criteria: vec![crate::detectors::umcd_criteria()[0].clone()],
+            values: vec![values],
+        };
+        let cal =
+            crate::detectors::calibrate_with(&scores, 0.05, None, BudgetRule::PointMass).unwrap();
+        assert_eq!(cal.thresholds[0] as f64, table[0].benign_quantile);
+        // More than the budget beyond the mass: no point mass, the share's threshold.
+        let wide = vec![(1, benign(90, &[1.0; 10]))];
+        let (_, table) = choose_k(&wide, 64, 10, 10_000, mass);
+        assert!(!table[0].point_mass && table[0].benign_quantile > 1.0);
+        // Not one sample in the share: the largest benign value, never infinity.
+        let tiny = C1Budget::equal_split(0.01);
+        let (_, table) = choose_k(&[(1, benign(50, &[4.0; 50]))], 64, 10, 10_000, tiny);
+        assert_eq!(table[0].benign_quantile, 4.0);
     }
 
     #[test]
@@ -338,7 +435,8 @@ mod tests {
         let index = HammingIndex::new(db.clone());
         let cal = PackedCodes::from_signs(bits, &values[..40 * bits]);
         let positions: Vec<Option<usize>> = (0..40).map(Some).collect();
-        let (k, table) = select_k(&index, &cal, &positions, 10, 0.05).unwrap();
+        let (k, table) =
+            select_k(&index, &cal, &positions, 10, C1Budget::equal_split(0.05)).unwrap();
         assert_eq!(
             table.iter().map(|c| c.k).collect::<Vec<_>>(),
             [1, 5, 10, 50, 100, 500]
@@ -352,8 +450,17 @@ mod tests {
                 (c.k, v)
             })
             .collect();
-        let (k2, table2) = choose_k(&naive, bits, 10, index.len(), 0.05);
+        let (k2, table2) = choose_k(&naive, bits, 10, index.len(), C1Budget::equal_split(0.05));
         assert_eq!((k, table), (k2, table2));
-        assert!(select_k(&index, &cal, &positions[..3], 10, 0.05).is_err());
+        assert!(
+            select_k(
+                &index,
+                &cal,
+                &positions[..3],
+                10,
+                C1Budget::equal_split(0.05)
+            )
+            .is_err()
+        );
     }
 }

@@ -350,7 +350,8 @@ pub fn evaluate_row(
         strongest.ok_or_else(|| Error::InvalidArgument("--pgd-steps is empty".into()))?;
     let outcome = bench
         .evaluate(&mut strongest, progress)?
-        .pop()
+        .into_iter()
+        .find(|r| r.detector == "UMCD")
         .ok_or_else(|| Error::Numeric("UMCD was not scored".into()))?;
     let dhta = bench.craft(&detection.attack(AttackKind::Dhta, detection.eps), progress)?;
     let train_seconds = std::fs::read(run.dir.file("train.json"))

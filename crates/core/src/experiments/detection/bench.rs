@@ -57,6 +57,9 @@ pub struct DetectionBench<'a> {
     pub benign_cal: Vec<Scores>,
     /// Each detector's scores of the clean test queries (held-out benign).
     pub benign_test: Vec<Scores>,
+    /// UMCD calibrated with the other budget rule on the same benign scores (same k and
+    /// blur), reported beside it as [`DetectionBench::alternative_name`].
+    pub umcd_alternative: Calibration,
     /// UMCD's k and blur.
     pub umcd: UmcdConfig,
     /// How they were chosen.
@@ -153,7 +156,13 @@ impl<'a> DetectionBench<'a> {
                     codes.extend(read_floats(f, "calibration codes")?);
                 }
                 let packed = PackedCodes::from_signs(model.bits(), &codes);
-                select_k(index, &packed, &cal_positions, set.num_classes(), c.fpr)?
+                select_k(
+                    index,
+                    &packed,
+                    &cal_positions,
+                    set.num_classes(),
+                    c.c1_budget(),
+                )?
             }
         };
         progress.finish();
@@ -233,10 +242,20 @@ impl<'a> DetectionBench<'a> {
             )?);
         }
         progress.finish();
-        for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
+        let u = detectors.len() - 1;
+        let umcd_alternative = calibrate_with(
+            &benign_cal[u],
+            c.fpr,
+            c.fpr_weights.as_deref(),
+            other_rule(c.budget),
+        )?;
+        let names = detectors.iter().map(|d| d.name());
+        let cals = calibrations.iter().chain([&umcd_alternative]);
+        let tests = benign_test.iter().chain([&benign_test[u]]);
+        let names = names.chain([alternative_name(c.budget)]);
+        for ((name, cal), test) in names.zip(cals).zip(tests) {
             progress.log(&format!(
-                "{:>11}: held-out benign FPR {:.2}% (target {:.0}%, calibration {:.2}%)",
-                det.name(),
+                "{name:>20}: held-out benign FPR {:.2}% (target {:.0}%, calibration {:.2}%)",
                 100.0 * cal.flag_rate(test),
                 100.0 * c.fpr,
                 100.0 * cal.calibration_fpr
@@ -244,7 +263,10 @@ impl<'a> DetectionBench<'a> {
         }
         let selection = Selection {
             k,
-            k_rule: "largest Theorem-1 margin: predicted adversarial top-k mean minus the benign (1 - fpr) quantile of C1".into(),
+            k_rule: "largest Theorem-1 margin: predicted adversarial top-k mean minus the benign C1 \
+                     value where the budget rule puts C1's threshold (its share of the FPR, or just \
+                     above a point mass)"
+                .into(),
             k_candidates: k_table,
             blur,
             blur_rule: format!(
@@ -272,6 +294,7 @@ impl<'a> DetectionBench<'a> {
             calibrations,
             benign_cal,
             benign_test,
+            umcd_alternative,
             umcd,
             selection,
             device: device.clone(),
@@ -477,6 +500,15 @@ impl<'a> DetectionBench<'a> {
             crafted.scores.push(adv);
         }
         progress.finish();
+        let u = self.detectors.len() - 1;
+        out.push(table1_row(
+            self.alternative_name(),
+            &crafted.label,
+            &self.umcd_alternative,
+            &self.benign_test[u],
+            &crafted.scores[u],
+            &crafted.success,
+        ));
         Ok(out)
     }
 
@@ -531,8 +563,16 @@ impl<'a> DetectionBench<'a> {
         Ok(rows)
     }
 
-    /// Each detector's criteria, calibration and held-out benign FPR.
+    /// Each detector's criteria, calibration and held-out benign FPR, then UMCD under the other
+    /// budget rule.
     pub fn detector_summaries(&self) -> Vec<DetectorSummary> {
+        let u = self.detectors.len() - 1;
+        let alternative = DetectorSummary {
+            name: self.alternative_name(),
+            criteria: self.umcd_alternative.criteria.clone(),
+            calibration: (&self.umcd_alternative).into(),
+            held_out_benign_fpr: self.umcd_alternative.flag_rate(&self.benign_test[u]),
+        };
         self.detectors
             .iter()
             .zip(&self.calibrations)
@@ -543,7 +583,13 @@ impl<'a> DetectionBench<'a> {
                 calibration: cal.into(),
                 held_out_benign_fpr: cal.flag_rate(test),
             })
+            .chain([alternative])
             .collect()
+    }
+
+    /// The name of UMCD's row under the budget rule not chosen by `--budget`.
+    pub fn alternative_name(&self) -> String {
+        alternative_name(self.config.budget)
     }
 
     /// Each crafted attack's summary for the report.
@@ -595,6 +641,22 @@ impl<'a> DetectionBench<'a> {
     /// The device everything runs on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+}
+
+/// The budget rule UMCD is reported under beside the chosen one.
+fn other_rule(rule: BudgetRule) -> BudgetRule {
+    match rule {
+        BudgetRule::Shares => BudgetRule::PointMass,
+        BudgetRule::PointMass => BudgetRule::Shares,
+    }
+}
+
+/// The report's name for UMCD under the other rule than `rule`.
+fn alternative_name(rule: BudgetRule) -> String {
+    match other_rule(rule) {
+        BudgetRule::Shares => "UMCD (shares)".into(),
+        BudgetRule::PointMass => "UMCD (point mass)".into(),
     }
 }
 

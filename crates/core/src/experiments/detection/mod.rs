@@ -17,7 +17,7 @@ pub use tables::{table1_markdown, table1_miss_rates, table2_markdown};
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
 use crate::attacks::CwMargin;
 use crate::detectors::{
-    BlurChoice, BudgetRule, Calibration, Criterion, KChoice, Scores, UmcdConfig,
+    BlurChoice, BudgetRule, C1Budget, Calibration, Criterion, KChoice, Scores, UmcdConfig,
 };
 use crate::retrieval::HammingIndex;
 use crate::run::OpenedRun;
@@ -103,6 +103,20 @@ impl Default for DetectionConfig {
 }
 
 impl DetectionConfig {
+    /// Where UMCD's calibration will put C1's threshold: its normalised weight's share of the
+    /// FPR under the configured budget rule (what the k rule reads).
+    pub fn c1_budget(&self) -> C1Budget {
+        let share = match &self.fpr_weights {
+            Some(w) if w.len() == 3 && w.iter().all(|x| *x > 0.0) => w[0] / w.iter().sum::<f64>(),
+            _ => 1.0 / 3.0,
+        };
+        C1Budget {
+            fpr: self.fpr,
+            share,
+            rule: self.budget,
+        }
+    }
+
     /// Checks the settings that need no run (the rest is checked against the run).
     pub fn validate(&self) -> Result<()> {
         if !(self.fpr > 0.0 && self.fpr < 0.5) {
