@@ -525,7 +525,7 @@ fn attacks_write_reports_and_figures() {
     let data = tiny_data();
     let work = tempfile::tempdir().unwrap();
     let run_dir = tiny_run(work.path(), data.path(), 2);
-    for method in ["pgd", "hag", "dhta", "cw"] {
+    for method in ["pgd", "hag", "dhta", "cw", "centre", "mainstay"] {
         let out_dir = work.path().join(method);
         let out = run(&[
             "attack",

@@ -24,7 +24,9 @@ pub struct AttackArgs {
     /// Run directory written by `hashguard train`.
     #[arg(long)]
     run: PathBuf,
-    /// Attack method: pgd, hag, dhta, cw or adaptive (the white-box attacker who knows UMCD).
+    /// Attack method: pgd, hag, dhta, cw, adaptive (the white-box attacker who knows UMCD),
+    /// centre (CgAT's: away from the centre code of the query's labels) or mainstay (SAAT's:
+    /// away from its DMFL mainstay code).
     #[arg(long, value_parser = kind)]
     method: AttackKind,
     /// L∞ budget in pixel units: a number in (0, 1] or a fraction such as 8/255 (PGD, HAG, DHTA).

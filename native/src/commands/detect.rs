@@ -105,7 +105,7 @@ pub struct DetectionArgs {
 pub struct DetectArgs {
     #[command(flatten)]
     pub common: DetectionArgs,
-    /// Attacks to detect (comma-separated): pgd, hag, dhta, cw.
+    /// Attacks to detect (comma-separated): pgd, hag, dhta, cw, centre, mainstay.
     #[arg(long, value_parser = kind, value_delimiter = ',', default_value = "pgd,dhta,cw")]
     pub attack: Vec<AttackKind>,
     /// JSON report path (default RUN/detect.json).

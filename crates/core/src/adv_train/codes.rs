@@ -95,14 +95,19 @@ fn group(codes: &PackedCodes, labels: &[LabelSet]) -> Result<Groups> {
 
 /// Packs, per group, `sign(Σ_M wp(M) S_M / Σ_M wp(M) n_M − Σ_{M neg} S_M / Σ_{M neg} n_M)`
 /// (sign(0) = +1; an empty side contributes 0).
+/// `wanted` are the label sets to compute codes for (any set, seen or not).
 fn weighted_codes(
     g: &Groups,
     bits: usize,
+    wanted: &[LabelSet],
     weight: impl Fn(LabelSet, LabelSet) -> f64,
 ) -> LabelCodes {
     let mut codes = PackedCodes::new(bits);
     let mut sets = HashMap::new();
-    for (a, &la) in g.sets.iter().enumerate() {
+    for &la in wanted {
+        if sets.contains_key(&la) {
+            continue;
+        }
         let (mut pos, mut neg) = (vec![0.0; bits], vec![0.0; bits]);
         let (mut pos_n, mut neg_n) = (0.0, 0.0);
         for (m, &lm) in g.sets.iter().enumerate() {
@@ -123,29 +128,52 @@ fn weighted_codes(
                 (p - q) as f32
             })
             .collect();
+        sets.insert(la, codes.len());
         codes.push_signs(&row);
-        sets.insert(la, a);
     }
     LabelCodes { sets, codes }
 }
 
+/// Which seed's target codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelCodeKind {
+    /// CgAT's centre codes: every positive weighs the same.
+    Centre,
+    /// SAAT's (DMFL) mainstay codes: positives weighted by label-vector cosine similarity.
+    Mainstay,
+}
+
+/// The codes of `kind` for the label sets `wanted` (seen among `labels` or not: a query's set
+/// need not occur in the training data), from the items' `codes` and `labels`.
+pub fn label_codes_for(
+    kind: LabelCodeKind,
+    codes: &PackedCodes,
+    labels: &[LabelSet],
+    wanted: &[LabelSet],
+) -> Result<LabelCodes> {
+    let g = group(codes, labels)?;
+    Ok(match kind {
+        LabelCodeKind::Centre => weighted_codes(&g, codes.bits(), wanted, |_, _| 1.0),
+        LabelCodeKind::Mainstay => weighted_codes(&g, codes.bits(), wanted, |a, b| {
+            let common = LabelSet(a.0 & b.0).count() as f64;
+            common / ((a.count() * b.count()) as f64).sqrt()
+        }),
+    })
+}
+
 /// CgAT's centre codes: for an item with labels L, positives are the training items sharing a
 /// label with L (itself included), negatives the rest, and `c = sign(mean_pos b − mean_neg b)`.
+/// One code per label set among `labels`.
 pub fn centre_codes(codes: &PackedCodes, labels: &[LabelSet]) -> Result<LabelCodes> {
-    let g = group(codes, labels)?;
-    Ok(weighted_codes(&g, codes.bits(), |_, _| 1.0))
+    label_codes_for(LabelCodeKind::Centre, codes, labels, labels)
 }
 
 /// SAAT's (DMFL) mainstay codes: `m = sign(Σ_j w1_j b_j − Σ_j w2_j b_j)` with positives weighted
 /// by the cosine similarity of multi-hot label vectors, `w1_j = cos(y, y_j) / Σ_j cos(y, y_j)`,
 /// and negatives (cosine 0) averaged, `w2_j = 1 / N_neg`. On single-label data it equals the
-/// centre code.
+/// centre code. One code per label set among `labels`.
 pub fn mainstay_codes(codes: &PackedCodes, labels: &[LabelSet]) -> Result<LabelCodes> {
-    let g = group(codes, labels)?;
-    Ok(weighted_codes(&g, codes.bits(), |a, b| {
-        let common = LabelSet(a.0 & b.0).count() as f64;
-        common / ((a.count() * b.count()) as f64).sqrt()
-    }))
+    label_codes_for(LabelCodeKind::Mainstay, codes, labels, labels)
 }
 
 #[cfg(test)]
@@ -185,14 +213,14 @@ mod tests {
     }
 
     /// The O(N²) definitions, straight from the papers' formulas.
-    fn naive(dense: &[Vec<f32>], labels: &[LabelSet], i: usize, mainstay: bool) -> Vec<f32> {
+    fn naive(dense: &[Vec<f32>], labels: &[LabelSet], query: LabelSet, mainstay: bool) -> Vec<f32> {
         let bits = dense[0].len();
         let (mut pos, mut neg) = (vec![0.0f64; bits], vec![0.0f64; bits]);
         let (mut wsum, mut nneg) = (0.0f64, 0.0f64);
         for (j, b) in dense.iter().enumerate() {
-            if labels[i].shares(labels[j]) {
+            if query.shares(labels[j]) {
                 let w = if mainstay {
-                    cosine(labels[i], labels[j])
+                    cosine(query, labels[j])
                 } else {
                     1.0
                 };
@@ -226,16 +254,40 @@ mod tests {
                 let c = centres.signs_for(&[labels[i]]).unwrap();
                 assert_eq!(
                     c,
-                    naive(&dense, &labels, i, false),
+                    naive(&dense, &labels, labels[i], false),
                     "centre {i} multi {multi}"
                 );
                 let m = mainstays.signs_for(&[labels[i]]).unwrap();
                 assert_eq!(
                     m,
-                    naive(&dense, &labels, i, true),
+                    naive(&dense, &labels, labels[i], true),
                     "mainstay {i} multi {multi}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn codes_of_label_sets_the_data_lacks_equal_the_naive_definitions() {
+        // Single-label items; queries with two labels, or a label no item has.
+        let (packed, dense) = random_codes(200, 40, 4);
+        let labels = random_labels(200, 5, false, 14);
+        let wanted = [
+            LabelSet::from_classes([0, 1]),
+            LabelSet::from_classes([2, 4]),
+            LabelSet::single(3),
+        ];
+        for (kind, mainstay) in [
+            (LabelCodeKind::Centre, false),
+            (LabelCodeKind::Mainstay, true),
+        ] {
+            let codes = label_codes_for(kind, &packed, &labels, &wanted).unwrap();
+            assert_eq!(codes.len(), 3);
+            for &w in &wanted {
+                let got = codes.signs_for(&[w]).unwrap();
+                assert_eq!(got, naive(&dense, &labels, w, mainstay), "{kind:?} {w:?}");
+            }
+            assert!(codes.signs_for(&[LabelSet::single(0)]).is_err());
         }
     }
 

@@ -8,7 +8,7 @@ mod parallel;
 mod schedule;
 mod standard;
 
-pub use codes::{LabelCodes, centre_codes, mainstay_codes};
+pub use codes::{LabelCodeKind, LabelCodes, centre_codes, label_codes_for, mainstay_codes};
 pub use method::AdvTraining;
 pub use schedule::LrSchedule;
 pub use standard::{EpochStats, StepInfo, TrainConfig, Trainer};

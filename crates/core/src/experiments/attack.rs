@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::BackendInfo;
 use super::campaign::{Campaign, Images, run_campaign};
+use super::goals::attack_goals;
 use super::spec::{AttackKind, AttackSpec, CwSettings};
-use crate::attacks::{AdaptiveWeights, StepRule, Target, dhta_targets};
+use crate::attacks::{AdaptiveWeights, StepRule, Target};
 use crate::data::LabelSet;
 use crate::metrics::evaluate_retrieval;
 use crate::retrieval::{HammingIndex, hamming};
@@ -197,20 +198,7 @@ pub fn run_attack(
     }
     let queries = subset(&pool, config.queries, &mut rng)?;
     let q_labels = run.labels(&queries);
-    let targets = spec
-        .kind
-        .is_targeted()
-        .then(|| {
-            dhta_targets(
-                &q_labels,
-                index.codes(),
-                &db_labels,
-                spec.target.label,
-                spec.target.n_t,
-                &mut rng,
-            )
-        })
-        .transpose()?;
+    let targets = attack_goals(spec, &q_labels, index.codes(), &db_labels, &mut rng)?;
 
     let start = web_time::Instant::now();
     let pixels = set.pixels_f32(&queries);
@@ -233,14 +221,14 @@ pub fn run_attack(
     let clean = evaluate_retrieval(&campaign.clean_codes, &q_labels, index, &db_labels, &ks)?;
     let adv = evaluate_retrieval(&campaign.adv_codes, &q_labels, index, &db_labels, &ks)?;
     let t_map = match &targets {
-        Some(ts) => {
+        Some(ts) if spec.kind.is_targeted() => {
             let t_labels: Vec<LabelSet> = ts.iter().map(|t| LabelSet::single(t.label)).collect();
             let map = |codes| -> Result<f64> {
                 Ok(evaluate_retrieval(codes, &t_labels, index, &db_labels, &ks)?.map_all)
             };
             Some((map(&campaign.clean_codes)?, map(&campaign.adv_codes)?))
         }
-        None => None,
+        _ => None,
     };
     let n = campaign.stats.len().max(1) as f64;
     let mean = |f: &dyn Fn(&crate::attacks::SampleStats) -> f64| {

@@ -110,7 +110,7 @@ pub fn run_campaign(
             images.shape
         )));
     }
-    let targets = match (spec.kind.is_targeted(), targets) {
+    let targets = match (spec.kind.needs_goals(), targets) {
         (true, Some(t)) if t.len() == n => Some(t),
         (true, Some(t)) => {
             return Err(Error::InvalidArgument(format!(
@@ -120,7 +120,7 @@ pub fn run_campaign(
         }
         (true, None) => {
             return Err(Error::InvalidArgument(format!(
-                "{} needs a target per image",
+                "{} needs a goal per image (attack_goals)",
                 spec.kind
             )));
         }
@@ -179,7 +179,9 @@ pub fn run_campaign(
             let flips = hamming(clean.code(i), advc.code(i));
             out.success.push(match (&cw_ok, anchors) {
                 (Some(ok), _) => ok[i],
-                (None, Some(a)) => judge_targeted(&advc, i, &a[i].anchor, flips),
+                (None, Some(a)) if spec.kind.is_targeted() => {
+                    judge_targeted(&advc, i, &a[i].anchor, flips)
+                }
                 _ => flips as usize > bits / 2,
             });
         }
@@ -193,8 +195,9 @@ pub fn run_campaign(
 
 impl AttackSpec {
     /// What the PGD family minimises for this attack: UMCD's untargeted form, HAG's masked loss,
-    /// or DHTA's pull towards `anchors` (`[batch, bits]`, ±1). `original` is the clean batch's
-    /// binary codes. CW and the white-box attacker have their own losses and are refused.
+    /// DHTA's pull towards `anchors` (`[batch, bits]`, ±1), or the untargeted form away from the
+    /// label codes the centre / mainstay attacks pass as `anchors`. `original` is the clean
+    /// batch's binary codes. CW and the white-box attacker have their own losses and are refused.
     pub fn objective(&self, original: Tensor<2>, anchors: Option<Tensor<2>>) -> Result<Objective> {
         match (self.kind, anchors) {
             (AttackKind::Pgd, _) => Ok(Objective::Untargeted { original }),
@@ -203,9 +206,12 @@ impl AttackSpec {
                 beta: self.hag_beta,
             }),
             (AttackKind::Dhta, Some(anchors)) => Ok(Objective::Targeted { anchors }),
-            (AttackKind::Dhta, None) => Err(Error::InvalidArgument(
-                "a targeted attack needs anchors".into(),
-            )),
+            (AttackKind::Centre | AttackKind::Mainstay, Some(codes)) => {
+                Ok(Objective::Untargeted { original: codes })
+            }
+            (kind @ (AttackKind::Dhta | AttackKind::Centre | AttackKind::Mainstay), None) => Err(
+                Error::InvalidArgument(format!("{kind} needs a code per image (attack_goals)")),
+            ),
             (kind @ (AttackKind::Cw | AttackKind::Adaptive), _) => Err(Error::InvalidArgument(
                 format!("{kind} is not a PGD-family attack: it has a loss of its own"),
             )),
@@ -264,7 +270,7 @@ fn craft_batch(
             let codes =
                 PackedCodes::from_signs(bits, &read_floats(model.forward(adv.clone()), "codes")?);
             Ok((0..codes.len())
-                .map(|i| match targets {
+                .map(|i| match targets.filter(|_| spec.kind.is_targeted()) {
                     Some(t) => {
                         let a = PackedCodes::from_signs(bits, &t[i].anchor);
                         -(hamming(codes.code(i), a.code(0)) as i64)
@@ -351,6 +357,61 @@ mod tests {
                 hamming(one.clean_codes.code(i), one.adv_codes.code(i))
             );
         }
+    }
+
+    #[test]
+    fn label_code_attacks_push_away_from_the_code_they_are_given() {
+        let device = Device::flex();
+        let model = tiny_model(&device);
+        let pixels = images(4);
+        let imgs = Images {
+            pixels: &pixels,
+            shape: SHAPE,
+        };
+        let pgd = AttackSpec::new(AttackKind::Pgd).with_eps(0.5).with_steps(4);
+        let base = run_campaign(&model, imgs, &pgd, None, 4, 0, &device, || ()).unwrap();
+        // Given each image's own code, CgAT's attack is UMCD's untargeted PGD.
+        let own: Vec<Target> = (0..4)
+            .map(|i| Target {
+                label: 0,
+                anchor: base.clean_codes.signs(i),
+            })
+            .collect();
+        for kind in [AttackKind::Centre, AttackKind::Mainstay] {
+            let spec = AttackSpec { kind, ..pgd };
+            let same = run_campaign(&model, imgs, &spec, Some(&own), 4, 0, &device, || ()).unwrap();
+            assert_eq!(same.adversarial, base.adversarial, "{kind}");
+            assert_eq!(same.success, base.success, "{kind}");
+            assert!(run_campaign(&model, imgs, &spec, None, 4, 0, &device, || ()).is_err());
+        }
+        // Given the opposite codes, one signed step goes exactly the other way (where the
+        // pixel stays inside [0, 1]).
+        let opposite: Vec<Target> = own
+            .iter()
+            .map(|t| Target {
+                label: 0,
+                anchor: t.anchor.iter().map(|v| -v).collect(),
+            })
+            .collect();
+        let one = AttackSpec {
+            step: 0.01,
+            ..pgd.with_steps(1)
+        };
+        let ahead = run_campaign(&model, imgs, &one, None, 4, 0, &device, || ()).unwrap();
+        let spec = AttackSpec {
+            kind: AttackKind::Centre,
+            ..one
+        };
+        let back =
+            run_campaign(&model, imgs, &spec, Some(&opposite), 4, 0, &device, || ()).unwrap();
+        let mut moved = 0;
+        for ((x, a), b) in pixels.iter().zip(&ahead.adversarial).zip(&back.adversarial) {
+            if (0.02..0.98).contains(x) {
+                assert!(((a - x) + (b - x)).abs() < 1e-6, "{x}: {a} vs {b}");
+                moved += usize::from((a - x).abs() > 1e-3);
+            }
+        }
+        assert!(moved > 0);
     }
 
     #[test]

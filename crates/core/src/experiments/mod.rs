@@ -7,6 +7,7 @@ mod attack;
 pub mod cache;
 mod campaign;
 pub mod detection;
+mod goals;
 pub mod retrieval;
 pub mod robustness;
 mod spec;
@@ -15,6 +16,7 @@ pub mod whitebox;
 pub use crate::progress::{Progress, Silent};
 pub use attack::{AttackConfig, AttackOutcome, AttackReport, Theorem1, run_attack, subset};
 pub use campaign::{Campaign, Images, run_campaign};
+pub use goals::attack_goals;
 pub use spec::{
     AttackKind, AttackSpec, CwSettings, TargetSelection, parse_cw_margin, parse_fraction,
 };

@@ -25,11 +25,25 @@ pub enum AttackKind {
     /// The white-box attacker who knows UMCD (UMCD §4.3, eq. 13): targeted towards one benign
     /// image's code while keeping C2 up and the blurred copy's code close.
     Adaptive,
+    /// CgAT's attack: untargeted PGD away from the centre code of the query's labels
+    /// (minimise `f(x')·c / K`), not from the query's own code.
+    Centre,
+    /// SAAT's attack: untargeted PGD away from the DMFL mainstay code of the query's labels
+    /// (the centre code on single-label data).
+    Mainstay,
 }
 
 impl AttackKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [AttackKind; 5] = [Self::Pgd, Self::Hag, Self::Dhta, Self::Cw, Self::Adaptive];
+    pub const ALL: [AttackKind; 7] = [
+        Self::Pgd,
+        Self::Hag,
+        Self::Dhta,
+        Self::Cw,
+        Self::Adaptive,
+        Self::Centre,
+        Self::Mainstay,
+    ];
 
     /// The spelling of flags, file names and reports (`pgd`, `hag`, `dhta`, `cw`).
     pub fn name(self) -> &'static str {
@@ -39,7 +53,21 @@ impl AttackKind {
             Self::Dhta => "dhta",
             Self::Cw => "cw",
             Self::Adaptive => "adaptive",
+            Self::Centre => "centre",
+            Self::Mainstay => "mainstay",
         }
+    }
+
+    /// Whether the attack pushes away from a code of the query's labels (CgAT's centre code,
+    /// SAAT's mainstay code) rather than from its own code; it is judged as untargeted.
+    pub fn uses_label_codes(self) -> bool {
+        matches!(self, Self::Centre | Self::Mainstay)
+    }
+
+    /// Whether the attack needs a code per query besides its own: the targeted attacks'
+    /// anchors, or the label codes of [`AttackKind::uses_label_codes`].
+    pub fn needs_goals(self) -> bool {
+        self.is_targeted() || self.uses_label_codes()
     }
 
     /// Whether the attack pulls codes towards a target (judged against an anchor code).
@@ -55,6 +83,8 @@ impl AttackKind {
             Self::Dhta => "Tgt",
             Self::Cw => "Untgt CW",
             Self::Adaptive => "White-box",
+            Self::Centre => "Untgt-centre",
+            Self::Mainstay => "Untgt-mainstay",
         }
     }
 
@@ -79,7 +109,7 @@ impl FromStr for AttackKind {
             .find(|k| k.name() == s.trim())
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "unknown attack `{s}`: use pgd, hag, dhta, cw or adaptive"
+                    "unknown attack `{s}`: use pgd, hag, dhta, cw, adaptive, centre or mainstay"
                 ))
             })
     }
@@ -379,7 +409,7 @@ mod tests {
             assert_eq!(k.name().parse::<AttackKind>().unwrap(), k);
         }
         let err = "fgsm".parse::<AttackKind>().unwrap_err().to_string();
-        assert!(err.contains("pgd, hag, dhta, cw or adaptive"), "{err}");
+        assert!(err.contains("cw, adaptive, centre or mainstay"), "{err}");
         assert_eq!(parse_cw_margin("logits").unwrap(), CwMargin::Logits);
         assert!(parse_cw_margin("tanh").is_err());
     }

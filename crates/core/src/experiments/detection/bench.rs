@@ -14,7 +14,7 @@ use super::{
     AttackSummary, Crafted, DetectionConfig, DetectorSummary, ScoreDump, ScoresDump, Selection,
     Table1Row, Table2Row, TableRate,
 };
-use crate::attacks::{Target, dhta_targets};
+use crate::attacks::Target;
 use crate::data::LabelSet;
 use crate::detectors::{
     BudgetRule, Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig,
@@ -22,7 +22,7 @@ use crate::detectors::{
 };
 use crate::experiments::cache::{self, CachedAttack};
 use crate::experiments::{
-    AttackKind, AttackSpec, Campaign, Images, Progress, run_campaign, subset,
+    AttackKind, AttackSpec, Campaign, Images, Progress, attack_goals, run_campaign, subset,
 };
 use crate::filters::{Filter, ImageShape};
 use crate::host::read_floats;
@@ -324,20 +324,13 @@ impl<'a> DetectionBench<'a> {
         spec.validate()?;
         let q_labels = self.query_labels();
         let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0xD47A);
-        let targets = spec
-            .kind
-            .is_targeted()
-            .then(|| {
-                dhta_targets(
-                    &q_labels,
-                    self.index.codes(),
-                    &self.db_labels,
-                    spec.target.label,
-                    spec.target.n_t,
-                    &mut rng,
-                )
-            })
-            .transpose()?;
+        let targets = attack_goals(
+            spec,
+            &q_labels,
+            self.index.codes(),
+            &self.db_labels,
+            &mut rng,
+        )?;
         let label = spec.label();
         let n = self.queries.len();
         let key = self.example_key(spec);
@@ -361,10 +354,11 @@ impl<'a> DetectionBench<'a> {
             });
         }
         let campaign = self.attack(spec, targets.as_deref(), progress)?;
+        let targeted = spec.kind.is_targeted();
         let truth: Vec<LabelSet> = match &targets {
             // Targeted: t-mAP, with the target labels as ground truth.
-            Some(ts) => ts.iter().map(|t| LabelSet::single(t.label)).collect(),
-            None => q_labels,
+            Some(ts) if targeted => ts.iter().map(|t| LabelSet::single(t.label)).collect(),
+            _ => q_labels,
         };
         let map = |codes: &PackedCodes| {
             evaluate_retrieval(codes, &truth, self.index, &self.db_labels, &[]).map(|m| m.map_all)
@@ -372,7 +366,7 @@ impl<'a> DetectionBench<'a> {
         let (clean_map, adv_map) = (map(&campaign.clean_codes)?, map(&campaign.adv_codes)?);
         progress.log(&format!(
             "{label}: {} {clean_map:.4} -> {adv_map:.4}, success {:.1}%",
-            if targets.is_some() { "t-mAP" } else { "mAP" },
+            if targeted { "t-mAP" } else { "mAP" },
             100.0 * campaign.success_rate()
         ));
         let mean_hamming_to_original = campaign.mean_hamming_to_original();
@@ -446,10 +440,12 @@ impl<'a> DetectionBench<'a> {
                 "eps": spec.eps, "step": spec.step, "steps": spec.steps,
                 "n_t": spec.target.n_t, "adaptive": spec.adaptive, "rule": spec.rule,
             }),
-            AttackKind::Pgd | AttackKind::Hag => json!({
-                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
-                "hag_beta": spec.hag_beta,
-            }),
+            AttackKind::Pgd | AttackKind::Hag | AttackKind::Centre | AttackKind::Mainstay => {
+                json!({
+                    "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+                    "hag_beta": spec.hag_beta,
+                })
+            }
         };
         json!({
             "version": 1,
