@@ -660,8 +660,17 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    // Six detectors, and UMCD again under the other budget rule.
-    assert_eq!(r["table1"].as_array().unwrap().len(), 7 * 2);
+    // Six detectors, UMCD again under the other budget rule, and supervised LID.
+    let rows = r["table1"].as_array().unwrap();
+    assert_eq!(rows.len(), 8 * 2);
+    for o in rows.iter().filter(|o| o["detector"] == "LID (supervised)") {
+        let fpr = o["held_out_benign_fpr"].as_f64().unwrap();
+        assert!((0.0..=0.5).contains(&fpr), "{o}");
+        assert!(
+            (0.0..=1.0).contains(&o["miss_rate"].as_f64().unwrap()),
+            "{o}"
+        );
+    }
     assert_eq!(r["queries"], 24);
     for d in r["detectors"].as_array().unwrap() {
         let cal = d["calibration"]["calibration_fpr"].as_f64().unwrap();

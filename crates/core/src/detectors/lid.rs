@@ -79,6 +79,28 @@ impl Lid {
         Ok(lid)
     }
 
+    /// Each sample's z-scored LID at every layer (`[sample][layer]`): the features supervised
+    /// LID (Ma et al.) fits its logistic regression on; their mean is this detector's score.
+    pub fn layer_scores(
+        &self,
+        model: &HashNet,
+        batch: ImageBatch<'_>,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for chunk in chunks(batch, batch_size) {
+            let raw = self.raw(model, chunk, device)?;
+            out.extend((0..chunk.len()).map(|i| {
+                raw.iter()
+                    .zip(&self.norm)
+                    .map(|(v, (m, s))| (v[i] - m) / s)
+                    .collect::<Vec<f32>>()
+            }));
+        }
+        Ok(out)
+    }
+
     /// Raw LID per layer (`[layer][sample]`).
     fn raw(
         &self,
@@ -161,16 +183,11 @@ impl Detector for Lid {
     }
 
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
-        let raw = self.raw(model, batch, device)?;
+        let layers = self.layer_scores(model, batch, batch.len().max(1), device)?;
         let mut scores = Scores::empty(self.criteria());
-        scores.values[0] = (0..batch.len())
-            .map(|i| {
-                raw.iter()
-                    .zip(&self.norm)
-                    .map(|(v, (m, s))| (v[i] - m) / s)
-                    .sum::<f32>()
-                    / raw.len() as f32
-            })
+        scores.values[0] = layers
+            .iter()
+            .map(|l| l.iter().sum::<f32>() / l.len() as f32)
             .collect();
         Ok(scores)
     }

@@ -1,12 +1,14 @@
 //! Unsupervised detection of adversarial queries: UMCD's three criteria and the baselines
 //! (MeanBlur, feature squeezing with median / non-local means / adaptive squeezers, LID), all
-//! behind one [`Detector`] interface and calibrated on benign scores at a target FPR.
+//! behind one [`Detector`] interface and calibrated on benign scores at a target FPR; and
+//! supervised LID's cross-validated regression, the one fitted on adversarial examples.
 //! Detectors never see how adversarial inputs were made: this module does not use `attacks`.
 
 mod calibrate;
 mod lid;
 mod select;
 mod squeeze;
+mod supervised;
 mod umcd;
 
 pub use calibrate::{BudgetRule, Calibration, Decision, calibrate, calibrate_with};
@@ -16,6 +18,7 @@ pub use select::{
     predicted_adversarial_topk_mean, select_blur, select_k,
 };
 pub use squeeze::FeatureSqueeze;
+pub use supervised::{CrossValidated, Logistic, cross_validate};
 pub use umcd::{
     Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement,
     umcd_criteria,

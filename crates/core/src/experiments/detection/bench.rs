@@ -18,7 +18,7 @@ use crate::attacks::Target;
 use crate::data::LabelSet;
 use crate::detectors::{
     BudgetRule, Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig,
-    calibrate, calibrate_with, select_blur, select_k,
+    calibrate, calibrate_with, cross_validate, select_blur, select_k,
 };
 use crate::experiments::cache::{self, CachedAttack};
 use crate::experiments::{
@@ -34,6 +34,22 @@ use crate::{Error, Result};
 
 /// Images per batch when scoring adversarial examples.
 const SCORE_BATCH: usize = 64;
+
+/// Folds of supervised LID's cross-validation.
+const SUPERVISED_FOLDS: usize = 5;
+
+/// Supervised LID's name in the tables.
+pub const SUPERVISED_LID: &str = "LID (supervised)";
+
+/// What supervised LID needs besides each attack's examples.
+pub struct SupervisedLid {
+    /// The fitted LID (its reference batch and per-layer normalisation).
+    pub lid: Lid,
+    /// Per-layer LIDs of the benign calibration images.
+    pub calibration: Vec<Vec<f32>>,
+    /// Per-layer LIDs of the clean test queries, in query order.
+    pub benign: Vec<Vec<f32>>,
+}
 
 /// Benign data, detectors and their calibrations, ready to score attacks.
 pub struct DetectionBench<'a> {
@@ -60,6 +76,9 @@ pub struct DetectionBench<'a> {
     /// UMCD calibrated with the other budget rule on the same benign scores (same k and
     /// blur), reported beside it as [`DetectionBench::alternative_name`].
     pub umcd_alternative: Calibration,
+    /// Supervised LID's per-layer features of the benign images (when LID is among the
+    /// detectors).
+    pub supervised_lid: Option<SupervisedLid>,
     /// UMCD's k and blur.
     pub umcd: UmcdConfig,
     /// How they were chosen.
@@ -171,6 +190,7 @@ impl<'a> DetectionBench<'a> {
 
         let lid_ids: Vec<usize> = lid_pos.iter().map(|&p| split.database[p]).collect();
         let mut detectors: Vec<Box<dyn Detector + 'a>> = Vec::new();
+        let mut supervised_lid = None;
         if wanted("LID") {
             let lid_pixels = set.pixels_f32(&lid_ids);
             let lid = Lid::fit(
@@ -181,6 +201,13 @@ impl<'a> DetectionBench<'a> {
                 c.batch_size,
                 device,
             )?;
+            let layers =
+                |pixels| lid.layer_scores(model, loose(pixels, shape), c.batch_size, device);
+            supervised_lid = Some(SupervisedLid {
+                calibration: layers(&cal_pixels)?,
+                benign: layers(&q_pixels)?,
+                lid: lid.clone(),
+            });
             detectors.push(Box::new(lid));
         }
         for (name, filter) in [
@@ -295,6 +322,7 @@ impl<'a> DetectionBench<'a> {
             benign_cal,
             benign_test,
             umcd_alternative,
+            supervised_lid,
             umcd,
             selection,
             device: device.clone(),
@@ -505,7 +533,61 @@ impl<'a> DetectionBench<'a> {
             &crafted.scores[u],
             &crafted.success,
         ));
+        // Cross-validation needs two queries per fold.
+        if let Some(sup) = &self.supervised_lid
+            && sup.benign.len() >= 2 * SUPERVISED_FOLDS
+        {
+            out.push(self.supervised_row(sup, crafted)?);
+        }
         Ok(out)
+    }
+
+    /// Supervised LID (Ma et al.) against one attack: a logistic regression on the per-layer
+    /// LIDs of clean queries and their adversarial examples, 5-fold cross-validated over the
+    /// queries, each fold's threshold at the target FPR on the benign calibration images.
+    fn supervised_row(&self, sup: &SupervisedLid, crafted: &Crafted) -> Result<Table1Row> {
+        let adv = sup.lid.layer_scores(
+            self.model(),
+            loose(&crafted.pixels, self.shape()),
+            SCORE_BATCH,
+            &self.device,
+        )?;
+        let cv = cross_validate(
+            &sup.benign,
+            &adv,
+            &sup.calibration,
+            SUPERVISED_FOLDS,
+            self.config.fpr,
+        )?;
+        let rate = |f: &mut dyn Iterator<Item = bool>| {
+            let (mut hit, mut n) = (0usize, 0usize);
+            for v in f {
+                hit += usize::from(v);
+                n += 1;
+            }
+            if n == 0 {
+                f64::NAN
+            } else {
+                hit as f64 / n as f64
+            }
+        };
+        let flagged = &cv.adversarial_flagged;
+        let successful = &mut flagged
+            .iter()
+            .zip(&crafted.success)
+            .filter(|(_, s)| **s)
+            .map(|(f, _)| *f);
+        Ok(Table1Row {
+            detector: SUPERVISED_LID.into(),
+            attack: crafted.label.clone(),
+            miss_rate: 1.0 - rate(&mut flagged.iter().copied()),
+            miss_rate_successful: 1.0 - rate(successful),
+            auc: auc(&cv.benign, &cv.adversarial),
+            tpr_at_fpr_0_1: tpr_at_fpr(&cv.benign, &cv.adversarial, 0.1),
+            tpr_at_fpr_0_2: tpr_at_fpr(&cv.benign, &cv.adversarial, 0.2),
+            criterion_rates: Vec::new(),
+            held_out_benign_fpr: Some(rate(&mut cv.benign_flagged.iter().copied())),
+        })
     }
 
     /// Table 2: detection rates of UMCD's criteria alone and together, each combination
@@ -724,5 +806,6 @@ pub(super) fn table1_row(
         criterion_rates: (0..cal.criteria.len())
             .map(|c| decisions.iter().filter(|d| d.fired[c]).count() as f64 / n)
             .collect(),
+        held_out_benign_fpr: None,
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use bench::DetectionBench;
+pub use bench::{DetectionBench, SUPERVISED_LID, SupervisedLid};
 pub use tables::{table1_markdown, table1_miss_rates, table2_markdown};
 
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
@@ -228,6 +228,10 @@ pub struct Table1Row {
     pub tpr_at_fpr_0_2: f64,
     /// Share of adversarial examples each criterion flags (UMCD: C1, C2, C3).
     pub criterion_rates: Vec<f64>,
+    /// For a detector fitted per attack (supervised LID): the share of clean queries it flags,
+    /// out of fold. The others' held-out FPR is in their [`DetectorSummary`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_benign_fpr: Option<f64>,
 }
 
 /// How UMCD's k and blur were chosen, and on what.

@@ -156,6 +156,7 @@ mod tests {
             tpr_at_fpr_0_1: 0.7,
             tpr_at_fpr_0_2: 0.8,
             criterion_rates: vec![0.1, 0.2, 0.3],
+            held_out_benign_fpr: None,
         }
     }
 
