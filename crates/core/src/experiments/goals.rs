@@ -16,8 +16,10 @@ use crate::{Error, Result};
 /// centre / mainstay code as [`Target::anchor`] with its lowest label as [`Target::label`];
 /// `None` for attacks that need no goal.
 ///
-/// The label codes come from the database's codes, where the seeds' code computes them from
-/// the training set's: the training images are part of the database here.
+/// The label codes come from the database's codes and labels (what an attacker of the
+/// retrieval system sees), where the seeds' code computes them from the training set's; with
+/// the default split the two sets are disjoint, and on a trained model both cluster on the
+/// same class codes.
 pub fn attack_goals(
     spec: &AttackSpec,
     query_labels: &[LabelSet],
