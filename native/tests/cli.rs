@@ -660,6 +660,15 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // The paper's protocol: five baselines, C1, C2, C3 alone and their union, per attack.
+    let paper = r["paper_protocol"].as_array().unwrap();
+    assert_eq!(paper.len(), 5 + 3 + 1);
+    for row in paper {
+        assert_eq!(row["detection_rates"].as_array().unwrap().len(), 2, "{row}");
+    }
+    let union = paper[8]["held_out_benign_fpr"].as_f64().unwrap();
+    let c1 = paper[5]["held_out_benign_fpr"].as_f64().unwrap();
+    assert!(union >= c1, "the union flags at least what C1 alone does");
     // Six detectors, UMCD again under the other budget rule, and supervised LID.
     let rows = r["table1"].as_array().unwrap();
     assert_eq!(rows.len(), 8 * 2);

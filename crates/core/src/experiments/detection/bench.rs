@@ -641,6 +641,81 @@ impl<'a> DetectionBench<'a> {
         Ok(rows)
     }
 
+    /// The paper's protocol (UMCD's Table 2 reads this way): each baseline at its own
+    /// calibration, each of UMCD's criteria calibrated alone at the full target FPR, and the
+    /// union of those three with the FPR it really has on the held-out benign queries.
+    /// `attacks` must have been through [`DetectionBench::evaluate`].
+    pub fn paper_protocol(&self, attacks: &[Crafted]) -> Result<Vec<Table2Row>> {
+        let u = self.detectors.len() - 1;
+        if attacks.iter().any(|a| a.scores.len() <= u) {
+            return Err(Error::InvalidArgument(
+                "the paper's protocol needs every attack scored by every detector".into(),
+            ));
+        }
+        let fpr = self.config.fpr;
+        let row = |name: String, rates: Vec<f64>, held_out: f64| Table2Row {
+            criteria: name,
+            detection_rates: attacks
+                .iter()
+                .zip(rates)
+                .map(|(a, rate)| TableRate {
+                    attack: a.label.clone(),
+                    rate,
+                })
+                .collect(),
+            held_out_benign_fpr: held_out,
+        };
+        let mut rows: Vec<Table2Row> = (0..u)
+            .map(|d| {
+                let cal = &self.calibrations[d];
+                let rates = attacks
+                    .iter()
+                    .map(|a| cal.flag_rate(&a.scores[d]))
+                    .collect();
+                row(
+                    self.detectors[d].name(),
+                    rates,
+                    cal.flag_rate(&self.benign_test[d]),
+                )
+            })
+            .collect();
+        let criteria = &self.benign_cal[u].criteria;
+        let alone: Vec<Calibration> = (0..criteria.len())
+            .map(|c| calibrate(&self.benign_cal[u].columns(&[c]), fpr, None))
+            .collect::<Result<_>>()?;
+        // Per sample: whether any criterion flags it at its own threshold.
+        let union = |scores: &Scores| -> f64 {
+            let n = scores.len().max(1) as f64;
+            let mut any = vec![false; scores.len()];
+            for (c, cal) in alone.iter().enumerate() {
+                for (f, d) in any.iter_mut().zip(cal.decide(&scores.columns(&[c]))) {
+                    *f |= d.adversarial;
+                }
+            }
+            any.iter().filter(|&&f| f).count() as f64 / n
+        };
+        for (c, cal) in alone.iter().enumerate() {
+            let rates = attacks
+                .iter()
+                .map(|a| cal.flag_rate(&a.scores[u].columns(&[c])))
+                .collect();
+            let held_out = cal.flag_rate(&self.benign_test[u].columns(&[c]));
+            rows.push(row(
+                format!("UMCD {} alone", criteria[c].name),
+                rates,
+                held_out,
+            ));
+        }
+        let rates = attacks.iter().map(|a| union(&a.scores[u])).collect();
+        let names: Vec<&str> = criteria.iter().map(|c| c.name.as_str()).collect();
+        rows.push(row(
+            format!("UMCD {} (each alone)", names.join(" or ")),
+            rates,
+            union(&self.benign_test[u]),
+        ));
+        Ok(rows)
+    }
+
     /// Each detector's criteria, calibration and held-out benign FPR, then UMCD under the other
     /// budget rule.
     pub fn detector_summaries(&self) -> Vec<DetectorSummary> {

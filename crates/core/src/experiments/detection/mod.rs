@@ -12,7 +12,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use bench::{DetectionBench, SUPERVISED_LID, SupervisedLid};
-pub use tables::{table1_markdown, table1_miss_rates, table2_markdown};
+pub use tables::{paper_protocol_markdown, table1_markdown, table1_miss_rates, table2_markdown};
 
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
 use crate::attacks::CwMargin;
@@ -456,6 +456,10 @@ pub struct DetectionReport {
     pub attacks: Vec<AttackSummary>,
     /// Table 1: one row per detector and attack.
     pub table1: Vec<Table1Row>,
+    /// The paper's protocol: each baseline and each UMCD criterion alone at the target FPR,
+    /// then UMCD's union of them with its measured held-out FPR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paper_protocol: Vec<Table2Row>,
     /// What computed it.
     pub backend: BackendInfo,
     /// Table 2 (`reproduce` only).
@@ -546,6 +550,7 @@ pub fn run_detection<'a>(
         detectors: bench.detector_summaries(),
         attacks: bench.attack_summaries(&crafted),
         table1,
+        paper_protocol: bench.paper_protocol(&crafted)?,
         backend,
         table2: None,
     };

@@ -1,7 +1,7 @@
 //! Table 1 and Table 2 as Markdown, laid out like the UMCD paper's tables (rows: detectors or
 //! criteria, columns: attacks), rendered from the typed [`DetectionReport`].
 
-use super::{DetectionReport, Table1Row as Outcome, Table2};
+use super::{DetectionReport, Table1Row as Outcome, Table2, Table2Row};
 
 /// Table 1's column headings: each attack's kind (`Untgt`, `Tgt`, `Untgt CW`).
 fn columns(report: &DetectionReport) -> Vec<String> {
@@ -57,8 +57,9 @@ fn miss_percent(r: &Outcome) -> f64 {
 /// Table 1's miss rates (%) alone, for a terminal.
 pub fn table1_miss_rates(report: &DetectionReport) -> String {
     format!(
-        "Miss rate (%) at the calibrated FPR:\n\n{}",
-        metric_table(&report.table1, &columns(report), 2, miss_percent)
+        "Miss rate (%) at the calibrated FPR:\n\n{}\n{}",
+        metric_table(&report.table1, &columns(report), 2, miss_percent),
+        paper_protocol_markdown(report)
     )
 }
 
@@ -92,6 +93,9 @@ pub fn table1_markdown(report: &DetectionReport) -> String {
             100.0 * a.success_rate
         );
     }
+    if !report.paper_protocol.is_empty() {
+        s += &format!("\n{}", paper_protocol_markdown(report));
+    }
     s += "\nHeld-out benign FPR per detector (queries, not used for calibration):\n\n";
     for d in &report.detectors {
         s += &format!("- {}: {:.2}%\n", d.name, 100.0 * d.held_out_benign_fpr);
@@ -105,22 +109,43 @@ pub fn table1_markdown(report: &DetectionReport) -> String {
 
 /// Table 2 as Markdown.
 pub fn table2_markdown(table: &Table2) -> String {
-    let mut s = format!(
-        "# Table 2: ablation, detection rates (eps {:.0}/255)\n\n",
-        table.eps * 255.0
-    );
-    let attacks: Vec<&str> = table.rows.first().map_or_else(Vec::new, |r| {
+    format!(
+        "# Table 2: ablation, detection rates (eps {:.0}/255)\n\n{}",
+        table.eps * 255.0,
+        rates_table(&table.rows)
+    )
+}
+
+/// The paper's protocol as Markdown: every criterion and baseline alone at the target FPR, and
+/// UMCD's union with the FPR it really has (empty when the report has none).
+pub fn paper_protocol_markdown(report: &DetectionReport) -> String {
+    if report.paper_protocol.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## The paper's protocol: each criterion and baseline alone at {:.0}% FPR\n\n\
+         Detection rates; the last row flags when any of C1, C2, C3 fires at its own {:.0}% \
+         threshold, and its held-out FPR is what that union really costs.\n\n{}",
+        100.0 * report.target_fpr,
+        100.0 * report.target_fpr,
+        rates_table(&report.paper_protocol)
+    )
+}
+
+/// Rows of detection rates per attack, with each row's held-out benign FPR.
+fn rates_table(rows: &[Table2Row]) -> String {
+    let attacks: Vec<&str> = rows.first().map_or_else(Vec::new, |r| {
         r.detection_rates
             .iter()
             .map(|x| x.attack.as_str())
             .collect()
     });
-    s += &format!(
+    let mut s = format!(
         "| Criteria | {} | held-out benign FPR |\n|---|{}---:|\n",
         attacks.join(" | "),
         "---:|".repeat(attacks.len())
     );
-    for r in &table.rows {
+    for r in rows {
         let cells: Vec<String> = r
             .detection_rates
             .iter()
@@ -208,6 +233,14 @@ mod tests {
                 row("UMCD", "Untgt eps 8/255", 0.125),
                 row("UMCD", "Untgt CW c 1000 lr 0.01", 0.0625),
             ],
+            paper_protocol: vec![Table2Row {
+                criteria: "UMCD C1 or C2 or C3 (each alone)".into(),
+                detection_rates: vec![TableRate {
+                    attack: "Untgt eps 8/255".into(),
+                    rate: 0.9375,
+                }],
+                held_out_benign_fpr: 0.13,
+            }],
             backend: BackendInfo {
                 kind: "cpu".into(),
                 adapter: "test".into(),
@@ -245,6 +278,15 @@ mod tests {
         assert!(t1.contains("at 5% FPR"));
         let miss = table1_miss_rates(&r);
         assert!(miss.contains("| UMCD | 12.50 | 6.25 |"), "{miss}");
+        for md in [&t1, &miss] {
+            assert!(
+                md.contains("| UMCD C1 or C2 or C3 (each alone) | 0.9375 | 0.1300 |"),
+                "{md}"
+            );
+        }
+        let mut none = r.clone();
+        none.paper_protocol.clear();
+        assert!(!table1_markdown(&none).contains("paper's protocol"));
         let t2 = table2_markdown(r.table2.as_ref().unwrap());
         assert!(
             t2.contains("eps 32/255") && t2.contains("| C1 + C3 | 0.8750 | 0.0400 |"),
