@@ -4,6 +4,7 @@
 //! out, with Markdown renderings.
 
 mod bench;
+mod protocols;
 mod tables;
 
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use bench::{DetectionBench, SUPERVISED_LID, SupervisedLid};
+pub use bench::DetectionBench;
+pub use protocols::{SUPERVISED_LID, SupervisedLid};
 pub use tables::{paper_protocol_markdown, table1_markdown, table1_miss_rates, table2_markdown};
 
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
