@@ -46,34 +46,24 @@ impl DetectionBench<'_> {
             SUPERVISED_FOLDS,
             self.config.fpr,
         )?;
-        let rate = |f: &mut dyn Iterator<Item = bool>| {
-            let (mut hit, mut n) = (0usize, 0usize);
-            for v in f {
-                hit += usize::from(v);
-                n += 1;
-            }
-            if n == 0 {
-                f64::NAN
-            } else {
-                hit as f64 / n as f64
-            }
-        };
-        let flagged = &cv.adversarial_flagged;
-        let successful = &mut flagged
+        // Share of flagged samples; NaN when there are none.
+        let rate = |f: &[bool]| f.iter().filter(|&&v| v).count() as f64 / f.len() as f64;
+        let successful: Vec<bool> = cv
+            .adversarial_flagged
             .iter()
             .zip(&crafted.success)
-            .filter(|(_, s)| **s)
-            .map(|(f, _)| *f);
+            .filter_map(|(&f, &s)| s.then_some(f))
+            .collect();
         Ok(Table1Row {
             detector: SUPERVISED_LID.into(),
             attack: crafted.label.clone(),
-            miss_rate: 1.0 - rate(&mut flagged.iter().copied()),
-            miss_rate_successful: 1.0 - rate(successful),
+            miss_rate: 1.0 - rate(&cv.adversarial_flagged),
+            miss_rate_successful: 1.0 - rate(&successful),
             auc: auc(&cv.benign, &cv.adversarial),
             tpr_at_fpr_0_1: tpr_at_fpr(&cv.benign, &cv.adversarial, 0.1),
             tpr_at_fpr_0_2: tpr_at_fpr(&cv.benign, &cv.adversarial, 0.2),
             criterion_rates: Vec::new(),
-            held_out_benign_fpr: Some(rate(&mut cv.benign_flagged.iter().copied())),
+            held_out_benign_fpr: Some(rate(&cv.benign_flagged)),
         })
     }
 
