@@ -669,9 +669,10 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     let union = paper[8]["held_out_benign_fpr"].as_f64().unwrap();
     let c1 = paper[5]["held_out_benign_fpr"].as_f64().unwrap();
     assert!(union >= c1, "the union flags at least what C1 alone does");
-    // Six detectors, UMCD again under the other budget rule, and supervised LID.
+    // Six detectors, UMCD again under the other budget rule and with a two-sided C3, and
+    // supervised LID.
     let rows = r["table1"].as_array().unwrap();
-    assert_eq!(rows.len(), 8 * 2);
+    assert_eq!(rows.len(), 9 * 2);
     for o in rows.iter().filter(|o| o["detector"] == "LID (supervised)") {
         let fpr = o["held_out_benign_fpr"].as_f64().unwrap();
         assert!((0.0..=0.5).contains(&fpr), "{o}");
@@ -700,7 +701,30 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
             "FS-Adaptive",
             "MeanBlur",
             "UMCD",
-            "UMCD (point mass)"
+            "UMCD (point mass)",
+            "UMCD (two-sided C3)"
+        ]
+    );
+    // The two-sided C3 is C3 flagged low as well, with C3's share of the budget split.
+    let two = &r["detectors"][7];
+    let criteria: Vec<(&str, &str)> = two["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["direction"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        criteria,
+        [
+            ("C1", "high"),
+            ("C2", "low"),
+            ("C3", "high"),
+            ("C3 low", "low")
         ]
     );
     // UMCD's k and blur were chosen on the calibration set, with the candidates kept.
@@ -769,13 +793,19 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
         assert!(t1.contains(row), "table1.md lacks {row}");
     }
     let t2 = std::fs::read_to_string(out_dir.join("table2.md")).unwrap();
-    for row in ["C3 alone", "C1 + C3", "C2 + C3", "C1 + C2 + C3"] {
+    for row in [
+        "C3 alone",
+        "C1 + C3",
+        "C2 + C3",
+        "C1 + C2 + C3",
+        "C1 + C2 + C3 both tails",
+    ] {
         assert!(t2.contains(row), "table2.md lacks {row}");
     }
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["umcd"]["k"], 5);
-    assert_eq!(r["table2"]["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(r["table2"]["rows"].as_array().unwrap().len(), 5);
     // CW ran with the attack command's defaults (logit margin, c 1000, the paper's lr).
     let cw = r["attacks"]
         .as_array()

@@ -20,8 +20,8 @@ pub use select::{
 pub use squeeze::FeatureSqueeze;
 pub use supervised::{CrossValidated, Logistic, cross_validate};
 pub use umcd::{
-    Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation, c3_disagreement,
-    umcd_criteria,
+    C3_LOW, Screening, Umcd, UmcdConfig, c1_mean_topk, c2_from_logits, c2_quantisation,
+    c3_disagreement, two_sided_weights, umcd_criteria, with_low_c3,
 };
 
 use burn::prelude::*;

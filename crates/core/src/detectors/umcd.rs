@@ -1,6 +1,7 @@
 //! UMCD (unsupervised multi-criterion detection): C1 = mean Hamming distance from h(x) to its
 //! top-k database codes, C2 = ‖h(x) − f(x)‖₁ (near 0 for targeted attacks), C3 = relaxed
-//! Hamming disagreement between f(MeanBlur(x)) and f(x); x and its blur share one forward pass.
+//! Hamming disagreement between f(MeanBlur(x)) and f(x), optionally flagged on both tails; x and
+//! its blur share one forward pass.
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,37 @@ pub fn umcd_criteria() -> Vec<Criterion> {
         Criterion::new("C2", Direction::Low),
         Criterion::new("C3", Direction::High),
     ]
+}
+
+/// The name of the low tail of C3 in [`with_low_c3`]'s scores.
+pub const C3_LOW: &str = "C3 low";
+
+/// UMCD's scores with a two-sided C3: the C1, C2, C3 columns and C3 again as "C3 low",
+/// flagged when *small* — a blurred copy agreeing with the image more than benign images' do,
+/// which is what an attacker minimising eq. 13's L3 leaves behind (issue 21, item 7). No new
+/// forward pass: the column is C3's values.
+pub fn with_low_c3(scores: &Scores) -> Result<Scores> {
+    if scores.criteria != umcd_criteria() {
+        return Err(Error::InvalidArgument(format!(
+            "a two-sided C3 needs UMCD's scores (C1, C2, C3), got {:?}",
+            scores.criteria.iter().map(|c| &c.name).collect::<Vec<_>>()
+        )));
+    }
+    let mut out = scores.clone();
+    out.criteria.push(Criterion::new(C3_LOW, Direction::Low));
+    out.values.push(scores.values[2].clone());
+    Ok(out)
+}
+
+/// FPR weights for [`with_low_c3`]'s four columns from UMCD's three (`None`: equal): C3's
+/// share split evenly between its two tails, so C1's and C2's shares stay what they were.
+pub fn two_sided_weights(weights: Option<&[f64]>) -> Vec<f64> {
+    let w = weights.map_or_else(|| vec![1.0; 3], <[f64]>::to_vec);
+    match w.as_slice() {
+        [w1, w2, w3] => vec![*w1, *w2, w3 / 2.0, w3 / 2.0],
+        // Malformed weights are left for calibration to refuse.
+        _ => w,
+    }
 }
 
 impl Detector for Umcd<'_> {
@@ -243,6 +275,25 @@ mod tests {
         assert_eq!(c2_quantisation(&[20f32.tanh()]), 0.0);
         let c2 = c2_from_logits(&[20.0, -25.0]);
         assert!(c2 > 8.0e-18 && c2 < 9.0e-18, "{c2}");
+    }
+
+    #[test]
+    fn the_low_tail_of_c3_is_c3_flagged_when_small() {
+        let s = Scores {
+            criteria: umcd_criteria(),
+            values: vec![vec![0.0, 4.0], vec![1.0, 0.5], vec![2.0, 0.1]],
+        };
+        let two = with_low_c3(&s).unwrap();
+        assert_eq!(two.criteria.len(), 4);
+        assert_eq!(two.criteria[3], Criterion::new(C3_LOW, Direction::Low));
+        assert_eq!(two.values[3], s.values[2]);
+        assert_eq!(two.oriented(3), vec![-2.0, -0.1]);
+        assert!(with_low_c3(&two).is_err());
+        assert_eq!(two_sided_weights(None), vec![1.0, 1.0, 0.5, 0.5]);
+        assert_eq!(
+            two_sided_weights(Some(&[2.0, 1.0, 4.0])),
+            vec![2.0, 1.0, 2.0, 2.0]
+        );
     }
 
     #[test]

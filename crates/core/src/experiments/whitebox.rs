@@ -1,6 +1,7 @@
 //! The white-box study of the UMCD paper (§4.3, eq. 13, appendix Table 4 and Fig. 5): the
-//! attacker who knows UMCD, swept over λ1 for each λ2, scored by UMCD and MeanBlur; and the same
-//! attacker with APGD steps and restarts. Typed config in, typed report out, Markdown rendering.
+//! attacker who knows UMCD, swept over λ1 for each λ2, scored by UMCD (one- and two-sided C3) and
+//! MeanBlur; and the same attacker with APGD steps and restarts. Typed config in, typed report
+//! out, Markdown rendering.
 
 use std::path::PathBuf;
 
@@ -9,10 +10,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::detection::{Crafted, DetectionBench, DetectionConfig, Selection, Table1Row};
+use super::detection::{Crafted, DetectionBench, DetectionConfig, Selection, TWO_SIDED, Table1Row};
 use super::{AttackKind, AttackSpec, BackendInfo, Progress};
 use crate::attacks::{AdaptiveWeights, StepRule, dhta_targets};
 use crate::data::LabelSet;
+use crate::detectors::Decision;
 use crate::metrics::{auc, evaluate_retrieval};
 use crate::retrieval::{HammingIndex, PackedCodes};
 use crate::run::OpenedRun;
@@ -167,6 +169,12 @@ pub struct WhiteboxPoint {
     pub umcd_criterion_auc: Vec<f64>,
     /// MeanBlur's figures.
     pub meanblur: Option<DetectorRates>,
+    /// UMCD with a two-sided C3 (C3 also flagged when unusually low), same budget rule.
+    #[serde(default)]
+    pub umcd_two_sided: Option<DetectorRates>,
+    /// Share of queries both successful and not flagged by UMCD with the two-sided C3.
+    #[serde(default)]
+    pub successful_and_unflagged_by_two_sided: Option<f64>,
 }
 
 /// Step count and size of a step rule.
@@ -330,21 +338,28 @@ fn point(
     let umcd_criterion_auc: Vec<f64> = (0..benign.criteria.len())
         .map(|k| auc(&benign.oriented(k), &adv.oriented(k)))
         .collect();
-    let flags = bench.calibrations[u].decide(adv);
-    let evaded = crafted
-        .success
-        .iter()
-        .zip(&flags)
-        .filter(|(s, d)| **s && !d.adversarial)
-        .count() as f64
-        / n;
+    let evaded = |flags: Vec<Decision>| {
+        crafted
+            .success
+            .iter()
+            .zip(&flags)
+            .filter(|(s, d)| **s && !d.adversarial)
+            .count() as f64
+            / n
+    };
+    let evaded_two_sided = match bench.two_sided() {
+        Some(v) => Some(evaded(v.calibration.decide(&v.scores(adv)?))),
+        None => None,
+    };
+    let evaded = evaded(bench.calibrations[u].decide(adv));
     let find = |name: &str| outcomes.iter().find(|o| o.detector == name);
     let success_rate = crafted.success_rate();
     progress.log(&format!(
-        "{}: success {:.1}%, UMCD detects {:.1}%, successful and unflagged {:.1}%, t-mAP {adv_t_map:.3}",
+        "{}: success {:.1}%, UMCD detects {:.1}% (two-sided C3 {:.1}%), successful and unflagged {:.1}%, t-mAP {adv_t_map:.3}",
         crafted.label,
         100.0 * success_rate,
         100.0 * (1.0 - find("UMCD").map_or(f64::NAN, |o| o.miss_rate)),
+        100.0 * (1.0 - find(TWO_SIDED).map_or(f64::NAN, |o| o.miss_rate)),
         100.0 * evaded
     ));
     Ok(WhiteboxPoint {
@@ -361,6 +376,8 @@ fn point(
         umcd: find("UMCD").map(DetectorRates::from),
         umcd_criterion_auc,
         meanblur: find("MeanBlur").map(DetectorRates::from),
+        umcd_two_sided: find(TWO_SIDED).map(DetectorRates::from),
+        successful_and_unflagged_by_two_sided: evaded_two_sided,
     })
 }
 
@@ -374,7 +391,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
          {} steps, targets: the code of one benign database image of a class the query lacks; BPDA \
          through the mean blur. Detection at a {:.0}% FPR calibrated on benign images.\n\n\
          ## Fig. 5 analogue\n\n| λ2 | λ1 | success % | UMCD detects % | successful & unflagged % | \
-         AUC C1 | AUC C2 | AUC C3 | MeanBlur detects % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         AUC C1 | AUC C2 | AUC C3 | two-sided C3: detects % | successful & unflagged % | \
+         MeanBlur detects % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.queries,
         r.eps * 255.0,
         step * 255.0,
@@ -384,7 +402,7 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
     let auc = |p: &WhiteboxPoint, i: usize| f3(p.umcd_criterion_auc.get(i).copied());
     for p in &r.points {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.lambda2,
             p.lambda1,
             pct(Some(p.success_rate)),
@@ -393,6 +411,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
             auc(p, 0),
             auc(p, 1),
             auc(p, 2),
+            pct(p.umcd_two_sided.as_ref().map(|d| d.detection_rate)),
+            pct(p.successful_and_unflagged_by_two_sided),
             pct(p.meanblur.as_ref().map(|d| d.detection_rate)),
         ));
     }
@@ -411,7 +431,11 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
         .map(|p| (format!("PGD-{}", r.pgd.steps), p))
         .chain(r.apgd_points.iter().map(|p| (apgd.clone(), p)));
     for (attacker, p) in rows {
-        for (name, rates) in [("UMCD", &p.umcd), ("MeanBlur", &p.meanblur)] {
+        for (name, rates) in [
+            ("UMCD", &p.umcd),
+            (TWO_SIDED, &p.umcd_two_sided),
+            ("MeanBlur", &p.meanblur),
+        ] {
             s.push_str(&format!(
                 "| {attacker} | {} | {name} | {} | {} | {} |\n",
                 p.lambda2,

@@ -19,7 +19,7 @@ use crate::attacks::Target;
 use crate::data::LabelSet;
 use crate::detectors::{
     BudgetRule, Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig,
-    calibrate, calibrate_with, select_blur, select_k,
+    calibrate, calibrate_with, select_blur, select_k, two_sided_weights, with_low_c3,
 };
 use crate::experiments::cache::{self, CachedAttack};
 use crate::experiments::{
@@ -58,9 +58,9 @@ pub struct DetectionBench<'a> {
     pub benign_cal: Vec<Scores>,
     /// Each detector's scores of the clean test queries (held-out benign).
     pub benign_test: Vec<Scores>,
-    /// UMCD calibrated with the other budget rule on the same benign scores (same k and
-    /// blur), reported beside it as [`DetectionBench::alternative_name`].
-    pub umcd_alternative: Calibration,
+    /// UMCD recalibrated on the same benign scores (same k and blur) under the budget rule
+    /// not chosen, and with a two-sided C3 under the chosen one: rows beside UMCD's.
+    pub umcd_variants: Vec<UmcdVariant>,
     /// Supervised LID's per-layer features of the benign images (when LID is among the
     /// detectors).
     pub supervised_lid: Option<SupervisedLid>,
@@ -255,20 +255,28 @@ impl<'a> DetectionBench<'a> {
         }
         progress.finish();
         let u = detectors.len() - 1;
-        let umcd_alternative = calibrate_with(
-            &benign_cal[u],
-            c.fpr,
-            c.fpr_weights.as_deref(),
-            other_rule(c.budget),
-        )?;
-        let names = detectors.iter().map(|d| d.name());
-        let cals = calibrations.iter().chain([&umcd_alternative]);
-        let tests = benign_test.iter().chain([&benign_test[u]]);
-        let names = names.chain([alternative_name(c.budget)]);
-        for ((name, cal), test) in names.zip(cals).zip(tests) {
+        let umcd_variants = vec![
+            UmcdVariant::fit(
+                alternative_name(c.budget),
+                false,
+                &benign_cal[u],
+                c,
+                other_rule(c.budget),
+            )?,
+            UmcdVariant::fit(TWO_SIDED.into(), true, &benign_cal[u], c, c.budget)?,
+        ];
+        let mut held_out = Vec::new();
+        for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
+            held_out.push((det.name(), cal, cal.flag_rate(test)));
+        }
+        for v in &umcd_variants {
+            let fpr = v.calibration.flag_rate(&v.scores(&benign_test[u])?);
+            held_out.push((v.name.clone(), &v.calibration, fpr));
+        }
+        for (name, cal, fpr) in held_out {
             progress.log(&format!(
                 "{name:>20}: held-out benign FPR {:.2}% (target {:.0}%, calibration {:.2}%)",
-                100.0 * cal.flag_rate(test),
+                100.0 * fpr,
                 100.0 * c.fpr,
                 100.0 * cal.calibration_fpr
             ));
@@ -306,7 +314,7 @@ impl<'a> DetectionBench<'a> {
             calibrations,
             benign_cal,
             benign_test,
-            umcd_alternative,
+            umcd_variants,
             supervised_lid,
             umcd,
             selection,
@@ -510,14 +518,16 @@ impl<'a> DetectionBench<'a> {
         }
         progress.finish();
         let u = self.detectors.len() - 1;
-        out.push(table1_row(
-            self.alternative_name(),
-            &crafted.label,
-            &self.umcd_alternative,
-            &self.benign_test[u],
-            &crafted.scores[u],
-            &crafted.success,
-        ));
+        for v in &self.umcd_variants {
+            out.push(table1_row(
+                v.name.clone(),
+                &crafted.label,
+                &v.calibration,
+                &v.scores(&self.benign_test[u])?,
+                &v.scores(&crafted.scores[u])?,
+                &crafted.success,
+            ));
+        }
         // Cross-validation needs two queries per fold.
         if let Some(sup) = &self.supervised_lid
             && sup.benign.len() >= 2 * SUPERVISED_FOLDS
@@ -575,20 +585,34 @@ impl<'a> DetectionBench<'a> {
                 held_out_benign_fpr: cal.flag_rate(&self.benign_test[u].columns(&cols)),
             });
         }
+        // All three with C3 flagged on both tails, C3's share split between them.
+        let two = |s: &Scores| with_low_c3(s);
+        let cal = calibrate(
+            &two(&self.benign_cal[u])?,
+            fpr,
+            Some(&two_sided_weights(None)),
+        )?;
+        let mut detection_rates = Vec::new();
+        for (a, s) in attacks.iter().zip(&adv_scores) {
+            detection_rates.push(TableRate {
+                attack: a.label.clone(),
+                rate: cal.flag_rate(&two(s)?),
+            });
+        }
+        rows.push(Table2Row {
+            criteria: "C1 + C2 + C3 both tails".into(),
+            detection_rates,
+            held_out_benign_fpr: cal.flag_rate(&two(&self.benign_test[u])?),
+        });
         Ok(rows)
     }
 
-    /// Each detector's criteria, calibration and held-out benign FPR, then UMCD under the other
-    /// budget rule.
-    pub fn detector_summaries(&self) -> Vec<DetectorSummary> {
+    /// Each detector's criteria, calibration and held-out benign FPR, then UMCD's variants
+    /// (the other budget rule, the two-sided C3).
+    pub fn detector_summaries(&self) -> Result<Vec<DetectorSummary>> {
         let u = self.detectors.len() - 1;
-        let alternative = DetectorSummary {
-            name: self.alternative_name(),
-            criteria: self.umcd_alternative.criteria.clone(),
-            calibration: (&self.umcd_alternative).into(),
-            held_out_benign_fpr: self.umcd_alternative.flag_rate(&self.benign_test[u]),
-        };
-        self.detectors
+        let mut out: Vec<DetectorSummary> = self
+            .detectors
             .iter()
             .zip(&self.calibrations)
             .zip(&self.benign_test)
@@ -598,13 +622,26 @@ impl<'a> DetectionBench<'a> {
                 calibration: cal.into(),
                 held_out_benign_fpr: cal.flag_rate(test),
             })
-            .chain([alternative])
-            .collect()
+            .collect();
+        for v in &self.umcd_variants {
+            out.push(DetectorSummary {
+                name: v.name.clone(),
+                criteria: v.calibration.criteria.clone(),
+                calibration: (&v.calibration).into(),
+                held_out_benign_fpr: v.calibration.flag_rate(&v.scores(&self.benign_test[u])?),
+            });
+        }
+        Ok(out)
     }
 
     /// The name of UMCD's row under the budget rule not chosen by `--budget`.
     pub fn alternative_name(&self) -> String {
         alternative_name(self.config.budget)
+    }
+
+    /// UMCD's row with a two-sided C3 (under the chosen budget rule), by name.
+    pub fn two_sided(&self) -> Option<&UmcdVariant> {
+        self.umcd_variants.iter().find(|v| v.two_sided_c3)
     }
 
     /// Each crafted attack's summary for the report.
@@ -656,6 +693,54 @@ impl<'a> DetectionBench<'a> {
     /// The device everything runs on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+}
+
+/// The report's name for UMCD with a two-sided C3.
+pub const TWO_SIDED: &str = "UMCD (two-sided C3)";
+
+/// UMCD recalibrated on its own benign scores another way (same k and blur, no new forward
+/// pass), reported beside UMCD under its own name.
+#[derive(Clone, Debug)]
+pub struct UmcdVariant {
+    /// The row's name.
+    pub name: String,
+    /// Whether C3 is flagged on both tails ([`with_low_c3`]'s four columns, C3's share of the
+    /// budget split evenly between its tails).
+    pub two_sided_c3: bool,
+    /// The thresholds, over this variant's columns.
+    pub calibration: Calibration,
+}
+
+impl UmcdVariant {
+    /// Calibrates the variant on UMCD's benign calibration scores `benign`.
+    fn fit(
+        name: String,
+        two_sided_c3: bool,
+        benign: &Scores,
+        c: &DetectionConfig,
+        rule: BudgetRule,
+    ) -> Result<Self> {
+        let (scores, weights) = if two_sided_c3 {
+            let w = two_sided_weights(c.fpr_weights.as_deref());
+            (with_low_c3(benign)?, Some(w))
+        } else {
+            (benign.clone(), c.fpr_weights.clone())
+        };
+        Ok(Self {
+            name,
+            two_sided_c3,
+            calibration: calibrate_with(&scores, c.fpr, weights.as_deref(), rule)?,
+        })
+    }
+
+    /// UMCD's scores (C1, C2, C3) as this variant's columns.
+    pub fn scores(&self, umcd: &Scores) -> Result<Scores> {
+        if self.two_sided_c3 {
+            with_low_c3(umcd)
+        } else {
+            Ok(umcd.clone())
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use bench::DetectionBench;
+pub use bench::{DetectionBench, TWO_SIDED, UmcdVariant};
 pub use protocols::{SUPERVISED_LID, SupervisedLid};
 pub use tables::{paper_protocol_markdown, table1_markdown, table1_miss_rates, table2_markdown};
 
@@ -549,7 +549,7 @@ pub fn run_detection<'a>(
         target_fpr: config.fpr,
         umcd: bench.umcd,
         selection: bench.selection.clone(),
-        detectors: bench.detector_summaries(),
+        detectors: bench.detector_summaries()?,
         attacks: bench.attack_summaries(&crafted),
         table1,
         paper_protocol: bench.paper_protocol(&crafted)?,
