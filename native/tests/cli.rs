@@ -927,6 +927,10 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
         "1",
         "--train-size",
         "5",
+        "--adv-term",
+        "logit",
+        "--optimizer",
+        "sgd",
     ]);
     assert!(
         out.status.success(),
@@ -936,6 +940,9 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["train"]["adversarial"]["method"], "cgat");
+    assert_eq!(config["train"]["adversarial"]["term"], "logit");
+    assert_eq!(config["train"]["optimizer"]["kind"], "sgd");
+    assert_eq!(config["train"]["optimizer"]["momentum"], 0.9);
     assert!(run_dir.join("model.bpk").is_file());
     let report = work.path().join("r.json");
     let out = run(&["eval", "--run", s(&run_dir), "--report", s(&report)]);
@@ -944,10 +951,43 @@ fn adv_train_writes_a_run_that_evaluates_and_resumes_only_as_itself() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A CgAT run cannot be resumed as standard training, nor as SAAT.
+    // A CgAT run cannot be resumed as standard training, nor as SAAT, nor with the other term.
     assert_clean_error(
         &run(&["train", "--resume", "--out", s(&run_dir)]),
         "resume it with the same command",
+    );
+    assert_clean_error(
+        &run(&[
+            "adv-train",
+            "--method",
+            "cgat",
+            "--resume",
+            "--out",
+            s(&run_dir),
+        ]),
+        "resume it with the same command",
+    );
+    assert_clean_error(
+        &run(&[
+            "adv-train",
+            "--method",
+            "freeat",
+            "--adv-term",
+            "logit",
+            "--out",
+            s(&work.path().join("f")),
+        ]),
+        "--adv-term is CgAT's and SAAT's",
+    );
+    assert_rejected(
+        &run(&[
+            "train",
+            "--optimizer",
+            "sgd:1.5",
+            "--out",
+            s(&work.path().join("f")),
+        ]),
+        "must lie in [0, 1)",
     );
     assert_clean_error(
         &run(&[

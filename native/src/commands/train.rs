@@ -1,12 +1,12 @@
-//! `hashguard train`: hashing training (CSQ, DPSH or HashNet) with a progress bar, `config.json` written first, and after
-//! every epoch the model and a checkpoint, both atomically; `--resume` continues from the
-//! last checkpoint with the saved configuration.
+//! `hashguard train`: hashing training (CSQ, DPSH or HashNet) with a progress bar, `config.json`
+//! written first, and after every epoch the model and a checkpoint, both atomically; `--resume`
+//! continues from the last checkpoint with the saved configuration.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{AdvTraining, Trainer};
+use hashguard_core::adv_train::{AdvTraining, Optimizer, Trainer};
 use hashguard_core::data::{DatasetKind, TrainSize};
 use hashguard_core::loss::HashMethod;
 use hashguard_core::model::BackboneKind;
@@ -77,12 +77,16 @@ pub struct TrainArgs {
     /// Images per optimiser step.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Base learning rate (Adam, cosine schedule).
+    /// Base learning rate (cosine schedule).
     #[arg(long)]
     lr: Option<f64>,
-    /// L2 weight decay added to Adam's gradient (default 1e-4).
+    /// L2 weight decay added to the optimiser's gradient (default 1e-4).
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Optimiser: `adam` (the default) or `sgd` with momentum 0.9 (the CgAT/SAAT reference
+    /// code's; e.g. `--optimizer sgd --lr 0.01 --weight-decay 5e-4`), or `sgd:M` for momentum M.
+    #[arg(long, value_parser = flags::parse_optimizer)]
+    optimizer: Option<Optimizer>,
     /// Training images per class (DeepHash-pytorch protocol: 500), or `all` to train on every
     /// non-query image with the database equal to the training set.
     #[arg(long)]
@@ -113,38 +117,6 @@ pub struct TrainArgs {
     resume: bool,
 }
 
-impl TrainArgs {
-    fn overrides(&self) -> Vec<&'static str> {
-        [
-            ("--dataset", self.dataset.is_some()),
-            ("--data", self.data.is_some()),
-            ("--lists", self.lists.is_some()),
-            ("--image-size", self.image_size.is_some()),
-            ("--resize", self.resize.is_some()),
-            ("--skip-bad-images", self.skip_bad_images),
-            ("--cache", self.cache.is_some()),
-            ("--query-per-class", self.query_per_class.is_some()),
-            ("--bits", self.bits.is_some()),
-            ("--backbone", self.backbone.is_some()),
-            ("--pretrained", self.pretrained.is_some()),
-            ("--epochs", self.epochs.is_some()),
-            ("--batch-size", self.batch_size.is_some()),
-            ("--lr", self.lr.is_some()),
-            ("--weight-decay", self.weight_decay.is_some()),
-            ("--train-size", self.train_size.is_some()),
-            ("--seed", self.seed.is_some()),
-            ("--loss", self.loss.is_some()),
-            ("--alpha", self.alpha.is_some()),
-            ("--lambda", self.lambda.is_some()),
-            ("--label-smoothing", self.label_smoothing.is_some()),
-            ("--init", self.init.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect()
-    }
-}
-
 pub(super) fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
     DatasetKind::parse(s).map_err(|e| e.to_string())
 }
@@ -163,7 +135,7 @@ pub(super) fn train_run(
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
     let (config, set, split, skipped, mut trainer) = if args.resume {
-        let overrides = args.overrides();
+        let overrides = flags::overrides(&args);
         if !overrides.is_empty() {
             bail!(
                 "--resume continues with the run's saved configuration; drop {}",

@@ -1,11 +1,33 @@
 //! Which adversarial training a run uses, saved in its `config.json` (absent: standard CSQ):
 //! FreeAT (replayed mini-batches), CgAT (centre codes) or SAAT (mainstay codes), each with the
-//! budget of its inner maximisation.
+//! budget of its inner maximisation, and for CgAT/SAAT the form of the outer alignment term.
 
 use serde::{Deserialize, Serialize};
 
 use crate::attacks::Budget;
 use crate::{Error, Result};
+
+/// How CgAT's and SAAT's outer term measures an adversarial code's agreement with its target
+/// code `c` (absent from a saved config: the papers' form).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdvTerm {
+    /// The papers' `−mean(tanh(z_adv) ⊙ c)`; its gradient `1 − tanh² z` vanishes on bits the
+    /// inner attack flipped hard.
+    #[default]
+    Tanh,
+    /// `mean(softplus(−2 z_adv ⊙ c))`, the BCE of `(tanh z + 1) / 2` against the code as {0, 1}
+    /// targets ([`crate::loss::code_bce`]): a flipped bit keeps a gradient of about 2. Not in
+    /// the papers.
+    Logit,
+}
+
+impl AdvTerm {
+    /// Whether this is the papers' form (left out of saved configs).
+    pub fn is_tanh(&self) -> bool {
+        *self == AdvTerm::Tanh
+    }
+}
 
 /// The adversarial part of a training run (`None` in a config = standard training).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +52,9 @@ pub enum AdvTraining {
         step: f32,
         /// PGD iterations (7).
         steps: usize,
+        /// Form of the alignment term.
+        #[serde(default, skip_serializing_if = "AdvTerm::is_tanh")]
+        term: AdvTerm,
     },
     /// SAAT: as CgAT with DMFL mainstay codes m, and the loss adds
     /// λ·(−mean(f(x_adv) ⊙ m)) + μ·mean((f(x_adv) − sign f(x_adv))²).
@@ -44,6 +69,9 @@ pub enum AdvTraining {
         lambda: f64,
         /// Weight μ of the quantisation term (1e-4).
         mu: f64,
+        /// Form of the alignment term.
+        #[serde(default, skip_serializing_if = "AdvTerm::is_tanh")]
+        term: AdvTerm,
     },
 }
 
@@ -54,6 +82,7 @@ impl AdvTraining {
             eps: 8.0 / 255.0,
             step: 2.0 / 255.0,
             steps: 7,
+            term: AdvTerm::Tanh,
         }
     }
 
@@ -65,6 +94,7 @@ impl AdvTraining {
             steps: 7,
             lambda: 1.0,
             mu: 1e-4,
+            term: AdvTerm::Tanh,
         }
     }
 
@@ -85,10 +115,12 @@ impl AdvTraining {
                 eps: old,
                 step,
                 steps,
+                term,
             } => AdvTraining::CgAt {
                 eps,
                 step: step * eps / old,
                 steps,
+                term,
             },
             AdvTraining::Saat {
                 eps: old,
@@ -96,13 +128,31 @@ impl AdvTraining {
                 steps,
                 lambda,
                 mu,
+                term,
             } => AdvTraining::Saat {
                 eps,
                 step: step * eps / old,
                 steps,
                 lambda,
                 mu,
+                term,
             },
+        }
+    }
+
+    /// The same method with CgAT's/SAAT's alignment term in the form `term` (FreeAT has none).
+    pub fn with_term(mut self, new: AdvTerm) -> Self {
+        if let AdvTraining::CgAt { term, .. } | AdvTraining::Saat { term, .. } = &mut self {
+            *term = new;
+        }
+        self
+    }
+
+    /// CgAT's/SAAT's alignment term form; `None` for FreeAT.
+    pub fn term(&self) -> Option<AdvTerm> {
+        match *self {
+            AdvTraining::Free { .. } => None,
+            AdvTraining::CgAt { term, .. } | AdvTraining::Saat { term, .. } => Some(term),
         }
     }
 
@@ -111,7 +161,9 @@ impl AdvTraining {
     pub fn inner_pgd(&self) -> Option<Budget> {
         match *self {
             AdvTraining::Free { .. } => None,
-            AdvTraining::CgAt { eps, step, steps }
+            AdvTraining::CgAt {
+                eps, step, steps, ..
+            }
             | AdvTraining::Saat {
                 eps, step, steps, ..
             } => Some(Budget {
@@ -133,12 +185,16 @@ impl AdvTraining {
         }
     }
 
-    /// A short name for tables and logs: `freeat-m8`, `cgat`, `saat`.
+    /// A short name for tables and logs: `freeat-m8`, `cgat`, `saat`, `cgat-logit`, `saat-logit`.
     pub fn label(&self) -> String {
+        let suffix = match self.term() {
+            Some(AdvTerm::Logit) => "-logit",
+            _ => "",
+        };
         match self {
             AdvTraining::Free { replays, .. } => format!("freeat-m{replays}"),
-            AdvTraining::CgAt { .. } => "cgat".into(),
-            AdvTraining::Saat { .. } => "saat".into(),
+            AdvTraining::CgAt { .. } => format!("cgat{suffix}"),
+            AdvTraining::Saat { .. } => format!("saat{suffix}"),
         }
     }
 
@@ -199,5 +255,22 @@ mod tests {
             AdvTraining::Free { eps, replays: 4 }
         );
         assert_eq!(AdvTraining::free(4).with_eps(eps).label(), "freeat-m4");
+    }
+
+    #[test]
+    fn the_alignment_term_is_kept_out_of_configs_unless_it_is_the_logit_one() {
+        // A config saved before the option existed still reads, as the papers' form.
+        let old = r#"{"method":"cgat","eps":0.03137255,"step":0.007843138,"steps":7}"#;
+        let cgat: AdvTraining = serde_json::from_str(old).unwrap();
+        assert_eq!(cgat.term(), Some(AdvTerm::Tanh));
+        assert!(!serde_json::to_string(&cgat).unwrap().contains("term"));
+        let logit = AdvTraining::saat()
+            .with_term(AdvTerm::Logit)
+            .with_eps(16.0 / 255.0);
+        let json = serde_json::to_string(&logit).unwrap();
+        assert!(json.contains(r#""term":"logit""#), "{json}");
+        assert_eq!(serde_json::from_str::<AdvTraining>(&json).unwrap(), logit);
+        assert_eq!(logit.label(), "saat-logit");
+        assert_eq!(AdvTraining::free(2).with_term(AdvTerm::Logit).term(), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Learning-rate schedules, evaluated per optimiser step from the epoch and step within it, so
-//! a resumed run continues on exactly the curve it left.
+//! a resumed run continues on exactly the curve it left; and the optimiser the rates drive
+//! (Adam, or SGD with momentum as the CgAT/SAAT reference code).
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,54 @@ impl LrSchedule {
                 let low = base * floor;
                 low + (base - low) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
+        }
+    }
+}
+
+/// The optimiser of a training run (absent from configs saved before SGD existed: Adam).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Optimizer {
+    /// Adam (β₁ 0.9, β₂ 0.999, ε 1e-5: Burn's), with the weight decay added to the gradient.
+    #[default]
+    Adam,
+    /// SGD with heavy-ball momentum and no dampening (PyTorch's `SGD(momentum=…)`, as the CgAT
+    /// and SAAT reference code: momentum 0.9, weight decay 5e-4), the weight decay added to the
+    /// gradient.
+    Sgd {
+        /// Momentum factor.
+        momentum: f64,
+    },
+}
+
+impl Optimizer {
+    /// The optimiser with `weight_decay`, ready to step a module.
+    pub fn init(&self, weight_decay: f64) -> burn::optim::ModuleOptimizer {
+        let decay = Some(burn::optim::decay::WeightDecayConfig::new(
+            weight_decay as f32,
+        ));
+        match *self {
+            Optimizer::Adam => burn::optim::AdamConfig::new()
+                .with_weight_decay(decay)
+                .init(),
+            Optimizer::Sgd { momentum } => burn::optim::SgdConfig::new()
+                .with_weight_decay(decay)
+                .with_momentum(Some(
+                    burn::optim::momentum::MomentumConfig::new()
+                        .with_momentum(momentum)
+                        .with_dampening(0.0),
+                ))
+                .init(),
+        }
+    }
+
+    /// Checks the momentum.
+    pub fn validate(&self) -> crate::Result<()> {
+        match *self {
+            Optimizer::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => Err(
+                crate::Error::InvalidArgument(format!("--momentum {momentum} must lie in [0, 1)")),
+            ),
+            _ => Ok(()),
         }
     }
 }

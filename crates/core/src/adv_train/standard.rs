@@ -3,21 +3,21 @@
 //! and optionally adversarial training (FreeAT's replays, or CgAT/SAAT's inner PGD and
 //! target-code term). Checkpointing is the caller's, through [`Trainer::checkpoint`].
 
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{AdvTraining, LrSchedule, centre_codes, mainstay_codes};
+use super::{AdvTerm, AdvTraining, LrSchedule, Optimizer, centre_codes, mainstay_codes};
 use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
 use crate::data::{Augment, ImageSet, batch_shape, prefetch_batches};
 use crate::host::read_floats;
 use crate::loss::{CsqLoss, CsqLossConfig, HashCentres, LossParts};
 use crate::loss::{DpshBank, HashMethod, PairSimilarity, dpsh_loss, hashnet_loss, hashnet_scale};
-use crate::loss::{centre_alignment, mainstay_objective};
+use crate::loss::{centre_alignment, code_bce, quantisation_penalty};
 use crate::model::encode_images;
 use crate::model::{HashNet, HashNetConfig};
 use crate::retrieval::PackedCodes;
@@ -40,13 +40,16 @@ pub struct TrainConfig {
     /// Images per optimiser step.
     #[config(default = 64)]
     pub batch_size: usize,
-    /// Base learning rate of Adam.
+    /// Base learning rate.
     #[config(default = 1e-3)]
     pub lr: f64,
-    /// L2 weight decay: `weight_decay · θ` added to the gradient before Adam's moments (Burn's
-    /// Adam; not AdamW's decoupled decay).
+    /// L2 weight decay: `weight_decay · θ` added to the gradient before the optimiser's update
+    /// (for Adam, before its moments: not AdamW's decoupled decay).
     #[config(default = 1e-4)]
     pub weight_decay: f64,
+    /// The optimiser (Adam unless the config says otherwise).
+    #[config(default = "Optimizer::Adam")]
+    pub optimizer: Optimizer,
     /// Learning-rate schedule.
     #[config(default = "LrSchedule::Cosine { floor: 0.01, warmup_epochs: 1 }")]
     pub schedule: LrSchedule,
@@ -82,6 +85,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("--lr {} must be a positive number", self.lr));
         }
+        self.optimizer.validate()?;
         let negative_or_nan = |v: f64| v.is_nan() || v < 0.0;
         if negative_or_nan(self.weight_decay) || negative_or_nan(self.loss.lambda) {
             return bad("weight decay and the quantisation weight must be non-negative".into());
@@ -187,11 +191,7 @@ impl Trainer {
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(&device);
-        let optim = AdamConfig::new()
-            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
-                config.weight_decay as f32,
-            )))
-            .init();
+        let optim = config.optimizer.init(config.weight_decay);
         Ok(Self {
             loss: config.loss.init(),
             config,
@@ -465,10 +465,17 @@ impl Trainer {
                 seed,
                 |_| {},
             )?;
-            let f_adv = model.forward(x_adv.autodiff());
+            let z_adv = model.logits(x_adv.autodiff());
+            let f_adv = z_adv.clone().tanh();
+            let alignment = match adv.term() {
+                Some(AdvTerm::Logit) => code_bce(z_adv, c),
+                _ => centre_alignment(f_adv.clone(), c),
+            };
             let extra = match *adv {
-                AdvTraining::Saat { lambda, mu, .. } => mainstay_objective(f_adv, c, lambda, mu),
-                _ => centre_alignment(f_adv, c),
+                AdvTraining::Saat { lambda, mu, .. } => {
+                    alignment * lambda + quantisation_penalty(f_adv) * mu
+                }
+                _ => alignment,
             };
             parts.total = parts.total + extra;
             // Refresh B with this batch's codes.
@@ -621,7 +628,8 @@ impl Trainer {
         self.load_model_bytes(model, "checkpoint")?;
         self.bank = None;
         self.restored_bank = (!loss_state.is_empty()).then_some(loss_state);
-        let optim_state = std::mem::replace(&mut self.optim, AdamConfig::new().init());
+        let fresh = self.config.optimizer.init(self.config.weight_decay);
+        let optim_state = std::mem::replace(&mut self.optim, fresh);
         self.optim = optim_state
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
             .map_err(|e| {
@@ -865,6 +873,49 @@ mod tests {
         // Without the bank the second epoch differs: the check above can fail.
         let cold = second_epoch(Vec::new());
         assert!((cold - expected).abs() > 1e-4, "{cold} vs {expected}");
+    }
+
+    #[test]
+    fn sgd_trains_and_its_momentum_survives_a_checkpoint() {
+        let set = quadrants(8);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut config = tiny_config(3)
+            .with_optimizer(Optimizer::Sgd { momentum: 0.9 })
+            .with_weight_decay(5e-4)
+            .with_lr(0.05);
+        config.model.dropout = 0.0;
+        let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+        let start = first.train_epoch(&set, &idx, |_| {}).unwrap().loss;
+        let (model, optim) = first.checkpoint().unwrap();
+        let expected = first.train_epoch(&set, &idx, |_| {}).unwrap().loss;
+        assert!(
+            expected < start,
+            "SGD did not lower the loss: {start} -> {expected}"
+        );
+        first.history.pop();
+        let second_epoch = |optim: Vec<u8>| {
+            let mut resumed = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            resumed
+                .restore(model.clone(), optim, first.history.clone(), Vec::new())
+                .unwrap();
+            resumed.train_epoch(&set, &idx, |_| {}).unwrap().loss
+        };
+        let resumed = second_epoch(optim);
+        assert!((resumed - expected).abs() < 1e-5, "{resumed} vs {expected}");
+        // Restored without its velocity (a fresh optimiser's state) the epoch differs: the
+        // check above can fail.
+        let fresh = Trainer::new(config.clone(), centres.clone(), &device)
+            .unwrap()
+            .checkpoint()
+            .unwrap()
+            .1;
+        let cold = second_epoch(fresh);
+        assert!((cold - expected).abs() > 1e-4, "{cold} vs {expected}");
+        // Momentum outside [0, 1) is refused.
+        let bad = tiny_config(1).with_optimizer(Optimizer::Sgd { momentum: 1.0 });
+        assert!(Trainer::new(bad, centres, &device).is_err());
     }
 
     #[test]

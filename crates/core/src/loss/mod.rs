@@ -9,7 +9,7 @@ mod pairwise;
 
 use burn::prelude::*;
 
-pub use adversarial::{centre_alignment, mainstay_objective};
+pub use adversarial::{centre_alignment, code_bce, mainstay_objective, quantisation_penalty};
 pub use centres::{HashCentres, hadamard};
 pub use csq::{CsqLoss, CsqLossConfig};
 pub use pairwise::{DpshBank, HashMethod, PairSimilarity, dpsh_loss, hashnet_loss, hashnet_scale};

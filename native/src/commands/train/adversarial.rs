@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::AdvTraining;
+use hashguard_core::adv_train::{AdvTerm, AdvTraining};
 use hashguard_core::run::RunDir;
 
 use super::{TrainArgs, train_run};
@@ -50,6 +50,20 @@ pub struct AdvTrainArgs {
     /// SAAT: weight μ of the quantisation term.
     #[arg(long, default_value_t = 1e-4)]
     saat_mu: f64,
+    /// CgAT/SAAT: form of the alignment term: `tanh` (the papers' −mean(tanh(z_adv) ⊙ c)) or
+    /// `logit` (BCE of the adversarial logits against the code as {0, 1} targets: bits the
+    /// inner attack flipped hard keep a gradient).
+    #[arg(long, value_enum, default_value = "tanh")]
+    adv_term: TermArg,
+}
+
+/// `--adv-term` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TermArg {
+    /// The papers' −mean(tanh(z_adv) ⊙ c).
+    Tanh,
+    /// mean(softplus(−2 z_adv ⊙ c)), the BCE on the logits.
+    Logit,
 }
 
 /// Runs `hashguard adv-train`.
@@ -66,14 +80,27 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
                 replays: args.replays,
             }
         }
-        AdvMethod::Cgat => AdvTraining::CgAt { eps, step, steps },
+        AdvMethod::Cgat => AdvTraining::CgAt {
+            eps,
+            step,
+            steps,
+            term: AdvTerm::Tanh,
+        },
         AdvMethod::Saat => AdvTraining::Saat {
             eps,
             step,
             steps,
             lambda: args.saat_lambda,
             mu: args.saat_mu,
+            term: AdvTerm::Tanh,
         },
+    };
+    let adversarial = match (args.adv_term, args.method) {
+        (TermArg::Tanh, _) => adversarial,
+        (TermArg::Logit, AdvMethod::Freeat) => {
+            bail!("--adv-term is CgAT's and SAAT's: FreeAT trains on the hashing loss alone")
+        }
+        (TermArg::Logit, _) => adversarial.with_term(AdvTerm::Logit),
     };
     adversarial.validate()?;
     train_run(train, Some(adversarial), selected, more)
@@ -135,6 +162,7 @@ pub fn ensure_fine_tuned(
         batch_size: None,
         lr: (!resume).then_some(lr),
         weight_decay: None,
+        optimizer: None,
         train_size: None,
         seed: None,
         loss: None,

@@ -2,7 +2,7 @@
 //! options, and `--pretrained` weights read before any data.
 
 use anyhow::{Result, bail};
-use hashguard_core::adv_train::TrainConfig;
+use hashguard_core::adv_train::{Optimizer, TrainConfig};
 use hashguard_core::loss::HashMethod;
 use hashguard_core::model::{Backbone, BackboneKind, import_torchvision};
 
@@ -21,6 +21,53 @@ pub(super) fn parse_backbone(s: &str) -> Result<BackboneKind, String> {
     BackboneKind::parse(s).map_err(|e| e.to_string())
 }
 
+/// The flags given that would change a saved configuration (refused with --resume).
+pub(super) fn overrides(args: &TrainArgs) -> Vec<&'static str> {
+    [
+        ("--dataset", args.dataset.is_some()),
+        ("--data", args.data.is_some()),
+        ("--lists", args.lists.is_some()),
+        ("--image-size", args.image_size.is_some()),
+        ("--resize", args.resize.is_some()),
+        ("--skip-bad-images", args.skip_bad_images),
+        ("--cache", args.cache.is_some()),
+        ("--query-per-class", args.query_per_class.is_some()),
+        ("--bits", args.bits.is_some()),
+        ("--backbone", args.backbone.is_some()),
+        ("--pretrained", args.pretrained.is_some()),
+        ("--epochs", args.epochs.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--weight-decay", args.weight_decay.is_some()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--train-size", args.train_size.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--loss", args.loss.is_some()),
+        ("--alpha", args.alpha.is_some()),
+        ("--lambda", args.lambda.is_some()),
+        ("--label-smoothing", args.label_smoothing.is_some()),
+        ("--init", args.init.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+/// `adam`, `sgd` (momentum 0.9) or `sgd:M`.
+pub(super) fn parse_optimizer(s: &str) -> Result<Optimizer, String> {
+    let momentum = match s.split_once(':') {
+        None if s == "adam" => return Ok(Optimizer::Adam),
+        None if s == "sgd" => 0.9,
+        Some(("sgd", m)) => m
+            .parse::<f64>()
+            .map_err(|_| format!("sgd:{m}: the momentum must be a number, e.g. sgd:0.9"))?,
+        _ => return Err(format!("{s}: expected adam, sgd or sgd:MOMENTUM")),
+    };
+    let sgd = Optimizer::Sgd { momentum };
+    sgd.validate().map_err(|e| e.to_string())?;
+    Ok(sgd)
+}
+
 /// Hyper-parameters a user may set on top of a base configuration.
 pub(super) fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(e) = args.epochs {
@@ -34,6 +81,9 @@ pub(super) fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<Tr
     }
     if let Some(wd) = args.weight_decay {
         train = train.with_weight_decay(wd);
+    }
+    if let Some(optimizer) = args.optimizer {
+        train = train.with_optimizer(optimizer);
     }
     if let Some(seed) = args.seed {
         train = train.with_seed(seed);
