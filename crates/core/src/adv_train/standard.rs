@@ -47,9 +47,9 @@ pub struct TrainConfig {
     /// (for Adam, before its moments: not AdamW's decoupled decay).
     #[config(default = 1e-4)]
     pub weight_decay: f64,
-    /// The optimiser (Adam unless the config says otherwise).
-    #[config(default = "Optimizer::Adam")]
-    pub optimizer: Optimizer,
+    /// The optimiser; `None` (and configs saved before there was a choice) is Adam.
+    #[config(default = "None")]
+    pub optimizer: Option<Optimizer>,
     /// Learning-rate schedule.
     #[config(default = "LrSchedule::Cosine { floor: 0.01, warmup_epochs: 1 }")]
     pub schedule: LrSchedule,
@@ -85,7 +85,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("--lr {} must be a positive number", self.lr));
         }
-        self.optimizer.validate()?;
+        self.optimizer.unwrap_or_default().validate()?;
         let negative_or_nan = |v: f64| v.is_nan() || v < 0.0;
         if negative_or_nan(self.weight_decay) || negative_or_nan(self.loss.lambda) {
             return bad("weight decay and the quantisation weight must be non-negative".into());
@@ -191,7 +191,10 @@ impl Trainer {
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(&device);
-        let optim = config.optimizer.init(config.weight_decay);
+        let optim = config
+            .optimizer
+            .unwrap_or_default()
+            .init(config.weight_decay);
         Ok(Self {
             loss: config.loss.init(),
             config,
@@ -628,7 +631,7 @@ impl Trainer {
         self.load_model_bytes(model, "checkpoint")?;
         self.bank = None;
         self.restored_bank = (!loss_state.is_empty()).then_some(loss_state);
-        let fresh = self.config.optimizer.init(self.config.weight_decay);
+        let fresh = (self.config.optimizer.unwrap_or_default()).init(self.config.weight_decay);
         let optim_state = std::mem::replace(&mut self.optim, fresh);
         self.optim = optim_state
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
@@ -882,7 +885,7 @@ mod tests {
         let device = Device::flex();
         let centres = HashCentres::new(4, 16, 0).unwrap();
         let mut config = tiny_config(3)
-            .with_optimizer(Optimizer::Sgd { momentum: 0.9 })
+            .with_optimizer(Some(Optimizer::Sgd { momentum: 0.9 }))
             .with_weight_decay(5e-4)
             .with_lr(0.05);
         config.model.dropout = 0.0;
@@ -914,8 +917,23 @@ mod tests {
         let cold = second_epoch(fresh);
         assert!((cold - expected).abs() > 1e-4, "{cold} vs {expected}");
         // Momentum outside [0, 1) is refused.
-        let bad = tiny_config(1).with_optimizer(Optimizer::Sgd { momentum: 1.0 });
+        let bad = tiny_config(1).with_optimizer(Some(Optimizer::Sgd { momentum: 1.0 }));
         assert!(Trainer::new(bad, centres, &device).is_err());
+    }
+
+    /// Configs saved before the optimiser could be chosen have no `optimizer` key: they load,
+    /// as Adam.
+    #[test]
+    fn a_config_without_an_optimizer_loads_as_adam() {
+        let mut json = serde_json::to_value(tiny_config(1)).unwrap();
+        assert_eq!(json["optimizer"], serde_json::Value::Null);
+        json.as_object_mut().unwrap().remove("optimizer");
+        let config: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(config.optimizer.unwrap_or_default(), Optimizer::Adam);
+        let sgd = tiny_config(1).with_optimizer(Some(Optimizer::Sgd { momentum: 0.5 }));
+        let back: TrainConfig =
+            serde_json::from_value(serde_json::to_value(&sgd).unwrap()).unwrap();
+        assert_eq!(back.optimizer, sgd.optimizer);
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub(super) fn apply_flags(mut train: TrainConfig, args: &TrainArgs) -> Result<Tr
         train = train.with_weight_decay(wd);
     }
     if let Some(optimizer) = args.optimizer {
-        train = train.with_optimizer(optimizer);
+        train = train.with_optimizer(Some(optimizer));
     }
     if let Some(seed) = args.seed {
         train = train.with_seed(seed);
