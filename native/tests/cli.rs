@@ -1107,6 +1107,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     }
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("| freeat-m2 |") && md.contains("PGD-2"), "{md}");
+    assert!(md.contains("updates / batch"), "{md}");
     let png = std::fs::read(out_dir.join("table3.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 
@@ -1127,6 +1128,13 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let mut other = args.clone();
     other.extend(["--at-eps", "0"]);
     assert_rejected(&run(&other), "is outside (0, 1]");
+    // And another optimiser.
+    let mut other = args.clone();
+    other.extend(["--at-optimizer", "sgd"]);
+    assert_clean_error(&run(&other), "holds a different run");
+    let mut other = args.clone();
+    other.extend(["--at-term", "tanh,cubic"]);
+    assert_rejected(&run(&other), "expected tanh or logit");
     // --init takes the base run's data and network.
     assert_clean_error(
         &run(&[

@@ -20,6 +20,7 @@ mod flags;
 mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
+pub(crate) use flags::parse_optimizer;
 use fresh::{from_init, from_scratch, loss_curve, report_left_out};
 
 /// Flags of `hashguard train`.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::detection::{DetectionBench, DetectionConfig, Selection};
 use super::{AttackKind, BackendInfo, Progress};
-use crate::adv_train::AdvTraining;
+use crate::adv_train::{AdvTerm, AdvTraining, Optimizer};
 use crate::retrieval::HammingIndex;
 use crate::run::OpenedRun;
 use crate::{Error, Result};
@@ -30,6 +30,16 @@ pub struct RobustnessConfig {
     pub at_eps: f32,
     /// PGD lengths evaluated (the last also feeds UMCD).
     pub pgd_steps: Vec<usize>,
+    /// CgAT's and SAAT's alignment terms, one row pair each (the papers': tanh).
+    #[serde(default = "papers_term")]
+    pub at_terms: Vec<AdvTerm>,
+    /// Optimiser of every adversarial row (`None`: Adam).
+    #[serde(default)]
+    pub at_optimizer: Option<Optimizer>,
+}
+
+fn papers_term() -> Vec<AdvTerm> {
+    vec![AdvTerm::Tanh]
 }
 
 impl Default for RobustnessConfig {
@@ -41,6 +51,8 @@ impl Default for RobustnessConfig {
             at_lr: 3e-4,
             at_eps: 8.0 / 255.0,
             pgd_steps: vec![8, 40, 100],
+            at_terms: papers_term(),
+            at_optimizer: None,
         }
     }
 }
@@ -73,6 +85,10 @@ impl RobustnessConfig {
         if self.pgd_steps.is_empty() || self.pgd_steps.contains(&0) {
             return bad("--pgd-steps needs at least one positive iteration count");
         }
+        if self.at_terms.is_empty() {
+            return bad("--at-term needs at least one of tanh, logit");
+        }
+        self.at_optimizer.unwrap_or_default().validate()?;
         Ok(())
     }
 
@@ -98,19 +114,23 @@ impl RobustnessConfig {
                     epochs: self.freeat_budget.div_ceil(m),
                     method: a,
                     lr: self.at_lr,
+                    optimizer: self.at_optimizer,
                 }),
             });
         }
         for a in [AdvTraining::cgat(), AdvTraining::saat()] {
-            let a = a.with_eps(self.at_eps);
-            rows.push(Row {
-                name: a.label(),
-                training: Some(RowTraining {
-                    method: a,
-                    epochs: self.at_epochs,
-                    lr: self.at_lr,
-                }),
-            });
+            for &term in &self.at_terms {
+                let a = a.clone().with_eps(self.at_eps).with_term(term);
+                rows.push(Row {
+                    name: a.label(),
+                    training: Some(RowTraining {
+                        method: a,
+                        epochs: self.at_epochs,
+                        lr: self.at_lr,
+                        optimizer: self.at_optimizer,
+                    }),
+                });
+            }
         }
         rows
     }
@@ -226,6 +246,20 @@ pub struct RowTraining {
     pub epochs: usize,
     /// Its base learning rate.
     pub lr: f64,
+    /// Its optimiser (`None`: Adam).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<Optimizer>,
+}
+
+impl RowTraining {
+    /// Parameter updates per training mini-batch: FreeAT's replays times its epochs, one per
+    /// epoch for CgAT and SAAT (the equal-budget comparison sets these equal).
+    pub fn updates_per_batch(&self) -> usize {
+        match self.method {
+            AdvTraining::Free { replays, .. } => replays * self.epochs,
+            _ => self.epochs,
+        }
+    }
 }
 
 /// One row of Table 3 (`OUT/rows/<row>.json` caches it).
@@ -407,8 +441,10 @@ pub fn table3_markdown(r: &Table3Report) -> String {
     for steps in &st.pgd_steps {
         s.push_str(&format!(" PGD-{steps} |"));
     }
-    s.push_str(" DHTA t-mAP | UMCD detection % | C1 / C2 / C3 % | train s |\n|---|---:|");
-    s.push_str(&"---:|".repeat(st.pgd_steps.len() + 4));
+    s.push_str(
+        " DHTA t-mAP | UMCD detection % | C1 / C2 / C3 % | updates / batch | train s |\n|---|---:|",
+    );
+    s.push_str(&"---:|".repeat(st.pgd_steps.len() + 5));
     s.push('\n');
     for row in &r.rows {
         s.push_str(&format!("| {} | {} |", row.row, f(row.clean_map)));
@@ -417,10 +453,13 @@ pub fn table3_markdown(r: &Table3Report) -> String {
         }
         let crit: Vec<String> = row.umcd.criterion_rates.iter().map(|&x| pct(x)).collect();
         s.push_str(&format!(
-            " {} | {} | {} | {} |\n",
+            " {} | {} | {} | {} | {} |\n",
             f(row.dhta.t_map),
             pct(row.umcd.detection_rate),
             crit.join(" / "),
+            row.training
+                .as_ref()
+                .map_or("–".into(), |t| t.updates_per_batch().to_string()),
             row.train_seconds.map_or("–".into(), |x| format!("{x:.0}"))
         ));
     }
@@ -442,4 +481,54 @@ pub fn table3_markdown(r: &Table3Report) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_cover_each_term_and_count_updates_per_batch() {
+        let config = RobustnessConfig {
+            freeat_m: vec![4],
+            freeat_budget: 8,
+            at_epochs: 8,
+            at_terms: vec![AdvTerm::Tanh, AdvTerm::Logit],
+            at_optimizer: Some(Optimizer::Sgd { momentum: 0.9 }),
+            ..RobustnessConfig::default()
+        };
+        config.validate().unwrap();
+        let rows = config.rows();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "no AT",
+                "freeat-m4",
+                "cgat",
+                "cgat-logit",
+                "saat",
+                "saat-logit"
+            ]
+        );
+        // Equal budgets: FreeAT m = 4 for 2 epochs and 8 epochs of CgAT/SAAT both make 8.
+        for row in &rows[1..] {
+            let t = row.training.as_ref().unwrap();
+            assert_eq!(t.updates_per_batch(), 8, "{}", row.name);
+            assert_eq!(t.optimizer, config.at_optimizer);
+        }
+        assert!(rows[0].training.is_none());
+        // A config saved before the options existed reads as the papers' term and Adam.
+        let mut json = serde_json::to_value(RobustnessConfig::default()).unwrap();
+        let map = json.as_object_mut().unwrap();
+        map.remove("at_terms");
+        map.remove("at_optimizer");
+        let old: RobustnessConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old, RobustnessConfig::default());
+        let empty = RobustnessConfig {
+            at_terms: Vec::new(),
+            ..RobustnessConfig::default()
+        };
+        assert!(empty.validate().is_err());
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
     RobustnessConfig, RowSettings, Table3Report, cached_row, evaluate_row, paper_rows,
     table3_markdown,
@@ -14,7 +15,7 @@ use hashguard_core::run::write_atomic;
 
 use super::DetectionArgs;
 use crate::backend::Selected;
-use crate::commands::train::ensure_fine_tuned;
+use crate::commands::train::{ensure_fine_tuned, parse_optimizer};
 use crate::commands::{open_with_database, pixel_budget};
 use crate::plot::{Axes, PALETTE, grouped_bars};
 use crate::progress::Bars;
@@ -43,6 +44,22 @@ pub struct RobustnessArgs {
     /// Table 3: PGD iterations to evaluate (comma-separated; the last also feeds UMCD).
     #[arg(long, value_delimiter = ',', default_value = "8,40,100")]
     pgd_steps: Vec<usize>,
+    /// Table 3: CgAT's and SAAT's alignment terms, a row pair each: `tanh` (the papers'),
+    /// `logit` (BCE on the adversarial logits), or `tanh,logit` for the ablation.
+    #[arg(long, value_delimiter = ',', default_value = "tanh", value_parser = parse_term)]
+    at_term: Vec<AdvTerm>,
+    /// Table 3: optimiser of the adversarial rows: `adam` or `sgd[:M]` (the reference code's
+    /// SGD, momentum 0.9; pair with e.g. --at-lr 0.01).
+    #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
+    at_optimizer: Optimizer,
+}
+
+fn parse_term(s: &str) -> Result<AdvTerm, String> {
+    match s {
+        "tanh" => Ok(AdvTerm::Tanh),
+        "logit" => Ok(AdvTerm::Logit),
+        _ => Err(format!("{s}: expected tanh or logit")),
+    }
 }
 
 impl RobustnessArgs {
@@ -55,6 +72,8 @@ impl RobustnessArgs {
             at_lr: self.at_lr,
             at_eps: self.at_eps,
             pgd_steps: self.pgd_steps.clone(),
+            at_terms: self.at_term.clone(),
+            at_optimizer: (self.at_optimizer != Optimizer::Adam).then_some(self.at_optimizer),
         }
     }
 }
@@ -85,7 +104,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
                     t.epochs,
                     c.run.display()
                 );
-                ensure_fine_tuned(&c.run, &dir, t.method.clone(), t.epochs, t.lr, selected)?;
+                ensure_fine_tuned(&c.run, &dir, t, selected)?;
                 runs.push(dir);
             }
         }

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, AdvTraining};
+use hashguard_core::experiments::robustness::RowTraining;
 use hashguard_core::run::RunDir;
 
 use super::{TrainArgs, train_run};
@@ -106,36 +107,44 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
     train_run(train, Some(adversarial), selected, more)
 }
 
-/// Makes sure `out` holds a finished run of `adversarial` fine-tuned from `init` for `epochs`
-/// epochs at base rate `lr`: trains it when absent, resumes it when interrupted, reuses it when
+/// Makes sure `out` holds a finished run of `wanted` (method, epochs, base rate, optimiser)
+/// fine-tuned from `init`: trains it when absent, resumes it when interrupted, reuses it when
 /// done, and refuses a directory holding a different run.
 pub fn ensure_fine_tuned(
     init: &Path,
     out: &Path,
-    adversarial: AdvTraining,
-    epochs: usize,
-    lr: f64,
+    wanted: &RowTraining,
     selected: &Selected,
 ) -> Result<()> {
+    let RowTraining {
+        method: adversarial,
+        epochs,
+        lr,
+        optimizer,
+    } = wanted.clone();
     let existing = RunDir::new(out);
     let resume = existing.file("config.json").exists();
     if resume {
         let config = existing.read_config()?;
         let t = &config.train;
-        let wanted = Some(init.display().to_string());
+        let from = Some(init.display().to_string());
         if t.adversarial.as_ref() != Some(&adversarial)
             || t.epochs != epochs
-            || t.init != wanted
+            || t.init != from
             || t.lr != lr
+            || t.optimizer.unwrap_or_default() != optimizer.unwrap_or_default()
         {
             bail!(
-                "{} holds a different run ({:?}, {} epochs, lr {}, from {:?}) than this table needs \
-                 ({adversarial:?}, {epochs} epochs, lr {lr}, from {}): move it away or choose another --out",
+                "{} holds a different run ({:?}, {} epochs, lr {}, {:?}, from {:?}) than this table \
+                 needs ({adversarial:?}, {epochs} epochs, lr {lr}, {:?}, from {}): move it away or \
+                 choose another --out",
                 out.display(),
                 t.adversarial,
                 t.epochs,
                 t.lr,
+                t.optimizer.unwrap_or_default(),
                 t.init,
+                optimizer.unwrap_or_default(),
                 init.display()
             );
         }
@@ -162,7 +171,7 @@ pub fn ensure_fine_tuned(
         batch_size: None,
         lr: (!resume).then_some(lr),
         weight_decay: None,
-        optimizer: None,
+        optimizer: if resume { None } else { optimizer },
         train_size: None,
         seed: None,
         loss: None,

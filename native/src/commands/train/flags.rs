@@ -54,7 +54,7 @@ pub(super) fn overrides(args: &TrainArgs) -> Vec<&'static str> {
 }
 
 /// `adam`, `sgd` (momentum 0.9) or `sgd:M`.
-pub(super) fn parse_optimizer(s: &str) -> Result<Optimizer, String> {
+pub(crate) fn parse_optimizer(s: &str) -> Result<Optimizer, String> {
     let momentum = match s.split_once(':') {
         None if s == "adam" => return Ok(Optimizer::Adam),
         None if s == "sgd" => 0.9,
