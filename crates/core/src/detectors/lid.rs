@@ -48,6 +48,19 @@ impl Lid {
         batch_size: usize,
         device: &Device,
     ) -> Result<Self> {
+        Ok(Self::fit_scored(model, reference, calibration, k, batch_size, device)?.0)
+    }
+
+    /// [`Lid::fit`], also returning the calibration images' [`Lid::layer_scores`] from the
+    /// same pass (no second feature extraction).
+    pub fn fit_scored(
+        model: &HashNet,
+        reference: ImageBatch<'_>,
+        calibration: ImageBatch<'_>,
+        k: usize,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<(Self, Vec<Vec<f32>>)> {
         if k < 2 || k > reference.len() {
             return Err(Error::InvalidArgument(format!(
                 "LID needs 2 ≤ k ≤ {} reference images, got k = {k}",
@@ -76,7 +89,25 @@ impl Lid {
                 (m, s.max(1e-6))
             })
             .collect();
-        Ok(lid)
+        let scored = (0..calibration.len())
+            .map(|i| lid.normalise(raw.iter().map(|v| v[i])))
+            .collect();
+        Ok((lid, scored))
+    }
+
+    /// One sample's raw per-layer LIDs, z-scored by the benign statistics.
+    fn normalise(&self, raw: impl Iterator<Item = f32>) -> Vec<f32> {
+        raw.zip(&self.norm).map(|(v, (m, s))| (v - m) / s).collect()
+    }
+
+    /// This detector's scores from [`Lid::layer_scores`]: each sample's mean over the layers.
+    pub fn scores_from_layers(&self, layers: &[Vec<f32>]) -> Scores {
+        let mut scores = Scores::empty(self.criteria());
+        scores.values[0] = layers
+            .iter()
+            .map(|l| l.iter().sum::<f32>() / l.len().max(1) as f32)
+            .collect();
+        scores
     }
 
     /// Each sample's z-scored LID at every layer (`[sample][layer]`): the features supervised
@@ -91,12 +122,7 @@ impl Lid {
         let mut out = Vec::with_capacity(batch.len());
         for chunk in chunks(batch, batch_size) {
             let raw = self.raw(model, chunk, device)?;
-            out.extend((0..chunk.len()).map(|i| {
-                raw.iter()
-                    .zip(&self.norm)
-                    .map(|(v, (m, s))| (v[i] - m) / s)
-                    .collect::<Vec<f32>>()
-            }));
+            out.extend((0..chunk.len()).map(|i| self.normalise(raw.iter().map(|v| v[i]))));
         }
         Ok(out)
     }
@@ -184,12 +210,7 @@ impl Detector for Lid {
 
     fn score(&self, model: &HashNet, batch: ImageBatch<'_>, device: &Device) -> Result<Scores> {
         let layers = self.layer_scores(model, batch, batch.len().max(1), device)?;
-        let mut scores = Scores::empty(self.criteria());
-        scores.values[0] = layers
-            .iter()
-            .map(|l| l.iter().sum::<f32>() / l.len() as f32)
-            .collect();
-        Ok(scores)
+        Ok(self.scores_from_layers(&layers))
     }
 }
 
@@ -241,6 +262,15 @@ mod tests {
         let s = lid.score(&model, cal, &device).unwrap();
         let mean = s.values[0].iter().sum::<f32>() / s.len() as f32;
         assert!(mean.abs() < 1e-3, "benign mean z-score {mean}");
+        // The scores fit returns from its own pass equal a fresh scoring of the same images.
+        let (_, scored) =
+            Lid::fit_scored(&model, batch(&reference, shape), cal, 10, 16, &device).unwrap();
+        let again = lid.layer_scores(&model, cal, 16, &device).unwrap();
+        assert_eq!(scored.len(), again.len());
+        for (a, b) in scored.iter().flatten().zip(again.iter().flatten()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        assert_eq!(lid.scores_from_layers(&again).values, s.values);
         assert!(Lid::fit(&model, batch(&reference, shape), cal, 1, 16, &device).is_err());
     }
 }

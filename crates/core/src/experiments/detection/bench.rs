@@ -178,7 +178,7 @@ impl<'a> DetectionBench<'a> {
         let mut supervised_lid = None;
         if wanted("LID") {
             let lid_pixels = set.pixels_f32(&lid_ids);
-            let lid = Lid::fit(
+            let (lid, calibration) = Lid::fit_scored(
                 model,
                 loose(&lid_pixels, shape),
                 loose(&cal_pixels, shape),
@@ -186,11 +186,10 @@ impl<'a> DetectionBench<'a> {
                 c.batch_size,
                 device,
             )?;
-            let layers =
-                |pixels| lid.layer_scores(model, loose(pixels, shape), c.batch_size, device);
+            let benign = lid.layer_scores(model, loose(&q_pixels, shape), c.batch_size, device)?;
             supervised_lid = Some(SupervisedLid {
-                calibration: layers(&cal_pixels)?,
-                benign: layers(&q_pixels)?,
+                calibration,
+                benign,
                 lid: lid.clone(),
             });
             detectors.push(Box::new(lid));
@@ -230,28 +229,28 @@ impl<'a> DetectionBench<'a> {
                 shape,
                 database_positions: Some(&cal_positions),
             };
-            let cal = score_all(
-                det.as_ref(),
-                model,
-                calibration,
-                c.batch_size,
-                device,
-                progress,
-            )?;
+            let test = loose(&q_pixels, shape);
+            let (cal, test) = match supervised_lid.as_ref().filter(|_| det.name() == "LID") {
+                // LID's benign scores are the means of the layer scores already computed.
+                Some(sup) => {
+                    progress.inc((cal_ids.len() + queries.len()) as u64);
+                    let lid = &sup.lid;
+                    let cal = lid.scores_from_layers(&sup.calibration);
+                    (cal, lid.scores_from_layers(&sup.benign))
+                }
+                None => {
+                    let d = det.as_ref();
+                    let cal = score_all(d, model, calibration, c.batch_size, device, progress)?;
+                    let test = score_all(d, model, test, c.batch_size, device, progress)?;
+                    (cal, test)
+                }
+            };
             let umcd = det.name() == "UMCD";
             let weights = umcd.then_some(c.fpr_weights.as_deref()).flatten();
             let rule = if umcd { c.budget } else { BudgetRule::Shares };
             calibrations.push(calibrate_with(&cal, c.fpr, weights, rule)?);
             benign_cal.push(cal);
-            let test = loose(&q_pixels, shape);
-            benign_test.push(score_all(
-                det.as_ref(),
-                model,
-                test,
-                c.batch_size,
-                device,
-                progress,
-            )?);
+            benign_test.push(test);
         }
         progress.finish();
         let u = detectors.len() - 1;
@@ -491,6 +490,8 @@ impl<'a> DetectionBench<'a> {
             (self.detectors.len() * crafted.success.len()) as u64,
         );
         let mut out = Vec::new();
+        // Supervised LID's features of the examples: LID's own scores are their means.
+        let mut lid_layers = None;
         for ((det, cal), benign) in self
             .detectors
             .iter()
@@ -498,14 +499,26 @@ impl<'a> DetectionBench<'a> {
             .zip(&self.benign_test)
         {
             progress.message(&det.name());
-            let adv = score_all(
-                det.as_ref(),
-                self.model(),
-                loose(&crafted.pixels, self.shape()),
-                SCORE_BATCH,
-                &self.device,
-                progress,
-            )?;
+            let images = loose(&crafted.pixels, self.shape());
+            let adv = match self.supervised_lid.as_ref().filter(|_| det.name() == "LID") {
+                Some(sup) => {
+                    let layers =
+                        sup.lid
+                            .layer_scores(self.model(), images, SCORE_BATCH, &self.device)?;
+                    progress.inc(images.len() as u64);
+                    let scores = sup.lid.scores_from_layers(&layers);
+                    lid_layers = Some(layers);
+                    scores
+                }
+                None => score_all(
+                    det.as_ref(),
+                    self.model(),
+                    images,
+                    SCORE_BATCH,
+                    &self.device,
+                    progress,
+                )?,
+            };
             out.push(table1_row(
                 det.name(),
                 &crafted.label,
@@ -532,7 +545,16 @@ impl<'a> DetectionBench<'a> {
         if let Some(sup) = &self.supervised_lid
             && sup.benign.len() >= 2 * SUPERVISED_FOLDS
         {
-            out.push(self.supervised_row(sup, crafted)?);
+            let layers = match lid_layers {
+                Some(layers) => layers,
+                None => sup.lid.layer_scores(
+                    self.model(),
+                    loose(&crafted.pixels, self.shape()),
+                    SCORE_BATCH,
+                    &self.device,
+                )?,
+            };
+            out.push(self.supervised_row(sup, crafted, &layers)?);
         }
         Ok(out)
     }

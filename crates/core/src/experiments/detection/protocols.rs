@@ -2,7 +2,6 @@
 //! fitted per attack on its adversarial examples) and the paper's reading of Table 2 (each
 //! criterion alone at the full FPR, their union's real FPR stated).
 
-use super::bench::{SCORE_BATCH, loose};
 use super::{Crafted, DetectionBench, Table1Row, Table2Row, TableRate};
 use crate::detectors::{Calibration, Lid, Scores, calibrate, cross_validate};
 use crate::metrics::{auc, tpr_at_fpr};
@@ -26,22 +25,17 @@ pub struct SupervisedLid {
 
 impl DetectionBench<'_> {
     /// Supervised LID (Ma et al.) against one attack: a logistic regression on the per-layer
-    /// LIDs of clean queries and their adversarial examples, 5-fold cross-validated over the
+    /// LIDs of clean queries and their adversarial examples (`adv`), 5-fold cross-validated over the
     /// queries, each fold's threshold at the target FPR on the benign calibration images.
     pub(super) fn supervised_row(
         &self,
         sup: &SupervisedLid,
         crafted: &Crafted,
+        adv: &[Vec<f32>],
     ) -> Result<Table1Row> {
-        let adv = sup.lid.layer_scores(
-            self.model(),
-            loose(&crafted.pixels, self.shape()),
-            SCORE_BATCH,
-            self.device(),
-        )?;
         let cv = cross_validate(
             &sup.benign,
-            &adv,
+            adv,
             &sup.calibration,
             SUPERVISED_FOLDS,
             self.config.fpr,
