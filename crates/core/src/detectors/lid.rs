@@ -39,20 +39,8 @@ pub struct Lid {
 impl Lid {
     /// Fits the detector: features of the benign `reference` batch (Ma et al.'s mini-batch)
     /// become the neighbour pool, and benign `calibration` images (disjoint from it) give each
-    /// layer's LID mean and spread. Nothing adversarial is seen.
-    pub fn fit(
-        model: &HashNet,
-        reference: ImageBatch<'_>,
-        calibration: ImageBatch<'_>,
-        k: usize,
-        batch_size: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        Ok(Self::fit_scored(model, reference, calibration, k, batch_size, device)?.0)
-    }
-
-    /// [`Lid::fit`], also returning the calibration images' [`Lid::layer_scores`] from the
-    /// same pass (no second feature extraction).
+    /// layer's LID mean and spread. Nothing adversarial is seen. Also returns the calibration
+    /// images' [`Lid::layer_scores`] from the same pass (no second feature extraction).
     pub fn fit_scored(
         model: &HashNet,
         reference: ImageBatch<'_>,
@@ -258,7 +246,8 @@ mod tests {
             }
         }
         let cal = batch(&calibration, shape);
-        let lid = Lid::fit(&model, batch(&reference, shape), cal, 10, 16, &device).unwrap();
+        let (lid, _) =
+            Lid::fit_scored(&model, batch(&reference, shape), cal, 10, 16, &device).unwrap();
         let s = lid.score(&model, cal, &device).unwrap();
         let mean = s.values[0].iter().sum::<f32>() / s.len() as f32;
         assert!(mean.abs() < 1e-3, "benign mean z-score {mean}");
@@ -271,6 +260,6 @@ mod tests {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
         assert_eq!(lid.scores_from_layers(&again).values, s.values);
-        assert!(Lid::fit(&model, batch(&reference, shape), cal, 1, 16, &device).is_err());
+        assert!(Lid::fit_scored(&model, batch(&reference, shape), cal, 1, 16, &device).is_err());
     }
 }

@@ -347,10 +347,10 @@ fn point(
             .count() as f64
             / n
     };
-    let evaded_two_sided = match bench.two_sided() {
-        Some(v) => Some(evaded(v.calibration.decide(&v.scores(adv)?))),
-        None => None,
-    };
+    let evaded_two_sided = bench
+        .two_sided()
+        .map(|v| Ok::<_, Error>(evaded(v.calibration.decide(&v.scores(adv)?))))
+        .transpose()?;
     let evaded = evaded(bench.calibrations[u].decide(adv));
     let find = |name: &str| outcomes.iter().find(|o| o.detector == name);
     let success_rate = crafted.success_rate();

@@ -34,7 +34,7 @@ use crate::run::{OpenedRun, fingerprint};
 use crate::{Error, Result};
 
 /// Images per batch when scoring adversarial examples.
-pub(super) const SCORE_BATCH: usize = 64;
+const SCORE_BATCH: usize = 64;
 
 /// Benign data, detectors and their calibrations, ready to score attacks.
 pub struct DetectionBench<'a> {
@@ -542,19 +542,12 @@ impl<'a> DetectionBench<'a> {
             ));
         }
         // Cross-validation needs two queries per fold.
+        // LID is among the detectors exactly when supervised LID is set up.
         if let Some(sup) = &self.supervised_lid
+            && let Some(layers) = &lid_layers
             && sup.benign.len() >= 2 * SUPERVISED_FOLDS
         {
-            let layers = match lid_layers {
-                Some(layers) => layers,
-                None => sup.lid.layer_scores(
-                    self.model(),
-                    loose(&crafted.pixels, self.shape()),
-                    SCORE_BATCH,
-                    &self.device,
-                )?,
-            };
-            out.push(self.supervised_row(sup, crafted, &layers)?);
+            out.push(self.supervised_row(sup, crafted, layers)?);
         }
         Ok(out)
     }
@@ -807,7 +800,7 @@ fn score_all(
 }
 
 /// Images outside the database.
-pub(super) fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
+fn loose(pixels: &[f32], shape: ImageShape) -> ImageBatch<'_> {
     ImageBatch {
         pixels,
         shape,
