@@ -79,6 +79,24 @@ impl Images<'_> {
             device,
         )
     }
+
+    /// Binary codes of every image under `model`, `batch_size` images per forward pass.
+    pub fn codes(
+        &self,
+        model: &HashNet,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<PackedCodes> {
+        let mut codes = Vec::with_capacity(self.len() * model.bits());
+        for start in (0..self.len()).step_by(batch_size.max(1)) {
+            let end = (start + batch_size.max(1)).min(self.len());
+            codes.extend(read_floats(
+                model.forward(self.batch(start, end, device)),
+                "codes",
+            )?);
+        }
+        Ok(PackedCodes::from_signs(model.bits(), &codes))
+    }
 }
 
 /// Runs `spec` on `images` in batches of `batch_size`; `targets` (one per image) are required

@@ -26,7 +26,6 @@ use crate::experiments::{
     AttackKind, AttackSpec, Campaign, Images, Progress, attack_goals, run_campaign, subset,
 };
 use crate::filters::{Filter, ImageShape};
-use crate::host::read_floats;
 use crate::metrics::{auc, evaluate_retrieval, tpr_at_fpr};
 use crate::model::HashNet;
 use crate::retrieval::{HammingIndex, PackedCodes};
@@ -153,13 +152,7 @@ impl<'a> DetectionBench<'a> {
                     pixels: &cal_pixels,
                     shape,
                 };
-                let mut codes = Vec::with_capacity(images.len() * model.bits());
-                for start in (0..images.len()).step_by(c.batch_size) {
-                    let end = (start + c.batch_size).min(images.len());
-                    let f = model.forward(images.batch(start, end, device));
-                    codes.extend(read_floats(f, "calibration codes")?);
-                }
-                let packed = PackedCodes::from_signs(model.bits(), &codes);
+                let packed = images.codes(model, c.batch_size, device)?;
                 select_k(
                     index,
                     &packed,
@@ -447,26 +440,7 @@ impl<'a> DetectionBench<'a> {
     /// and the settings the method uses (CW has no L∞ budget, so one CW run serves every eps).
     fn example_key(&self, spec: &AttackSpec) -> serde_json::Value {
         let pixels = self.q_pixels.iter().flat_map(|v| v.to_le_bytes());
-        let settings = match spec.kind {
-            AttackKind::Cw => json!({
-                "c": spec.cw.c, "kappa": spec.cw.kappa, "margin": spec.cw.margin,
-                "lr": spec.cw.lr, "steps": spec.steps,
-            }),
-            AttackKind::Dhta => json!({
-                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
-                "n_t": spec.target.n_t,
-            }),
-            AttackKind::Adaptive => json!({
-                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
-                "n_t": spec.target.n_t, "adaptive": spec.adaptive, "rule": spec.rule,
-            }),
-            AttackKind::Pgd | AttackKind::Hag | AttackKind::Centre | AttackKind::Mainstay => {
-                json!({
-                    "eps": spec.eps, "step": spec.step, "steps": spec.steps,
-                    "hag_beta": spec.hag_beta,
-                })
-            }
-        };
+        let settings = attack_settings(spec);
         json!({
             "version": 1,
             "method": spec.kind.name(),
@@ -760,6 +734,53 @@ impl UmcdVariant {
 }
 
 /// The budget rule UMCD is reported under beside the chosen one.
+/// The settings of `spec` that its method's examples depend on (CW has no L∞ budget, so one CW
+/// run serves every eps).
+fn attack_settings(spec: &AttackSpec) -> serde_json::Value {
+    let settings = match spec.kind {
+        AttackKind::Cw => json!({
+            "c": spec.cw.c, "kappa": spec.cw.kappa, "margin": spec.cw.margin,
+            "lr": spec.cw.lr, "steps": spec.steps,
+        }),
+        AttackKind::Dhta => json!({
+            "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+            "n_t": spec.target.n_t,
+        }),
+        AttackKind::Adaptive => json!({
+            "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+            "n_t": spec.target.n_t, "adaptive": spec.adaptive, "rule": spec.rule,
+        }),
+        AttackKind::Pgd | AttackKind::Hag | AttackKind::Centre | AttackKind::Mainstay => {
+            json!({
+                "eps": spec.eps, "step": spec.step, "steps": spec.steps,
+                "hag_beta": spec.hag_beta,
+            })
+        }
+    };
+    // The start, restarts and relaxation are keyed only when they differ from the papers'
+    // (a key without them is one made from the clean image, once, with α = 1), so entries
+    // cached before these settings existed stay valid.
+    let mut settings = settings;
+    let papers = AttackSpec::new(spec.kind);
+    if (
+        spec.random_start,
+        spec.restarts,
+        spec.relax,
+        spec.alpha_schedule,
+    ) != (
+        papers.random_start,
+        papers.restarts,
+        papers.relax,
+        papers.alpha_schedule,
+    ) {
+        settings["start"] = json!({
+            "random": spec.random_start, "restarts": spec.restarts,
+            "relax": spec.relax, "alpha_schedule": spec.alpha_schedule,
+        });
+    }
+    settings
+}
+
 fn other_rule(rule: BudgetRule) -> BudgetRule {
     match rule {
         BudgetRule::Shares => BudgetRule::PointMass,
@@ -844,5 +865,38 @@ pub(super) fn table1_row(
             .map(|c| decisions.iter().filter(|d| d.fired[c]).count() as f64 / n)
             .collect(),
         held_out_benign_fpr: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_keys_tell_random_starts_apart_and_keep_old_keys() {
+        let plain = AttackSpec::new(AttackKind::Pgd);
+        // The papers' start keys as it did before starts were keyed (cached runs stay valid).
+        assert!(attack_settings(&plain).get("start").is_none());
+        let mut random = plain;
+        random.random_start = true;
+        let mut restarts = random;
+        restarts.restarts = 5;
+        let mut relaxed = plain;
+        relaxed.relax = 0.5;
+        let keys: Vec<serde_json::Value> = [plain, random, restarts, relaxed]
+            .iter()
+            .map(attack_settings)
+            .collect();
+        for i in 0..keys.len() {
+            for j in i + 1..keys.len() {
+                assert_ne!(keys[i], keys[j], "specs {i} and {j} share a cache key");
+            }
+        }
+        // DHTA's own default (its α schedule, if any) is its papers' form: no start key.
+        assert!(
+            attack_settings(&AttackSpec::new(AttackKind::Dhta))
+                .get("start")
+                .is_none()
+        );
     }
 }
