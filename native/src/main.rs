@@ -108,3 +108,17 @@ fn one_line(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn flags_are_consistent() {
+        // Clap's own checks (duplicate flag names, defaults its parsers reject, …) run only in
+        // debug builds when a command is parsed; this runs them for every subcommand.
+        Cli::command().debug_assert();
+    }
+}
