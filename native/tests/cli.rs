@@ -1057,6 +1057,12 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         "1",
         "--pgd-steps",
         "2,1",
+        "--robust-eps",
+        "16/255,8/255",
+        "--robust-steps",
+        "2",
+        "--robust-restarts",
+        "2",
     ];
     args.extend(SMALL_DETECT);
     let out = run(&args);
@@ -1104,12 +1110,35 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
             assert!((0.0..=1.0).contains(&v), "{r}");
         }
         assert_eq!(r["umcd"]["criterion_rates"].as_array().unwrap().len(), 3);
+        // The masking-proof block: both radii, sorted; transfer from the no-AT model on every
+        // other row.
+        let robust = r["robust"].as_array().unwrap();
+        let radii: Vec<f64> = robust.iter().map(|p| p["eps"].as_f64().unwrap()).collect();
+        assert!(radii.len() == 2 && radii[0] < radii[1], "{radii:?}");
+        for p in robust {
+            for key in ["pgd_map", "dhta_t_map"] {
+                let v = p[key].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "{key}: {p}");
+            }
+            assert_eq!(p["transfer_map"].is_null(), r["row"] == "no AT", "{p}");
+        }
     }
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), rows.len());
+    assert!(checks.iter().all(|c| c["steps_monotone"].is_boolean()));
+    assert!(checks[0]["transfer_weaker"].is_null() && checks[1]["transfer_weaker"].is_boolean());
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("| freeat-m2 |") && md.contains("PGD-2"), "{md}");
     assert!(md.contains("updates / batch"), "{md}");
-    let png = std::fs::read(out_dir.join("table3.png")).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
+    assert!(md.contains("## Masking-proof evaluation"), "{md}");
+    assert!(
+        md.contains("transfer 16/255") && md.contains("falls with eps"),
+        "{md}"
+    );
+    for png in ["table3.png", "table3-robust.png"] {
+        let png = std::fs::read(out_dir.join(png)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+    }
 
     // A second invocation trains and attacks nothing again.
     let out = run(&args);
@@ -1135,6 +1164,53 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let mut other = args.clone();
     other.extend(["--at-term", "tanh,cubic"]);
     assert_rejected(&run(&other), "expected tanh or logit");
+    // And another weight decay.
+    let mut other = args.clone();
+    other.extend(["--at-weight-decay", "5e-4"]);
+    assert_clean_error(&run(&other), "holds a different run");
+    for (flag, value, message) in [
+        ("--robust-eps", "0", "is outside (0, 1]"),
+        ("--robust-restarts", "0", "must be at least 1"),
+        ("--at-seeds", "0", "--at-seeds must lie in 1..=100"),
+    ] {
+        let mut other = args.clone();
+        match other.iter().position(|a| *a == flag) {
+            Some(i) => other[i + 1] = value,
+            None => other.extend([flag, value]),
+        }
+        let out = run(&other);
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{flag} {value}: {err}");
+    }
+    // A second seed of every method: trains only the new models, reuses the first seed's, and
+    // reports mean ± std.
+    let mut seeds = args.clone();
+    seeds.extend(["--at-seeds", "2"]);
+    let out = run(&seeds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("already trained, reused").count(), 3, "{err}");
+    let base_seed = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(base.join("config.json")).unwrap(),
+    )
+    .unwrap()["train"]["seed"]
+        .as_u64()
+        .unwrap();
+    for name in ["freeat-m2-r1", "cgat-r1", "saat-r1"] {
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out_dir.join("models").join(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["train"]["seed"], base_seed + 1, "{name}");
+    }
+    let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
+    assert!(md.contains("mean ± sample std over 2 trainings"), "{md}");
+    assert_eq!(
+        md.matches("| cgat |").count(),
+        3,
+        "one line per table: {md}"
+    );
     // --init takes the base run's data and network.
     assert_clean_error(
         &run(&[

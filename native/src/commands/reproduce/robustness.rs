@@ -1,6 +1,7 @@
 //! `hashguard reproduce --table 3`: flags → [`RobustnessConfig`]; trains every adversarial row
-//! from the base run (resumable, reused when done), then the library evaluates each row (cached
-//! in `OUT/rows/`) and renders the table; writes table3.md, table3.json and the bar chart.
+//! (and seed) from the base run (resumable, reused when done), then the library evaluates each
+//! row (cached in `OUT/rows/`), the no-AT row first so its examples feed the transfer attack;
+//! writes table3.md, table3.json and the bar charts.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
-    RobustnessConfig, RowSettings, Table3Report, cached_row, evaluate_row, paper_rows,
-    table3_markdown,
+    MaskingChecks, RobustnessConfig, RowReport, RowSettings, Table3Report, cached_row,
+    evaluate_row, grouped, mean_std, paper_rows, table3_markdown,
 };
 use hashguard_core::run::write_atomic;
 
@@ -52,6 +53,32 @@ pub struct RobustnessArgs {
     /// SGD, momentum 0.9; pair with e.g. --at-lr 0.01).
     #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
     at_optimizer: Optimizer,
+    /// Table 3: weight decay of the adversarial rows (default: the base run's; the CgAT/SAAT
+    /// reference code's SGD uses 5e-4).
+    #[arg(long)]
+    at_weight_decay: Option<f64>,
+    /// Table 3: train every adversarial row this many times (seeds base, base + 1, …); the
+    /// table reports mean ± std.
+    #[arg(long, default_value_t = 1)]
+    at_seeds: usize,
+    /// Table 3: radii of the masking-proof block — PGD from random starts with --robust-restarts,
+    /// DHTA, and PGD crafted on the no-AT model (transfer) at each (comma-separated; `none`
+    /// skips the block).
+    #[arg(long, value_delimiter = ',', default_value = "8/255,16/255", value_parser = robust_radius)]
+    robust_eps: Vec<Option<f32>>,
+    /// Table 3: iterations of the masking-proof PGD.
+    #[arg(long, default_value_t = 100)]
+    robust_steps: usize,
+    /// Table 3: runs per image of the masking-proof PGD, each from its own random start.
+    #[arg(long, default_value_t = 5)]
+    robust_restarts: usize,
+}
+
+fn robust_radius(s: &str) -> Result<Option<f32>, String> {
+    if s == "none" {
+        return Ok(None);
+    }
+    pixel_budget(s).map(Some)
 }
 
 fn parse_term(s: &str) -> Result<AdvTerm, String> {
@@ -74,6 +101,11 @@ impl RobustnessArgs {
             pgd_steps: self.pgd_steps.clone(),
             at_terms: self.at_term.clone(),
             at_optimizer: (self.at_optimizer != Optimizer::Adam).then_some(self.at_optimizer),
+            at_weight_decay: self.at_weight_decay,
+            at_seeds: self.at_seeds,
+            robust_eps: self.robust_eps.iter().flatten().copied().collect(),
+            robust_steps: self.robust_steps,
+            restarts: self.robust_restarts,
         }
     }
 }
@@ -97,10 +129,11 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         match &row.training {
             None => runs.push(c.run.clone()),
             Some(t) => {
-                let dir = out.join("models").join(t.method.label());
+                let dir = out.join("models").join(row.stem());
                 eprintln!(
-                    "== {}: {} epochs from {}",
+                    "== {} (seed + {}): {} epochs from {}",
                     row.name,
+                    t.replicate,
                     t.epochs,
                     c.run.display()
                 );
@@ -109,13 +142,29 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
             }
         }
     }
-    let settings = RowSettings::new(&detection, &config.steps());
+    let settings = RowSettings::new(&detection, &config);
+    let caches: Vec<PathBuf> = rows
+        .iter()
+        .map(|row| out.join("rows").join(format!("{}.json", row.stem())))
+        .collect();
+    let hits: Vec<Option<_>> = caches
+        .iter()
+        .zip(&runs)
+        .map(|(cache, run)| cached_row(cache, run, &settings))
+        .collect();
+    // The no-AT row's masking-proof examples are the others' transfer attack: evaluate it
+    // again (its attacks come from the example cache) when any other row needs them.
+    let need_transfer = !settings.robust_eps.is_empty() && hits[1..].iter().any(Option::is_none);
+    let mut transfer = Vec::new();
     let mut results = Vec::new();
-    for (row, run) in rows.iter().zip(&runs) {
-        let cache = out
-            .join("rows")
-            .join(format!("{}.json", row.name.replace(' ', "-")));
-        if let Some(hit) = cached_row(&cache, run, &settings) {
+    for (i, ((row, run), (cache, hit))) in rows
+        .iter()
+        .zip(&runs)
+        .zip(caches.iter().zip(hits))
+        .enumerate()
+    {
+        let hit = if i == 0 && need_transfer { None } else { hit };
+        if let Some(hit) = hit {
             eprintln!(
                 "== {}: evaluation reused from {}",
                 row.name,
@@ -126,18 +175,23 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         }
         eprintln!("== {}: evaluating {}", row.name, run.display());
         let (opened, index) = open_with_database(run, c.data.as_deref(), selected)?;
-        let report = evaluate_row(
+        let evaluation = evaluate_row(
             row,
             &opened,
             &index,
             &detection,
             &settings,
+            &transfer,
             &selected.device,
             &mut Bars::default(),
         )?;
-        write_atomic(&cache, &serde_json::to_vec_pretty(&report)?)?;
-        results.push(report);
+        if row.training.is_none() {
+            transfer = evaluation.examples;
+        }
+        write_atomic(cache, &serde_json::to_vec_pretty(&evaluation.report)?)?;
+        results.push(evaluation.report);
     }
+    let checks = results.iter().map(MaskingChecks::of).collect();
     let report = Table3Report {
         table: 3,
         base_run: c.run.clone(),
@@ -146,6 +200,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         rows: results,
         backend: selected.info.clone(),
         paper_cifar10_freeat: paper_rows(),
+        checks,
     };
     write_atomic(
         &out.join("table3.json"),
@@ -154,23 +209,45 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     let md = table3_markdown(&report);
     write_atomic(&out.join("table3.md"), md.as_bytes())?;
     bars(&report, &out.join("table3"))?;
+    if !report.settings.robust_eps.is_empty() {
+        robust_bars(&report, &out.join("table3-robust"))?;
+    }
     println!("{md}");
-    println!("table3.md, table3.json and table3.png -> {}", out.display());
+    println!(
+        "table3.md, table3.json and table3.png (table3-robust.png) -> {}",
+        out.display()
+    );
     Ok(())
+}
+
+/// Per method (the mean over its seeds): `columns(row)`'s values.
+fn means(
+    report: &Table3Report,
+    columns: impl Fn(&RowReport) -> Vec<f64>,
+) -> (Vec<String>, Vec<Vec<f64>>) {
+    grouped(&report.rows)
+        .into_iter()
+        .map(|g| {
+            let per_seed: Vec<Vec<f64>> = g.iter().map(|r| columns(r)).collect();
+            let n = per_seed.first().map_or(0, Vec::len);
+            let mean = (0..n)
+                .map(|i| {
+                    let v: Vec<f64> = per_seed.iter().filter_map(|r| r.get(i).copied()).collect();
+                    mean_std(&v).0
+                })
+                .collect();
+            (g[0].row.clone(), mean)
+        })
+        .unzip()
 }
 
 /// One group of bars per row: benign mAP, then mAP under each PGD length.
 fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
-    let names: Vec<String> = report.rows.iter().map(|r| r.row.clone()).collect();
-    let values: Vec<Vec<f64>> = report
-        .rows
-        .iter()
-        .map(|r| {
-            std::iter::once(r.clean_map)
-                .chain(r.pgd.iter().map(|p| p.map))
-                .collect()
-        })
-        .collect();
+    let (names, values) = means(report, |r| {
+        std::iter::once(r.clean_map)
+            .chain(r.pgd.iter().map(|p| p.map))
+            .collect()
+    });
     let legend: Vec<(String, plotters::style::RGBColor)> = std::iter::once("benign".to_string())
         .chain(report.settings.pgd_steps.iter().map(|s| format!("PGD-{s}")))
         .zip(PALETTE)
@@ -179,6 +256,45 @@ fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
         title: format!(
             "Robustness: mAP under PGD at eps {:.0}/255 (training eps {:.0}/255)",
             report.settings.eps * 255.0,
+            report.at_eps * 255.0
+        ),
+        x: "training".into(),
+        y: "mAP over the whole database".into(),
+        x_range: 0.0..1.0,
+        y_range: 0.0..1.0,
+    };
+    grouped_bars(stem, &axes, &names, &legend, &values)
+}
+
+/// The masking-proof block: per row, benign mAP, then at each radius the random-restart PGD's
+/// and the transfer attack's mAP (the no-AT row's transfer bar is its white-box one).
+fn robust_bars(report: &Table3Report, stem: &Path) -> Result<()> {
+    let st = &report.settings;
+    let (names, values) = means(report, |r| {
+        let mut v = vec![r.clean_map];
+        for p in &r.robust {
+            v.push(p.pgd_map);
+            v.push(p.transfer_map.unwrap_or(p.pgd_map));
+        }
+        v
+    });
+    let mut legend_names = vec!["benign".to_string()];
+    for e in &st.robust_eps {
+        legend_names.push(format!(
+            "PGD-{} x{} {:.0}/255",
+            st.robust_steps,
+            st.restarts,
+            e * 255.0
+        ));
+        legend_names.push(format!("transfer {:.0}/255", e * 255.0));
+    }
+    let legend: Vec<(String, plotters::style::RGBColor)> = legend_names
+        .into_iter()
+        .zip(PALETTE.iter().cycle().copied())
+        .collect();
+    let axes = Axes {
+        title: format!(
+            "Masking-proof robustness: random-restart PGD and transfer from the no-AT model (training eps {:.0}/255)",
             report.at_eps * 255.0
         ),
         x: "training".into(),

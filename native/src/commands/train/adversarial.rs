@@ -107,9 +107,10 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
     train_run(train, Some(adversarial), selected, more)
 }
 
-/// Makes sure `out` holds a finished run of `wanted` (method, epochs, base rate, optimiser)
-/// fine-tuned from `init`: trains it when absent, resumes it when interrupted, reuses it when
-/// done, and refuses a directory holding a different run.
+/// Makes sure `out` holds a finished run of `wanted` (method, epochs, base rate, optimiser,
+/// weight decay, seed = `init`'s + the replicate) fine-tuned from `init`: trains it when
+/// absent, resumes it when interrupted, reuses it when done, and refuses a directory holding a
+/// different run.
 pub fn ensure_fine_tuned(
     init: &Path,
     out: &Path,
@@ -121,7 +122,12 @@ pub fn ensure_fine_tuned(
         epochs,
         lr,
         optimizer,
+        weight_decay,
+        replicate,
     } = wanted.clone();
+    let base = RunDir::open(init)?.read_config()?.train;
+    let seed = base.seed + replicate as u64;
+    let weight_decay = weight_decay.unwrap_or(base.weight_decay);
     let existing = RunDir::new(out);
     let resume = existing.file("config.json").exists();
     if resume {
@@ -133,16 +139,21 @@ pub fn ensure_fine_tuned(
             || t.init != from
             || t.lr != lr
             || t.optimizer.unwrap_or_default() != optimizer.unwrap_or_default()
+            || t.weight_decay != weight_decay
+            || t.seed != seed
         {
             bail!(
-                "{} holds a different run ({:?}, {} epochs, lr {}, {:?}, from {:?}) than this table \
-                 needs ({adversarial:?}, {epochs} epochs, lr {lr}, {:?}, from {}): move it away or \
-                 choose another --out",
+                "{} holds a different run ({:?}, {} epochs, lr {}, {:?}, weight decay {}, seed {}, \
+                 from {:?}) than this table needs ({adversarial:?}, {epochs} epochs, lr {lr}, {:?}, \
+                 weight decay {weight_decay}, seed {seed}, from {}): move it away or choose \
+                 another --out",
                 out.display(),
                 t.adversarial,
                 t.epochs,
                 t.lr,
                 t.optimizer.unwrap_or_default(),
+                t.weight_decay,
+                t.seed,
                 t.init,
                 optimizer.unwrap_or_default(),
                 init.display()
@@ -170,10 +181,10 @@ pub fn ensure_fine_tuned(
         epochs: (!resume).then_some(epochs),
         batch_size: None,
         lr: (!resume).then_some(lr),
-        weight_decay: None,
+        weight_decay: (!resume).then_some(weight_decay),
         optimizer: if resume { None } else { optimizer },
         train_size: None,
-        seed: None,
+        seed: (!resume).then_some(seed),
         loss: None,
         alpha: None,
         lambda: None,
