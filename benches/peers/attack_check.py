@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hashnet import HashNet
+from steps import hadamard
 
 ROOT = "/usr/share/datasets/fashion-mnist"
 BITS = 64
@@ -40,13 +41,6 @@ def load():
     x = np.concatenate([idx(f"{ROOT}/train-images-idx3-ubyte.gz"), idx(f"{ROOT}/t10k-images-idx3-ubyte.gz")])
     y = np.concatenate([idx(f"{ROOT}/train-labels-idx1-ubyte.gz"), idx(f"{ROOT}/t10k-labels-idx1-ubyte.gz")])
     return torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
-
-
-def hadamard(k):
-    h = np.array([[1.0]])
-    while h.shape[0] < k:
-        h = np.block([[h, h], [h, -h]])
-    return h
 
 
 def augment(x, gen):

@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 try:
     import numpy as np
@@ -57,13 +56,9 @@ def images(seed, n):
 
 def timed(fn, repeats, warmup=5):
     """Median and spread of `repeats` calls of fn, in milliseconds, after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1e3)
+    from steps import samples_ms
+
+    samples = samples_ms(fn, repeats, warmup)
     return {
         "median_ms": statistics.median(samples),
         "min_ms": min(samples),
@@ -72,21 +67,14 @@ def timed(fn, repeats, warmup=5):
     }
 
 
-def hadamard(k):
-    h = np.array([[1.0]])
-    while h.shape[0] < k:
-        h = np.block([[h, h], [h, -h]])
-    return h
-
-
 def torch_peer(repeats, threads):
     import torch
-    import torch.nn as nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
 
     from hashnet import HashNet
+    from steps import csq_train_step, pgd_step
 
     model = HashNet(BITS)
     x = torch.from_numpy(images(7, BATCH))
@@ -100,42 +88,11 @@ def torch_peer(repeats, threads):
 
     out["forward"] = timed(forward, repeats)
 
-    # CSQ training step on hash centres (labels i % 10, rows of [H; -H]).
+    # CSQ training step on hash centres (labels i % 10, rows of H), then a PGD step on the
+    # eval-mode model.
     train_x = torch.from_numpy(images(8, BATCH))
-    centres = torch.from_numpy(hadamard(BITS)[[i % 10 for i in range(BATCH)]].astype(np.float32))
-    target = (centres + 1) / 2
-    optim = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    model.train()
-
-    def train_step():
-        z = model(train_x)
-        bce = (nn.functional.softplus(2 * z) - target * 2 * z).mean()
-        quant = ((torch.tanh(z).abs() - 1) ** 2).mean()
-        loss = bce + 1e-4 * quant
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        return loss.item(), bce.item(), quant.item()
-
-    out["train_step"] = timed(train_step, repeats)
-
-    # PGD step on the eval-mode model.
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        h = torch.sign(torch.tanh(model(x)))
-    lower, upper = (x - 8 / 255).clamp(min=0), (x + 8 / 255).clamp(max=1)
-    state = {"x": x.clone()}
-
-    def pgd_step():
-        xa = state["x"].clone().requires_grad_(True)
-        loss = (torch.tanh(model(xa)) * h).sum() / BITS
-        (grad,) = torch.autograd.grad(loss, xa)
-        with torch.no_grad():
-            state["x"] = torch.min(torch.max(state["x"] - grad.sign() / 255, lower), upper)
-
-    out["pgd_step"] = timed(pgd_step, repeats)
+    out["train_step"] = timed(csq_train_step(model, train_x, BITS), repeats)
+    out["pgd_step"] = timed(pgd_step(model, x, BITS), repeats)
     return out
 
 

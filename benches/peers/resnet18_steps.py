@@ -11,19 +11,12 @@ import argparse
 import json
 import os
 import statistics
-import time
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision import models
 
-
-def hadamard(k):
-    h = np.array([[1.0]])
-    while h.shape[0] < k:
-        h = np.block([[h, h], [h, -h]])
-    return h
+from steps import csq_train_step, pgd_step, samples_ms
 
 
 class Hashing(nn.Module):
@@ -38,16 +31,6 @@ class Hashing(nn.Module):
         return self.backbone((x - self.mean) / self.std)
 
 
-def timed(fn, steps):
-    fn()
-    out = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return out
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
@@ -58,38 +41,8 @@ def main():
     torch.manual_seed(0)
     model = Hashing()
     x = torch.rand(a.batch, 3, a.side, a.side)
-    centres = torch.from_numpy(hadamard(64)[[i % 10 for i in range(a.batch)]].astype(np.float32))
-    target = (centres + 1) / 2
-    optim = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    model.train()
-
-    def train_step():
-        z = model(x)
-        bce = (nn.functional.softplus(2 * z) - target * 2 * z).mean()
-        quant = ((torch.tanh(z).abs() - 1) ** 2).mean()
-        loss = bce + 1e-4 * quant
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        return loss.item(), bce.item(), quant.item()
-
-    train = timed(train_step, a.steps)
-    model.eval()
-    for q in model.parameters():
-        q.requires_grad_(False)
-    with torch.no_grad():
-        h = torch.sign(torch.tanh(model(x)))
-    lower, upper = (x - 8 / 255).clamp(min=0), (x + 8 / 255).clamp(max=1)
-    state = {"x": x.clone()}
-
-    def pgd_step():
-        xa = state["x"].clone().requires_grad_(True)
-        loss = (torch.tanh(model(xa)) * h).sum() / 64
-        (grad,) = torch.autograd.grad(loss, xa)
-        with torch.no_grad():
-            state["x"] = torch.min(torch.max(state["x"] - grad.sign() / 255, lower), upper)
-
-    pgd = timed(pgd_step, a.steps)
+    train = samples_ms(csq_train_step(model, x, 64), a.steps, warmup=1)
+    pgd = samples_ms(pgd_step(model, x, 64), a.steps, warmup=1)
     print(json.dumps({
         "peer": "torch cpu",
         "torch": torch.__version__,

@@ -1191,6 +1191,9 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches("already trained, reused").count(), 3, "{err}");
+    // The no-AT row is evaluated again for its transfer examples, its attacks from the cache.
+    assert!(err.contains("== no AT: evaluating"), "{err}");
+    assert!(err.contains("reusing the examples cached"), "{err}");
     let base_seed = serde_json::from_slice::<serde_json::Value>(
         &std::fs::read(base.join("config.json")).unwrap(),
     )

@@ -116,7 +116,12 @@ impl RobustnessArgs {
 pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selected) -> Result<()> {
     let config = r.config();
     config.validate()?;
-    let detection = c.config();
+    let mut detection = c.config();
+    // Every row's attacks are cached: a re-run (another seed, the no-AT row's transfer
+    // examples) crafts nothing twice.
+    detection
+        .examples
+        .get_or_insert_with(|| out.join("examples"));
     detection.validate()?;
     let rows = config.rows();
     for dir in ["models", "rows"] {
