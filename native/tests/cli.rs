@@ -1074,6 +1074,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     // Every adversarial row is a run of its own, started from the base run's weights.
     for (name, method, epochs) in [
         ("freeat-m2", "free", 1),
+        ("pgd-at", "pgd", 1),
         ("cgat", "cgat", 1),
         ("saat", "saat", 1),
     ] {
@@ -1092,7 +1093,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert!((report["at_eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-6);
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
-    assert_eq!(names, ["no AT", "freeat-m2", "cgat", "saat"]);
+    assert_eq!(names, ["no AT", "freeat-m2", "pgd-at", "cgat", "saat"]);
     for r in rows {
         let steps: Vec<u64> = r["pgd"]
             .as_array()
@@ -1144,8 +1145,8 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let out = run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.matches("already trained, reused").count(), 3, "{err}");
-    assert_eq!(err.matches("evaluation reused").count(), 4, "{err}");
+    assert_eq!(err.matches("already trained, reused").count(), 4, "{err}");
+    assert_eq!(err.matches("evaluation reused").count(), 5, "{err}");
     // Other training settings would silently mix runs: refused.
     let mut other = args.clone();
     other.extend(["--at-lr", "0.01"]);
@@ -1190,17 +1191,18 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     let out = run(&seeds);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.matches("already trained, reused").count(), 3, "{err}");
-    // The no-AT row is evaluated again for its transfer examples, its attacks from the cache.
-    assert!(err.contains("== no AT: evaluating"), "{err}");
+    assert_eq!(err.matches("already trained, reused").count(), 4, "{err}");
+    // The no-AT row's report is reused; its transfer examples come from the example cache.
+    assert!(err.contains("== no AT: the transfer examples"), "{err}");
     assert!(err.contains("reusing the examples cached"), "{err}");
+    assert!(!err.contains("== no AT: evaluating"), "{err}");
     let base_seed = serde_json::from_slice::<serde_json::Value>(
         &std::fs::read(base.join("config.json")).unwrap(),
     )
     .unwrap()["train"]["seed"]
         .as_u64()
         .unwrap();
-    for name in ["freeat-m2-r1", "cgat-r1", "saat-r1"] {
+    for name in ["freeat-m2-r1", "pgd-at-r1", "cgat-r1", "saat-r1"] {
         let config: serde_json::Value = serde_json::from_slice(
             &std::fs::read(out_dir.join("models").join(name).join("config.json")).unwrap(),
         )

@@ -1,6 +1,7 @@
 //! Which adversarial training a run uses, saved in its `config.json` (absent: standard CSQ):
-//! FreeAT (replayed mini-batches), CgAT (centre codes) or SAAT (mainstay codes), each with the
-//! budget of its inner maximisation, and for CgAT/SAAT the form of the outer alignment term.
+//! FreeAT (replayed mini-batches), PGD-AT (Madry et al.'s min-max on the hashing loss), CgAT
+//! (centre codes) or SAAT (mainstay codes), each with the budget of its inner maximisation, and
+//! for CgAT/SAAT the form of the outer alignment term.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,19 @@ pub enum AdvTraining {
         eps: f32,
         /// Replays m of each mini-batch (the paper: 2, 4, 8, 16).
         replays: usize,
+    },
+    /// PGD-AT (Madry et al.), the reference row of the comparison: PGD pushes f(x_adv) away
+    /// from the item's CSQ hash centre (the training loss's target, so the inner attack
+    /// maximises CSQ's BCE up to its form), and the model trains on the hashing loss of x_adv
+    /// alone. CSQ runs only.
+    #[serde(rename = "pgd")]
+    PgdAt {
+        /// L∞ radius (8/255).
+        eps: f32,
+        /// PGD step (2/255).
+        step: f32,
+        /// PGD iterations (7).
+        steps: usize,
     },
     /// CgAT: PGD pushes f(x_adv) away from the item's centre code c (centre codes of the
     /// training codes, refreshed with each batch's codes), and the loss adds −mean(f(x_adv) ⊙ c).
@@ -98,6 +112,15 @@ impl AdvTraining {
         }
     }
 
+    /// PGD-AT with CgAT's inner budget: eps 8/255, step 2/255, 7 steps.
+    pub fn pgd_at() -> Self {
+        AdvTraining::PgdAt {
+            eps: 8.0 / 255.0,
+            step: 2.0 / 255.0,
+            steps: 7,
+        }
+    }
+
     /// FreeAT with `replays` replays at eps 8/255.
     pub fn free(replays: usize) -> Self {
         AdvTraining::Free {
@@ -106,11 +129,20 @@ impl AdvTraining {
         }
     }
 
-    /// The same method at L∞ radius `eps`; CgAT's and SAAT's inner step scales with it (the
-    /// papers' 2/255 at 8/255, i.e. eps/4), FreeAT's step is eps itself.
+    /// The same method at L∞ radius `eps`; the inner PGD's step scales with it (the papers'
+    /// 2/255 at 8/255, i.e. eps/4), FreeAT's step is eps itself.
     pub fn with_eps(self, eps: f32) -> Self {
         match self {
             AdvTraining::Free { replays, .. } => AdvTraining::Free { eps, replays },
+            AdvTraining::PgdAt {
+                eps: old,
+                step,
+                steps,
+            } => AdvTraining::PgdAt {
+                eps,
+                step: step * eps / old,
+                steps,
+            },
             AdvTraining::CgAt {
                 eps: old,
                 step,
@@ -148,20 +180,21 @@ impl AdvTraining {
         self
     }
 
-    /// CgAT's/SAAT's alignment term form; `None` for FreeAT.
+    /// CgAT's/SAAT's alignment term form; `None` for FreeAT and PGD-AT.
     pub fn term(&self) -> Option<AdvTerm> {
         match *self {
-            AdvTraining::Free { .. } => None,
+            AdvTraining::Free { .. } | AdvTraining::PgdAt { .. } => None,
             AdvTraining::CgAt { term, .. } | AdvTraining::Saat { term, .. } => Some(term),
         }
     }
 
-    /// The inner PGD's budget of CgAT and SAAT (uniform random start, as both papers);
-    /// `None` for FreeAT, whose perturbation is not a separate PGD.
+    /// The inner PGD's budget of PGD-AT, CgAT and SAAT (uniform random start, as Madry et al.
+    /// and both papers); `None` for FreeAT, whose perturbation is not a separate PGD.
     pub fn inner_pgd(&self) -> Option<Budget> {
         match *self {
             AdvTraining::Free { .. } => None,
-            AdvTraining::CgAt {
+            AdvTraining::PgdAt { eps, step, steps }
+            | AdvTraining::CgAt {
                 eps, step, steps, ..
             }
             | AdvTraining::Saat {
@@ -180,12 +213,14 @@ impl AdvTraining {
     pub fn eps(&self) -> f32 {
         match *self {
             AdvTraining::Free { eps, .. }
+            | AdvTraining::PgdAt { eps, .. }
             | AdvTraining::CgAt { eps, .. }
             | AdvTraining::Saat { eps, .. } => eps,
         }
     }
 
-    /// A short name for tables and logs: `freeat-m8`, `cgat`, `saat`, `cgat-logit`, `saat-logit`.
+    /// A short name for tables and logs: `freeat-m8`, `pgd-at`, `cgat`, `saat`, `cgat-logit`,
+    /// `saat-logit`.
     pub fn label(&self) -> String {
         let suffix = match self.term() {
             Some(AdvTerm::Logit) => "-logit",
@@ -193,6 +228,7 @@ impl AdvTraining {
         };
         match self {
             AdvTraining::Free { replays, .. } => format!("freeat-m{replays}"),
+            AdvTraining::PgdAt { .. } => "pgd-at".into(),
             AdvTraining::CgAt { .. } => format!("cgat{suffix}"),
             AdvTraining::Saat { .. } => format!("saat{suffix}"),
         }

@@ -96,6 +96,14 @@ impl TrainConfig {
                 self.loss.label_smoothing
             ));
         }
+        if matches!(self.adversarial, Some(AdvTraining::PgdAt { .. }))
+            && self.method != HashMethod::Csq
+        {
+            return bad(format!(
+                "PGD-AT attacks CSQ's hash centres: train with --loss csq, not {}",
+                self.method.name()
+            ));
+        }
         self.adversarial
             .as_ref()
             .map_or(Ok(()), AdvTraining::validate)
@@ -326,12 +334,11 @@ impl Trainer {
                 .seed
                 .wrapping_add(1_000_003 * (epoch as u64 + 1)),
         );
-        let pgd_based = self
-            .config
-            .adversarial
-            .as_ref()
-            .is_some_and(|a| a.inner_pgd().is_some());
-        if pgd_based && self.train_codes.as_ref().is_none_or(|c| c.train != train) {
+        let needs_codes = matches!(
+            self.config.adversarial,
+            Some(AdvTraining::CgAt { .. } | AdvTraining::Saat { .. })
+        );
+        if needs_codes && self.train_codes.as_ref().is_none_or(|c| c.train != train) {
             self.train_codes = Some(TrainCodes::encode(
                 &self.model().valid(),
                 set,
@@ -427,9 +434,11 @@ impl Trainer {
         Ok(stats)
     }
 
-    /// One optimiser step of standard training, or of CgAT/SAAT: inner PGD away from the batch's
-    /// centre/mainstay codes, the target-code term added to the hashing loss, and the batch's
-    /// rows of B refreshed. Returns the updated model and (total, BCE, quantisation).
+    /// One optimiser step of standard training; of PGD-AT: inner PGD away from the batch's hash
+    /// centres, then the hashing loss of the adversarial images alone; or of CgAT/SAAT: inner
+    /// PGD away from the batch's centre/mainstay codes, the target-code term added to the
+    /// hashing loss, and the batch's rows of B refreshed. Returns the updated model and
+    /// (total, BCE, quantisation).
     fn pgd_step(
         &mut self,
         model: HashNet,
@@ -439,6 +448,28 @@ impl Trainer {
         step: usize,
     ) -> Result<(HashNet, [f32; 3])> {
         let Batch { idx, labels, epoch } = batch;
+        let seed = self.config.seed ^ ((epoch as u64) << 32 | step as u64);
+        if let Some(adv @ AdvTraining::PgdAt { .. }) = &self.config.adversarial
+            && let Some(budget) = adv.inner_pgd()
+        {
+            // Madry et al.: the inner attack maximises the training loss (CSQ's BCE against
+            // the centre, whose sign pattern is what the attack moves away from); the outer
+            // step minimises it on the attack's images.
+            let centres = self.centres.targets(labels, &self.inner_device);
+            let x_adv = pgd(
+                &model.valid(),
+                images.inner(),
+                &Objective::Untargeted { original: centres },
+                &budget,
+                false,
+                seed,
+                |_| {},
+            )?;
+            let parts = self.hash_loss(model.logits(x_adv.autodiff()), batch)?;
+            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+            let model = self.optim.step(lr, model, grads);
+            return Ok((model, loss_values(parts)?));
+        }
         let logits = model.logits(images.clone());
         let mut parts = self.hash_loss(logits.clone(), batch)?;
         if let Some(adv) = &self.config.adversarial
@@ -458,7 +489,6 @@ impl Trainer {
                 Tensor::<2>::from_data(TensorData::new(flat.clone(), shape), &self.inner_device);
             let c = Tensor::<2>::from_data(TensorData::new(flat, shape), &self.device);
             // Inner maximisation on an eval-mode copy: push f(x_adv) away from c.
-            let seed = self.config.seed ^ ((epoch as u64) << 32 | step as u64);
             let x_adv = pgd(
                 &model.valid(),
                 images.inner(),
@@ -992,6 +1022,59 @@ mod tests {
             let codes = trainer.train_codes.as_ref().unwrap();
             assert_eq!(codes.codes.len(), idx.len());
         }
+    }
+
+    #[test]
+    fn pgd_at_trains_on_the_attack_s_images_and_needs_no_codes() {
+        let set = quadrants(12);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut base = Trainer::new(tiny_config(4), centres.clone(), &device).unwrap();
+        for _ in 0..4 {
+            base.train_epoch(&set, &idx, |_| {}).unwrap();
+        }
+        // One step from the same weights on the same batch: PGD-AT's loss is the hashing loss
+        // of the inner attack's images, which that attack raised above the clean loss.
+        let batch_idx = &idx[..16];
+        let labels: Vec<_> = batch_idx.iter().map(|&i| set.labels[i]).collect();
+        let step = |adversarial: Option<AdvTraining>| {
+            let config = tiny_config(1).with_adversarial(adversarial);
+            let mut t = Trainer::new(config, centres.clone(), &device).unwrap();
+            t.start_from(base.model()).unwrap();
+            let images = to_tensor(
+                &set,
+                batch_idx,
+                Augment::NONE,
+                &mut ChaCha8Rng::seed_from_u64(0),
+                &t.device,
+            );
+            let model = t.model.take().unwrap();
+            let batch = Batch {
+                idx: batch_idx,
+                labels: &labels,
+                epoch: 0,
+            };
+            let (_, values) = t.pgd_step(model, images, batch, 1e-3, 0).unwrap();
+            values[1]
+        };
+        let (clean, adversarial) = (step(None), step(Some(AdvTraining::pgd_at())));
+        assert!(
+            adversarial > clean + 1e-3,
+            "BCE on the attack's images {adversarial} vs clean {clean}"
+        );
+        // Whole epochs run, without CgAT's code bank.
+        let config = tiny_config(1).with_adversarial(Some(AdvTraining::pgd_at()));
+        let mut t = Trainer::new(config, centres.clone(), &device).unwrap();
+        let stats = t.train_epoch(&set, &idx, |_| {}).unwrap();
+        assert!(stats.loss.is_finite(), "{stats:?}");
+        assert!(t.train_codes.is_none());
+        // CSQ only: the inner attack moves away from hash centres.
+        let dpsh = TrainConfig {
+            method: HashMethod::Dpsh { alpha: 0.1 },
+            ..tiny_config(1).with_adversarial(Some(AdvTraining::pgd_at()))
+        };
+        assert!(dpsh.validate().is_err());
     }
 
     #[test]

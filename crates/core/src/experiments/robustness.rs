@@ -11,7 +11,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::detection::{Crafted, DetectionBench, DetectionConfig, Selection};
-use super::{AttackKind, BackendInfo, Progress};
+use super::{AttackKind, AttackSpec, BackendInfo, Progress};
 use crate::adv_train::{AdvTerm, AdvTraining, Optimizer};
 use crate::experiments::Images;
 use crate::metrics::evaluate_retrieval;
@@ -26,8 +26,11 @@ pub struct RobustnessConfig {
     pub freeat_m: Vec<usize>,
     /// Cost of each FreeAT row in passes over the training set (⌈budget / m⌉ epochs).
     pub freeat_budget: usize,
-    /// Epochs of CgAT and SAAT.
+    /// Epochs of PGD-AT, CgAT and SAAT.
     pub at_epochs: usize,
+    /// Whether the table has PGD-AT's reference row (Madry et al. on the hashing loss).
+    #[serde(default)]
+    pub pgd_at: bool,
     /// Base learning rate of the adversarial fine-tuning.
     pub at_lr: f64,
     /// L∞ radius of the adversarial training.
@@ -90,6 +93,7 @@ impl Default for RobustnessConfig {
             freeat_m: vec![2, 4, 8, 16],
             freeat_budget: 16,
             at_epochs: 3,
+            pgd_at: true,
             at_lr: 3e-4,
             at_eps: 8.0 / 255.0,
             pgd_steps: vec![8, 40, 100],
@@ -194,7 +198,7 @@ impl RobustnessConfig {
         s
     }
 
-    /// The table's rows in order: no AT, FreeAT per m, CgAT, SAAT (each term); every
+    /// The table's rows in order: no AT, FreeAT per m, PGD-AT, CgAT, SAAT (each term); every
     /// adversarial row once per seed, its seeds adjacent.
     pub fn rows(&self) -> Vec<Row> {
         let mut methods: Vec<(AdvTraining, usize)> = self
@@ -205,6 +209,9 @@ impl RobustnessConfig {
                 (a, self.freeat_budget.div_ceil(m))
             })
             .collect();
+        if self.pgd_at {
+            methods.push((AdvTraining::pgd_at().with_eps(self.at_eps), self.at_epochs));
+        }
         for a in [AdvTraining::cgat(), AdvTraining::saat()] {
             for &term in &self.at_terms {
                 let a = a.clone().with_eps(self.at_eps).with_term(term);
@@ -416,7 +423,7 @@ fn is_zero(n: &usize) -> bool {
 
 impl RowTraining {
     /// Parameter updates per training mini-batch: FreeAT's replays times its epochs, one per
-    /// epoch for CgAT and SAAT (the equal-budget comparison sets these equal).
+    /// epoch for PGD-AT, CgAT and SAAT (the equal-budget comparison sets these equal).
     pub fn updates_per_batch(&self) -> usize {
         match self.method {
             AdvTraining::Free { replays, .. } => replays * self.epochs,
@@ -663,6 +670,49 @@ pub fn evaluate_row(
     Ok(RowEvaluation { report, examples })
 }
 
+/// The masking-proof PGD at radius `eps`: from a uniform random start, `settings.restarts`
+/// runs per image.
+fn robust_pgd(bench: &DetectionBench, settings: &RowSettings, eps: f32) -> AttackSpec {
+    let mut spec = bench
+        .config
+        .attack(AttackKind::Pgd, eps)
+        .with_steps(settings.robust_steps);
+    spec.random_start = true;
+    spec.restarts = settings.restarts;
+    spec
+}
+
+fn queries_fingerprint(bench: &DetectionBench) -> String {
+    fingerprint(bench.q_pixels.iter().flat_map(|v| v.to_le_bytes()))
+}
+
+/// The masking-proof PGD's examples on `run`'s model at every radius of `settings` — what
+/// [`evaluate_row`] returns for the no-AT row, without the rest of its evaluation (for when
+/// that row's report is cached; the attacks come from the example cache when it holds them).
+pub fn transfer_examples(
+    run: &OpenedRun,
+    index: &HammingIndex,
+    detection: &DetectionConfig,
+    settings: &RowSettings,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<Vec<TransferExamples>> {
+    let bench = DetectionBench::prepare(run, index, detection, Some(&[]), device, progress)?;
+    let queries = queries_fingerprint(&bench);
+    settings
+        .robust_eps
+        .iter()
+        .map(|&eps| {
+            let pgd = bench.craft(&robust_pgd(&bench, settings, eps), progress)?;
+            Ok(TransferExamples {
+                eps,
+                queries: queries.clone(),
+                pixels: pgd.pixels,
+            })
+        })
+        .collect()
+}
+
 /// The masking-proof block of one row: at every radius of `settings`, PGD from a uniform
 /// random start keeping each image's best of the restarts, DHTA (`dhta`, already crafted at
 /// the table's radius, is reused there), and this model's mAP on `transfer`'s examples.
@@ -673,16 +723,10 @@ fn masking_proof(
     dhta: &Crafted,
     progress: &mut dyn Progress,
 ) -> Result<(Vec<RobustPoint>, Vec<TransferExamples>)> {
-    let queries = fingerprint(bench.q_pixels.iter().flat_map(|v| v.to_le_bytes()));
+    let queries = queries_fingerprint(bench);
     let (mut points, mut examples) = (Vec::new(), Vec::new());
     for &eps in &settings.robust_eps {
-        let mut spec = bench
-            .config
-            .attack(AttackKind::Pgd, eps)
-            .with_steps(settings.robust_steps);
-        spec.random_start = true;
-        spec.restarts = settings.restarts;
-        let pgd = bench.craft(&spec, progress)?;
+        let pgd = bench.craft(&robust_pgd(bench, settings, eps), progress)?;
         let (dhta_t_map, dhta_success_rate) = if (eps - dhta.spec.eps).abs() < 1e-7 {
             (dhta.adv_map, dhta.success_rate())
         } else {
@@ -1003,13 +1047,14 @@ mod tests {
             [
                 "no AT",
                 "freeat-m4",
+                "pgd-at",
                 "cgat",
                 "cgat-logit",
                 "saat",
                 "saat-logit"
             ]
         );
-        // Equal budgets: FreeAT m = 4 for 2 epochs and 8 epochs of CgAT/SAAT both make 8.
+        // Equal budgets: FreeAT m = 4 for 2 epochs and 8 epochs of PGD-AT/CgAT/SAAT all make 8.
         for row in &rows[1..] {
             let t = row.training.as_ref().unwrap();
             assert_eq!(t.updates_per_batch(), 8, "{}", row.name);
@@ -1055,6 +1100,7 @@ mod tests {
         let config = RobustnessConfig {
             freeat_m: vec![4],
             at_seeds: 3,
+            pgd_at: false,
             ..RobustnessConfig::default()
         };
         let rows = config.rows();

@@ -10,7 +10,7 @@ use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
     MaskingChecks, RobustnessConfig, RowReport, RowSettings, Table3Report, cached_row,
-    evaluate_row, grouped, mean_std, paper_rows, table3_markdown,
+    evaluate_row, grouped, mean_std, paper_rows, table3_markdown, transfer_examples,
 };
 use hashguard_core::run::write_atomic;
 
@@ -31,10 +31,14 @@ pub struct RobustnessArgs {
     /// ⌈budget / m⌉ epochs of m replays (Shafahi et al. keep the cost of standard training).
     #[arg(long, default_value_t = 16)]
     freeat_budget: usize,
-    /// Table 3: epochs of CgAT and SAAT (each costs about 5 passes: 7 PGD steps on the
+    /// Table 3: epochs of PGD-AT, CgAT and SAAT (each costs about 5 passes: 7 PGD steps on the
     /// inference copy plus the training pass).
     #[arg(long, default_value_t = 3)]
     at_epochs: usize,
+    /// Table 3: whether to train PGD-AT's reference row (Madry et al.: PGD away from the hash
+    /// centres, trained on those images alone; --at-epochs epochs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pgd_at: bool,
     /// Table 3: base learning rate of the adversarial fine-tuning (Adam, cosine decay).
     #[arg(long, default_value_t = 3e-4)]
     at_lr: f64,
@@ -96,6 +100,7 @@ impl RobustnessArgs {
             freeat_m: self.freeat_m.clone(),
             freeat_budget: self.freeat_budget,
             at_epochs: self.at_epochs,
+            pgd_at: self.pgd_at,
             at_lr: self.at_lr,
             at_eps: self.at_eps,
             pgd_steps: self.pgd_steps.clone(),
@@ -157,18 +162,24 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         .zip(&runs)
         .map(|(cache, run)| cached_row(cache, run, &settings))
         .collect();
-    // The no-AT row's masking-proof examples are the others' transfer attack: evaluate it
-    // again (its attacks come from the example cache) when any other row needs them.
+    // The no-AT row (first) crafts the others' transfer attack; when its report is cached and
+    // another row needs them, they are crafted alone (or read from the example cache).
     let need_transfer = !settings.robust_eps.is_empty() && hits[1..].iter().any(Option::is_none);
     let mut transfer = Vec::new();
+    if need_transfer && hits[0].is_some() {
+        eprintln!("== no AT: the transfer examples");
+        let (opened, index) = open_with_database(&runs[0], c.data.as_deref(), selected)?;
+        transfer = transfer_examples(
+            &opened,
+            &index,
+            &detection,
+            &settings,
+            &selected.device,
+            &mut Bars::default(),
+        )?;
+    }
     let mut results = Vec::new();
-    for (i, ((row, run), (cache, hit))) in rows
-        .iter()
-        .zip(&runs)
-        .zip(caches.iter().zip(hits))
-        .enumerate()
-    {
-        let hit = if i == 0 && need_transfer { None } else { hit };
+    for ((row, run), (cache, hit)) in rows.iter().zip(&runs).zip(caches.iter().zip(hits)) {
         if let Some(hit) = hit {
             eprintln!(
                 "== {}: evaluation reused from {}",

@@ -18,6 +18,9 @@ use crate::backend::Selected;
 pub enum AdvMethod {
     /// FreeAT: each mini-batch replayed --m times, δ updated from the same backward pass.
     Freeat,
+    /// PGD-AT (Madry et al.): PGD away from the CSQ hash centres, trained on those images
+    /// alone (the reference row; CSQ runs).
+    Pgd,
     /// CgAT: PGD away from centre codes, loss + −mean(f(x_adv) ⊙ c).
     Cgat,
     /// SAAT: PGD away from DMFL mainstay codes, loss + λ·alignment + μ·quantisation.
@@ -81,6 +84,7 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
                 replays: args.replays,
             }
         }
+        AdvMethod::Pgd => AdvTraining::PgdAt { eps, step, steps },
         AdvMethod::Cgat => AdvTraining::CgAt {
             eps,
             step,
@@ -98,8 +102,10 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
     };
     let adversarial = match (args.adv_term, args.method) {
         (TermArg::Tanh, _) => adversarial,
-        (TermArg::Logit, AdvMethod::Freeat) => {
-            bail!("--adv-term is CgAT's and SAAT's: FreeAT trains on the hashing loss alone")
+        (TermArg::Logit, AdvMethod::Freeat | AdvMethod::Pgd) => {
+            bail!(
+                "--adv-term is CgAT's and SAAT's: FreeAT and PGD-AT train on the hashing loss alone"
+            )
         }
         (TermArg::Logit, _) => adversarial.with_term(AdvTerm::Logit),
     };
