@@ -1216,6 +1216,32 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         3,
         "one line per table: {md}"
     );
+    // The from-scratch block: every method again from random weights on the base run's split.
+    let mut scratch = args.clone();
+    scratch.extend(["--scratch-budget", "1"]);
+    let out = run(&scratch);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let base_split = std::fs::read(base.join("split.json")).unwrap();
+    for name in [
+        "freeat-m2-scratch",
+        "pgd-at-scratch",
+        "cgat-scratch",
+        "saat-scratch",
+    ] {
+        let dir = out_dir.join("models").join(name);
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        assert!(config["train"]["init"].is_null(), "{name}");
+        assert_eq!(config["train"]["split_from"], s(&base), "{name}");
+        assert_eq!(config["train"]["epochs"], 1, "{name}");
+        assert!(
+            std::fs::read(dir.join("split.json")).unwrap() == base_split,
+            "{name}"
+        );
+    }
+    let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
+    assert!(md.contains("| cgat (scratch) |"), "{md}");
     // --init takes the base run's data and network.
     assert_clean_error(
         &run(&[

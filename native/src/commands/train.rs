@@ -21,7 +21,7 @@ mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
 pub(crate) use flags::parse_optimizer;
-use fresh::{from_init, from_scratch, loss_curve, report_left_out};
+use fresh::{Weights, from_init, from_scratch, loss_curve, report_left_out};
 
 /// Flags of `hashguard train`.
 #[derive(Args, Debug)]
@@ -111,8 +111,12 @@ pub struct TrainArgs {
     label_smoothing: Option<f64>,
     /// Start from this trained run's weights (adversarial fine-tuning, as CgAT's reference
     /// code does); data, split, network and hash centres are then the run's own.
-    #[arg(long, value_name = "RUN")]
+    #[arg(long, value_name = "RUN", conflicts_with = "split_from")]
     init: Option<PathBuf>,
+    /// Train from random weights on this run's data, split and hash centres (adversarial
+    /// training from scratch, evaluated on the same queries and database as that run).
+    #[arg(long, value_name = "RUN")]
+    split_from: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, with its saved configuration.
     #[arg(long)]
     resume: bool,
@@ -185,9 +189,10 @@ pub(super) fn train_run(
                 args.out.display()
             );
         }
-        let fresh = match &args.init {
-            Some(init) => from_init(&args, init, adversarial, &selected)?,
-            None => from_scratch(&args, adversarial, &selected)?,
+        let fresh = match (&args.init, &args.split_from) {
+            (Some(init), _) => from_init(&args, init, Weights::Keep, adversarial, &selected)?,
+            (None, Some(base)) => from_init(&args, base, Weights::Fresh, adversarial, &selected)?,
+            (None, None) => from_scratch(&args, adversarial, &selected)?,
         };
         run.create()?;
         run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;

@@ -67,6 +67,11 @@ pub struct TrainConfig {
     /// record; `None` starts from a random initialisation.
     #[config(default = "None")]
     pub init: Option<String>,
+    /// The run whose data, split and hash centres this run took while starting from random
+    /// weights (`--split-from`: adversarial training from scratch, comparable with that run),
+    /// for the record.
+    #[config(default = "None")]
+    pub split_from: Option<String>,
     /// The torchvision weights file the backbone started from (`--pretrained`), for the
     /// record; `None`: random initialisation or `init`.
     #[config(default = "None")]

@@ -31,6 +31,11 @@ pub struct RobustnessConfig {
     /// Whether the table has PGD-AT's reference row (Madry et al. on the hashing loss).
     #[serde(default)]
     pub pgd_at: bool,
+    /// A second block of every adversarial row trained from scratch (random weights, the base
+    /// run's split) with this budget: FreeAT m ⌈budget / m⌉ epochs, the others `budget`
+    /// epochs (`None`: no such block).
+    #[serde(default)]
+    pub scratch_budget: Option<usize>,
     /// Base learning rate of the adversarial fine-tuning.
     pub at_lr: f64,
     /// L∞ radius of the adversarial training.
@@ -94,6 +99,7 @@ impl Default for RobustnessConfig {
             freeat_budget: 16,
             at_epochs: 3,
             pgd_at: true,
+            scratch_budget: None,
             at_lr: 3e-4,
             at_eps: 8.0 / 255.0,
             pgd_steps: vec![8, 40, 100],
@@ -128,7 +134,7 @@ impl Row {
 }
 
 fn stem(name: &str, replicate: usize) -> String {
-    let name = name.replace(' ', "-");
+    let name = name.replace(" (scratch)", "-scratch").replace(' ', "-");
     if replicate == 0 {
         name
     } else {
@@ -143,8 +149,8 @@ impl RobustnessConfig {
         if self.freeat_m.iter().any(|&m| m == 0 || m > 64) {
             return bad("--freeat-m values must lie in 1..=64");
         }
-        if self.freeat_budget == 0 || self.at_epochs == 0 {
-            return bad("--freeat-budget and --at-epochs must be at least 1");
+        if self.freeat_budget == 0 || self.at_epochs == 0 || self.scratch_budget == Some(0) {
+            return bad("--freeat-budget, --at-epochs and --scratch-budget must be at least 1");
         }
         if !(self.at_lr > 0.0 && self.at_lr.is_finite()) {
             return Err(Error::InvalidArgument(format!(
@@ -198,43 +204,58 @@ impl RobustnessConfig {
         s
     }
 
-    /// The table's rows in order: no AT, FreeAT per m, PGD-AT, CgAT, SAAT (each term); every
-    /// adversarial row once per seed, its seeds adjacent.
+    /// The table's rows in order: no AT, FreeAT per m, PGD-AT, CgAT, SAAT (each term), then
+    /// the same methods trained from scratch when a scratch budget is set; every adversarial
+    /// row once per seed, its seeds adjacent.
     pub fn rows(&self) -> Vec<Row> {
-        let mut methods: Vec<(AdvTraining, usize)> = self
-            .freeat_m
-            .iter()
-            .map(|&m| {
-                let a = AdvTraining::free(m).with_eps(self.at_eps);
-                (a, self.freeat_budget.div_ceil(m))
-            })
-            .collect();
-        if self.pgd_at {
-            methods.push((AdvTraining::pgd_at().with_eps(self.at_eps), self.at_epochs));
-        }
-        for a in [AdvTraining::cgat(), AdvTraining::saat()] {
-            for &term in &self.at_terms {
-                let a = a.clone().with_eps(self.at_eps).with_term(term);
-                methods.push((a, self.at_epochs));
+        let methods = |freeat_budget: usize, epochs: usize| {
+            let mut m: Vec<(AdvTraining, usize)> = self
+                .freeat_m
+                .iter()
+                .map(|&r| {
+                    let a = AdvTraining::free(r).with_eps(self.at_eps);
+                    (a, freeat_budget.div_ceil(r))
+                })
+                .collect();
+            if self.pgd_at {
+                m.push((AdvTraining::pgd_at().with_eps(self.at_eps), epochs));
             }
+            for a in [AdvTraining::cgat(), AdvTraining::saat()] {
+                for &term in &self.at_terms {
+                    m.push((a.clone().with_eps(self.at_eps).with_term(term), epochs));
+                }
+            }
+            m
+        };
+        let mut blocks = vec![(false, methods(self.freeat_budget, self.at_epochs))];
+        if let Some(b) = self.scratch_budget {
+            blocks.push((true, methods(b, b)));
         }
         let mut rows = vec![Row {
             name: "no AT".into(),
             training: None,
         }];
-        for (method, epochs) in methods {
-            for replicate in 0..self.at_seeds.max(1) {
-                rows.push(Row {
-                    name: method.label(),
-                    training: Some(RowTraining {
-                        method: method.clone(),
-                        epochs,
-                        lr: self.at_lr,
-                        optimizer: self.at_optimizer,
-                        weight_decay: self.at_weight_decay,
-                        replicate,
-                    }),
-                });
+        for (from_scratch, methods) in blocks {
+            for (method, epochs) in methods {
+                for replicate in 0..self.at_seeds.max(1) {
+                    let label = method.label();
+                    rows.push(Row {
+                        name: if from_scratch {
+                            format!("{label} (scratch)")
+                        } else {
+                            label
+                        },
+                        training: Some(RowTraining {
+                            method: method.clone(),
+                            epochs,
+                            lr: self.at_lr,
+                            optimizer: self.at_optimizer,
+                            weight_decay: self.at_weight_decay,
+                            replicate,
+                            from_scratch,
+                        }),
+                    });
+                }
             }
         }
         rows
@@ -415,6 +436,9 @@ pub struct RowTraining {
     /// Which training of the method: seed = the base run's seed + `replicate`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replicate: usize,
+    /// Trained from random weights on the base run's split instead of fine-tuned from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_scratch: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -914,7 +938,7 @@ pub fn table3_markdown(r: &Table3Report) -> String {
     }
     s.push_str(
         "\nTraining seconds of adversarial rows are the fine-tuning alone (they start from the \
-         no-AT run). Figure table3.png (and .svg): one group of bars per row, in table order — \
+         no-AT run); rows marked (scratch) start from random weights on the no-AT run's split. Figure table3.png (and .svg): one group of bars per row, in table order — \
          benign, then each PGD column.\n",
     );
     if !st.robust_eps.is_empty() {
@@ -1096,6 +1120,43 @@ mod tests {
     }
 
     #[test]
+    fn a_scratch_budget_adds_a_block_of_every_method_from_random_weights() {
+        let config = RobustnessConfig {
+            freeat_m: vec![4],
+            scratch_budget: Some(8),
+            ..RobustnessConfig::default()
+        };
+        config.validate().unwrap();
+        let rows = config.rows();
+        let stems: Vec<String> = rows.iter().map(Row::stem).collect();
+        assert_eq!(
+            stems,
+            [
+                "no-AT",
+                "freeat-m4",
+                "pgd-at",
+                "cgat",
+                "saat",
+                "freeat-m4-scratch",
+                "pgd-at-scratch",
+                "cgat-scratch",
+                "saat-scratch"
+            ]
+        );
+        for row in &rows[5..] {
+            let t = row.training.as_ref().unwrap();
+            assert!(t.from_scratch && row.name.ends_with(" (scratch)"));
+            assert_eq!(t.updates_per_batch(), 8, "{}", row.name);
+        }
+        assert!(!rows[1].training.as_ref().unwrap().from_scratch);
+        let zero = RobustnessConfig {
+            scratch_budget: Some(0),
+            ..RobustnessConfig::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
     fn seeds_make_adjacent_rows_with_their_own_files() {
         let config = RobustnessConfig {
             freeat_m: vec![4],
@@ -1228,6 +1289,7 @@ mod tests {
                 optimizer: None,
                 weight_decay: None,
                 replicate,
+                from_scratch: false,
             }),
             train_seconds: Some(10.0),
             clean_map: maps[0],

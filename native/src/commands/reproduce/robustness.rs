@@ -39,6 +39,11 @@ pub struct RobustnessArgs {
     /// centres, trained on those images alone; --at-epochs epochs).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pgd_at: bool,
+    /// Table 3: also train every adversarial row from scratch (random weights on the base
+    /// run's split) with this budget: FreeAT m ⌈B / m⌉ epochs, the others B epochs, each with
+    /// the --at-* optimiser, learning rate and weight decay.
+    #[arg(long, value_name = "B")]
+    scratch_budget: Option<usize>,
     /// Table 3: base learning rate of the adversarial fine-tuning (Adam, cosine decay).
     #[arg(long, default_value_t = 3e-4)]
     at_lr: f64,
@@ -101,6 +106,7 @@ impl RobustnessArgs {
             freeat_budget: self.freeat_budget,
             at_epochs: self.at_epochs,
             pgd_at: self.pgd_at,
+            scratch_budget: self.scratch_budget,
             at_lr: self.at_lr,
             at_eps: self.at_eps,
             pgd_steps: self.pgd_steps.clone(),
@@ -141,10 +147,15 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
             Some(t) => {
                 let dir = out.join("models").join(row.stem());
                 eprintln!(
-                    "== {} (seed + {}): {} epochs from {}",
+                    "== {} (seed + {}): {} epochs {} {}",
                     row.name,
                     t.replicate,
                     t.epochs,
+                    if t.from_scratch {
+                        "from random weights on the split of"
+                    } else {
+                        "from"
+                    },
                     c.run.display()
                 );
                 ensure_fine_tuned(&c.run, &dir, t, selected)?;

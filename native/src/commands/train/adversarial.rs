@@ -114,9 +114,9 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
 }
 
 /// Makes sure `out` holds a finished run of `wanted` (method, epochs, base rate, optimiser,
-/// weight decay, seed = `init`'s + the replicate) fine-tuned from `init`: trains it when
-/// absent, resumes it when interrupted, reuses it when done, and refuses a directory holding a
-/// different run.
+/// weight decay, seed = `init`'s + the replicate) fine-tuned from `init`, or trained from
+/// scratch on its split when `wanted.from_scratch`: trains it when absent, resumes it when
+/// interrupted, reuses it when done, and refuses a directory holding a different run.
 pub fn ensure_fine_tuned(
     init: &Path,
     out: &Path,
@@ -130,6 +130,7 @@ pub fn ensure_fine_tuned(
         optimizer,
         weight_decay,
         replicate,
+        from_scratch,
     } = wanted.clone();
     let base = RunDir::open(init)?.read_config()?.train;
     let seed = base.seed + replicate as u64;
@@ -140,9 +141,15 @@ pub fn ensure_fine_tuned(
         let config = existing.read_config()?;
         let t = &config.train;
         let from = Some(init.display().to_string());
+        let (want_init, want_split) = if from_scratch {
+            (None, from)
+        } else {
+            (from, None)
+        };
         if t.adversarial.as_ref() != Some(&adversarial)
             || t.epochs != epochs
-            || t.init != from
+            || t.init != want_init
+            || t.split_from != want_split
             || t.lr != lr
             || t.optimizer.unwrap_or_default() != optimizer.unwrap_or_default()
             || t.weight_decay != weight_decay
@@ -150,9 +157,9 @@ pub fn ensure_fine_tuned(
         {
             bail!(
                 "{} holds a different run ({:?}, {} epochs, lr {}, {:?}, weight decay {}, seed {}, \
-                 from {:?}) than this table needs ({adversarial:?}, {epochs} epochs, lr {lr}, {:?}, \
-                 weight decay {weight_decay}, seed {seed}, from {}): move it away or choose \
-                 another --out",
+                 init {:?}, split from {:?}) than this table needs ({adversarial:?}, {epochs} \
+                 epochs, lr {lr}, {:?}, weight decay {weight_decay}, seed {seed}, {} {}): move it \
+                 away or choose another --out",
                 out.display(),
                 t.adversarial,
                 t.epochs,
@@ -161,7 +168,13 @@ pub fn ensure_fine_tuned(
                 t.weight_decay,
                 t.seed,
                 t.init,
+                t.split_from,
                 optimizer.unwrap_or_default(),
+                if from_scratch {
+                    "from scratch on the split of"
+                } else {
+                    "fine-tuned from"
+                },
                 init.display()
             );
         }
@@ -195,7 +208,8 @@ pub fn ensure_fine_tuned(
         alpha: None,
         lambda: None,
         label_smoothing: None,
-        init: (!resume).then(|| init.to_path_buf()),
+        init: (!resume && !from_scratch).then(|| init.to_path_buf()),
+        split_from: (!resume && from_scratch).then(|| init.to_path_buf()),
         resume,
     };
     train_run(args, Some(adversarial), selected.clone(), Vec::new())

@@ -47,6 +47,7 @@ pub(super) fn overrides(args: &TrainArgs) -> Vec<&'static str> {
         ("--lambda", args.lambda.is_some()),
         ("--label-smoothing", args.label_smoothing.is_some()),
         ("--init", args.init.is_some()),
+        ("--split-from", args.split_from.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))

@@ -212,13 +212,28 @@ pub(super) fn report_left_out(loaded: &LoadedData) {
     }
 }
 
-/// A new run starting from `init`'s trained weights, on its data, split and hash centres.
+/// Whether a run made from another takes its trained weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Weights {
+    /// Start from them (`--init`: fine-tuning).
+    Keep,
+    /// Start from a random initialisation (`--split-from`: from scratch).
+    Fresh,
+}
+
+/// A new run on `init`'s data, split and hash centres, starting from its trained weights
+/// (`--init`) or from random ones (`--split-from`).
 pub(super) fn from_init(
     args: &TrainArgs,
     init: &Path,
+    weights: Weights,
     adversarial: Option<AdvTraining>,
     selected: &Selected,
 ) -> Result<Fresh> {
+    let flag = match weights {
+        Weights::Keep => "--init",
+        Weights::Fresh => "--split-from",
+    };
     let taken = [
         ("--dataset", args.dataset.is_some()),
         ("--bits", args.bits.is_some()),
@@ -235,7 +250,7 @@ pub(super) fn from_init(
     let clashing: Vec<_> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
     if !clashing.is_empty() {
         bail!(
-            "--init takes the data set, split and network of {}: drop {}",
+            "{flag} takes the data set, split and network of {}: drop {}",
             init.display(),
             clashing.join(", ")
         );
@@ -244,23 +259,39 @@ pub(super) fn from_init(
     let base = base_dir.read_config()?;
     let loaded = base_dir.load_data(&base, args.data.as_deref(), &mut Bars::default())?;
     report_left_out(&loaded);
-    let start = base_dir
-        .load_model(&base, &selected.device)
-        .with_context(|| format!("loading --init {}", init.display()))?;
+    let start = match weights {
+        Weights::Keep => Some(
+            base_dir
+                .load_model(&base, &selected.device)
+                .with_context(|| format!("loading --init {}", init.display()))?,
+        ),
+        Weights::Fresh => None,
+    };
     let mut data = base.data.clone();
     if let Some(dir) = &args.data {
         data.source = base.data.kind.resolve(Some(dir))?.to_string();
     }
-    // Same network, loss and augmentation; the method is this run's, and the learning rate
-    // decays from its base by cosine without a warm-up (the weights are already trained).
-    let train = TrainConfig {
-        adversarial,
-        init: Some(init.display().to_string()),
-        schedule: LrSchedule::Cosine {
-            floor: 0.01,
-            warmup_epochs: 0,
+    // Same network, loss and augmentation; the method is this run's. Fine-tuning decays the
+    // learning rate from its base by cosine without a warm-up (the weights are already
+    // trained); from scratch keeps the base run's schedule.
+    let train = match weights {
+        Weights::Keep => TrainConfig {
+            adversarial,
+            init: Some(init.display().to_string()),
+            split_from: None,
+            schedule: LrSchedule::Cosine {
+                floor: 0.01,
+                warmup_epochs: 0,
+            },
+            ..base.train.clone()
         },
-        ..base.train.clone()
+        Weights::Fresh => TrainConfig {
+            adversarial,
+            init: None,
+            pretrained: None,
+            split_from: Some(init.display().to_string()),
+            ..base.train.clone()
+        },
     };
     let train = apply_flags(train, args)?;
     Ok(Fresh {
@@ -270,6 +301,6 @@ pub(super) fn from_init(
         set: loaded.set,
         split: loaded.split,
         skipped: loaded.skipped.len(),
-        start: Some(start),
+        start,
     })
 }
