@@ -19,7 +19,7 @@ mod adversarial;
 mod flags;
 mod fresh;
 
-pub use adversarial::{AdvTrainArgs, ensure_fine_tuned, run_adversarial};
+pub use adversarial::{AdvTrainArgs, ensure_trained, run_adversarial};
 pub(crate) use flags::parse_optimizer;
 use fresh::{Weights, from_init, from_scratch, loss_curve, report_left_out};
 

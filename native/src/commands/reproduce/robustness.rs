@@ -16,7 +16,7 @@ use hashguard_core::run::write_atomic;
 
 use super::DetectionArgs;
 use crate::backend::Selected;
-use crate::commands::train::{ensure_fine_tuned, parse_optimizer};
+use crate::commands::train::{ensure_trained, parse_optimizer};
 use crate::commands::{open_with_database, pixel_budget};
 use crate::plot::{Axes, PALETTE, grouped_bars};
 use crate::progress::Bars;
@@ -158,7 +158,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
                     },
                     c.run.display()
                 );
-                ensure_fine_tuned(&c.run, &dir, t, selected)?;
+                ensure_trained(&c.run, &dir, t, selected)?;
                 runs.push(dir);
             }
         }

@@ -117,7 +117,7 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
 /// weight decay, seed = `init`'s + the replicate) fine-tuned from `init`, or trained from
 /// scratch on its split when `wanted.from_scratch`: trains it when absent, resumes it when
 /// interrupted, reuses it when done, and refuses a directory holding a different run.
-pub fn ensure_fine_tuned(
+pub fn ensure_trained(
     init: &Path,
     out: &Path,
     wanted: &RowTraining,
