@@ -1242,6 +1242,21 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     }
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("| cgat (scratch) |"), "{md}");
+    // A missing base run is refused before anything is trained or written under --out.
+    let empty_out = work.path().join("t3-missing");
+    assert_clean_error(
+        &run(&[
+            "reproduce",
+            "--table",
+            "3",
+            "--run",
+            s(&work.path().join("no-such-run")),
+            "--out",
+            s(&empty_out),
+        ]),
+        "is not a hashguard run",
+    );
+    assert!(!empty_out.join("models").exists());
     // --init takes the base run's data and network.
     assert_clean_error(
         &run(&[

@@ -12,7 +12,7 @@ use hashguard_core::experiments::robustness::{
     MaskingChecks, RobustnessConfig, RowReport, RowSettings, Table3Report, cached_row,
     evaluate_row, grouped, mean_std, paper_rows, table3_markdown, transfer_examples,
 };
-use hashguard_core::run::write_atomic;
+use hashguard_core::run::{RunDir, write_atomic};
 
 use super::DetectionArgs;
 use crate::backend::Selected;
@@ -134,6 +134,8 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         .examples
         .get_or_insert_with(|| out.join("examples"));
     detection.validate()?;
+    // A missing or unreadable base run fails here, before anything is written under --out.
+    RunDir::open(&c.run)?.read_config()?;
     let rows = config.rows();
     for dir in ["models", "rows"] {
         std::fs::create_dir_all(out.join(dir))
