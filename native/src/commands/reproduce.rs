@@ -20,6 +20,7 @@ use crate::plot::{Axes, PALETTE, Series, lines};
 use crate::progress::Bars;
 
 mod robustness;
+mod table3_figures;
 mod whitebox;
 
 /// Flags of `hashguard reproduce`.

@@ -16,12 +16,14 @@ use crate::backend::{Selected, adapters};
 use crate::progress::{Bars, bar, log};
 
 mod adversarial;
+mod curve;
 mod flags;
 mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_trained, run_adversarial};
+use curve::loss_curve;
 pub(crate) use flags::parse_optimizer;
-use fresh::{Weights, from_init, from_scratch, loss_curve, report_left_out};
+use fresh::{Weights, from_init, from_scratch, report_left_out};
 
 /// Flags of `hashguard train`.
 #[derive(Args, Debug)]

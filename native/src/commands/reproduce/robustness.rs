@@ -9,16 +9,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
-    MaskingChecks, RobustnessConfig, RowReport, RowSettings, Table3Report, cached_row,
-    evaluate_row, grouped, mean_std, paper_rows, table3_markdown, transfer_examples,
+    MaskingChecks, RobustnessConfig, RowSettings, Table3Report, cached_row, evaluate_row,
+    paper_rows, table3_markdown, transfer_examples,
 };
 use hashguard_core::run::{RunDir, write_atomic};
 
-use super::DetectionArgs;
+use super::{DetectionArgs, table3_figures};
 use crate::backend::Selected;
 use crate::commands::train::{ensure_trained, parse_optimizer};
 use crate::commands::{open_with_database, pixel_budget};
-use crate::plot::{Axes, PALETTE, grouped_bars};
 use crate::progress::Bars;
 
 /// Flags of `reproduce --table 3`.
@@ -237,9 +236,9 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     )?;
     let md = table3_markdown(&report);
     write_atomic(&out.join("table3.md"), md.as_bytes())?;
-    bars(&report, &out.join("table3"))?;
+    table3_figures::bars(&report, &out.join("table3"))?;
     if !report.settings.robust_eps.is_empty() {
-        robust_bars(&report, &out.join("table3-robust"))?;
+        table3_figures::robust_bars(&report, &out.join("table3-robust"))?;
     }
     println!("{md}");
     println!(
@@ -247,90 +246,4 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         out.display()
     );
     Ok(())
-}
-
-/// Per method (the mean over its seeds): `columns(row)`'s values.
-fn means(
-    report: &Table3Report,
-    columns: impl Fn(&RowReport) -> Vec<f64>,
-) -> (Vec<String>, Vec<Vec<f64>>) {
-    grouped(&report.rows)
-        .into_iter()
-        .map(|g| {
-            let per_seed: Vec<Vec<f64>> = g.iter().map(|r| columns(r)).collect();
-            let n = per_seed.first().map_or(0, Vec::len);
-            let mean = (0..n)
-                .map(|i| {
-                    let v: Vec<f64> = per_seed.iter().filter_map(|r| r.get(i).copied()).collect();
-                    mean_std(&v).0
-                })
-                .collect();
-            (g[0].row.clone(), mean)
-        })
-        .unzip()
-}
-
-/// One group of bars per row: benign mAP, then mAP under each PGD length.
-fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
-    let (names, values) = means(report, |r| {
-        std::iter::once(r.clean_map)
-            .chain(r.pgd.iter().map(|p| p.map))
-            .collect()
-    });
-    let legend: Vec<(String, plotters::style::RGBColor)> = std::iter::once("benign".to_string())
-        .chain(report.settings.pgd_steps.iter().map(|s| format!("PGD-{s}")))
-        .zip(PALETTE)
-        .collect();
-    let axes = Axes {
-        title: format!(
-            "Robustness: mAP under PGD at eps {:.0}/255 (training eps {:.0}/255)",
-            report.settings.eps * 255.0,
-            report.at_eps * 255.0
-        ),
-        x: "training".into(),
-        y: "mAP over the whole database".into(),
-        x_range: 0.0..1.0,
-        y_range: 0.0..1.0,
-    };
-    grouped_bars(stem, &axes, &names, &legend, &values)
-}
-
-/// The masking-proof block: per row, benign mAP, then at each radius the random-restart PGD's
-/// and the transfer attack's mAP (the no-AT row's transfer bar is its white-box one).
-fn robust_bars(report: &Table3Report, stem: &Path) -> Result<()> {
-    let st = &report.settings;
-    let (names, values) = means(report, |r| {
-        let mut v = vec![r.clean_map];
-        for p in &r.robust {
-            v.push(p.pgd_map);
-            v.push(p.transfer_map.unwrap_or(p.pgd_map));
-        }
-        v
-    });
-    let mut legend_names = vec!["benign".to_string()];
-    for e in &st.robust_eps {
-        legend_names.push(format!(
-            "PGD-{} x{} {:.0}/255",
-            st.robust_steps,
-            st.restarts,
-            e * 255.0
-        ));
-        legend_names.push(format!("transfer {:.0}/255", e * 255.0));
-    }
-    let legend: Vec<(String, plotters::style::RGBColor)> = legend_names
-        .into_iter()
-        .zip(PALETTE.iter().cycle().copied())
-        .collect();
-    let axes = Axes {
-        title: format!(
-            "Random-restart PGD and transfer from no AT (training eps {:.0}/255)",
-            report.at_eps * 255.0
-        ),
-        x: "training".into(),
-        y: "mAP over the whole database".into(),
-        x_range: 0.0..1.0,
-        // Headroom above the bars for the legend.
-        y_range: 0.0..1.3,
-    };
-    grouped_bars(stem, &axes, &names, &legend, &values)
 }

@@ -1,10 +1,10 @@
-//! What a new training run starts from — random weights, or a trained run's (`--init`) — and
-//! the loss curve every finished run gets.
+//! What a new training run starts from: random or torchvision weights, a trained run's
+//! (`--init`), or random weights on another run's split (`--split-from`).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use hashguard_core::adv_train::{AdvTraining, EpochStats, LrSchedule, TrainConfig};
+use hashguard_core::adv_train::{AdvTraining, LrSchedule, TrainConfig};
 use hashguard_core::data::{
     Augment, DataRequest, DatasetKind, ImageGeometry, ImageSet, LoadedData, Split, SplitConfig,
     TrainSize, load_data,
@@ -12,43 +12,11 @@ use hashguard_core::data::{
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
 use hashguard_core::model::{HashNet, HashNetConfig};
 use hashguard_core::run::{DataSpec, RunDir};
-use plotters::prelude::SeriesLabelPosition;
 
 use super::TrainArgs;
 use super::flags::{BACKBONE_DROPOUT, DEFAULT_LABEL_SMOOTHING, apply_flags, pretrained_backbone};
 use crate::backend::Selected;
-use crate::plot::{Axes, PALETTE, Series, lines};
 use crate::progress::Bars;
-
-/// The per-epoch training loss and its terms, as `loss.png` and `loss.svg`.
-pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
-    let series = |name: &str, colour, get: fn(&EpochStats) -> f64| Series {
-        name: name.into(),
-        colour,
-        points: history
-            .iter()
-            .map(|h| ((h.epoch + 1) as f64, get(h)))
-            .collect(),
-    };
-    let curves = [
-        series("total loss", PALETTE[0], |h| h.loss),
-        series("similarity term", PALETTE[1], |h| h.bce),
-        series("quantisation term", PALETTE[2], |h| h.quantisation),
-    ];
-    let top = curves
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(1e-9, f64::max);
-    let axes = Axes {
-        title: format!("Training loss over {} epochs", history.len()),
-        x: "epoch".into(),
-        y: "mean loss per batch".into(),
-        x_range: 0.5..history.len().max(1) as f64 + 0.5,
-        y_range: 0.0..top * 1.1,
-    };
-    lines(stem, &axes, &curves, false, SeriesLabelPosition::UpperRight)
-}
 
 /// What a new run starts with.
 pub(super) struct Fresh {

@@ -1,0 +1,40 @@
+//! The training-loss figure of a run: `loss.png` and `loss.svg`, one line per loss term over
+//! the epochs.
+
+use std::path::Path;
+
+use anyhow::Result;
+use hashguard_core::adv_train::EpochStats;
+use plotters::prelude::SeriesLabelPosition;
+
+use crate::plot::{Axes, PALETTE, Series, lines};
+
+/// The per-epoch training loss and its terms, as `loss.png` and `loss.svg`.
+pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
+    let series = |name: &str, colour, get: fn(&EpochStats) -> f64| Series {
+        name: name.into(),
+        colour,
+        points: history
+            .iter()
+            .map(|h| ((h.epoch + 1) as f64, get(h)))
+            .collect(),
+    };
+    let curves = [
+        series("total loss", PALETTE[0], |h| h.loss),
+        series("similarity term", PALETTE[1], |h| h.bce),
+        series("quantisation term", PALETTE[2], |h| h.quantisation),
+    ];
+    let top = curves
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(1e-9, f64::max);
+    let axes = Axes {
+        title: format!("Training loss over {} epochs", history.len()),
+        x: "epoch".into(),
+        y: "mean loss per batch".into(),
+        x_range: 0.5..history.len().max(1) as f64 + 0.5,
+        y_range: 0.0..top * 1.1,
+    };
+    lines(stem, &axes, &curves, false, SeriesLabelPosition::UpperRight)
+}
