@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, PoisonError};
 
 use super::{AdvTerm, AdvTraining, LrSchedule, Optimizer, centre_codes, mainstay_codes};
 use crate::attacks::{Objective, pgd};
@@ -167,6 +168,9 @@ impl TrainCodes {
     }
 }
 
+/// Held while a trainer seeds the backend and draws its initial weights.
+static INIT: Mutex<()> = Mutex::new(());
+
 /// A training run in progress: model, optimiser state and the epochs done so far.
 pub struct Trainer {
     config: TrainConfig,
@@ -202,8 +206,14 @@ impl Trainer {
         }
         let inner_device = device.clone();
         let device = device.clone().autodiff();
-        device.seed(config.seed);
-        let model = config.model.init(&device);
+        let model = {
+            // The backend has one RNG per process: seeding and drawing the initial weights
+            // under one lock keeps concurrent trainers (parallel tests, several runs in one
+            // process) from interleaving, so the weights follow the seed alone.
+            let _turn = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+            device.seed(config.seed);
+            config.model.init(&device)
+        };
         let optim = config
             .optimizer
             .unwrap_or_default()
@@ -1043,8 +1053,10 @@ mod tests {
         // of the inner attack's images, which that attack raised above the clean loss.
         let batch_idx = &idx[..16];
         let labels: Vec<_> = batch_idx.iter().map(|&i| set.labels[i]).collect();
+        // Without dropout: its masks come from the device's RNG, which parallel tests share.
         let step = |adversarial: Option<AdvTraining>| {
-            let config = tiny_config(1).with_adversarial(adversarial);
+            let mut config = tiny_config(1).with_adversarial(adversarial);
+            config.model.dropout = 0.0;
             let mut t = Trainer::new(config, centres.clone(), &device).unwrap();
             t.start_from(base.model()).unwrap();
             let images = to_tensor(
