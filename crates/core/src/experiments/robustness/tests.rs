@@ -1,0 +1,293 @@
+//! Tests of Table 3's rows, settings, masking checks and Markdown rendering.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::experiments::BackendInfo;
+use crate::experiments::detection::Selection;
+
+#[test]
+fn rows_cover_each_term_and_count_updates_per_batch() {
+    let config = RobustnessConfig {
+        freeat_m: vec![4],
+        freeat_budget: 8,
+        at_epochs: 8,
+        at_terms: vec![AdvTerm::Tanh, AdvTerm::Logit],
+        at_optimizer: Some(Optimizer::Sgd { momentum: 0.9 }),
+        ..RobustnessConfig::default()
+    };
+    config.validate().unwrap();
+    let rows = config.rows();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "no AT",
+            "freeat-m4",
+            "pgd-at",
+            "cgat",
+            "cgat-logit",
+            "saat",
+            "saat-logit"
+        ]
+    );
+    // Equal budgets: FreeAT m = 4 for 2 epochs and 8 epochs of PGD-AT/CgAT/SAAT all make 8.
+    for row in &rows[1..] {
+        let t = row.training.as_ref().unwrap();
+        assert_eq!(t.updates_per_batch(), 8, "{}", row.name);
+        assert_eq!(t.optimizer, config.at_optimizer);
+    }
+    assert!(rows[0].training.is_none());
+    // A config saved before the options existed reads as the papers' term and Adam.
+    let mut json = serde_json::to_value(RobustnessConfig::default()).unwrap();
+    let map = json.as_object_mut().unwrap();
+    map.remove("at_terms");
+    map.remove("at_optimizer");
+    let old: RobustnessConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old, RobustnessConfig::default());
+    let empty = RobustnessConfig {
+        at_terms: Vec::new(),
+        ..RobustnessConfig::default()
+    };
+    assert!(empty.validate().is_err());
+    for bad in [
+        RobustnessConfig {
+            at_seeds: 0,
+            ..RobustnessConfig::default()
+        },
+        RobustnessConfig {
+            robust_eps: vec![f32::NAN],
+            ..RobustnessConfig::default()
+        },
+        RobustnessConfig {
+            restarts: 0,
+            ..RobustnessConfig::default()
+        },
+        RobustnessConfig {
+            at_weight_decay: Some(-1.0),
+            ..RobustnessConfig::default()
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_scratch_budget_adds_a_block_of_every_method_from_random_weights() {
+    let config = RobustnessConfig {
+        freeat_m: vec![4],
+        scratch_budget: Some(8),
+        ..RobustnessConfig::default()
+    };
+    config.validate().unwrap();
+    let rows = config.rows();
+    let stems: Vec<String> = rows.iter().map(Row::stem).collect();
+    assert_eq!(
+        stems,
+        [
+            "no-AT",
+            "freeat-m4",
+            "pgd-at",
+            "cgat",
+            "saat",
+            "freeat-m4-scratch",
+            "pgd-at-scratch",
+            "cgat-scratch",
+            "saat-scratch"
+        ]
+    );
+    for row in &rows[5..] {
+        let t = row.training.as_ref().unwrap();
+        assert!(t.from_scratch && row.name.ends_with(" (scratch)"));
+        assert_eq!(t.updates_per_batch(), 8, "{}", row.name);
+    }
+    assert!(!rows[1].training.as_ref().unwrap().from_scratch);
+    let zero = RobustnessConfig {
+        scratch_budget: Some(0),
+        ..RobustnessConfig::default()
+    };
+    assert!(zero.validate().is_err());
+}
+
+#[test]
+fn seeds_make_adjacent_rows_with_their_own_files() {
+    let config = RobustnessConfig {
+        freeat_m: vec![4],
+        at_seeds: 3,
+        pgd_at: false,
+        ..RobustnessConfig::default()
+    };
+    let rows = config.rows();
+    let stems: Vec<String> = rows.iter().map(Row::stem).collect();
+    assert_eq!(
+        stems,
+        [
+            "no-AT",
+            "freeat-m4",
+            "freeat-m4-r1",
+            "freeat-m4-r2",
+            "cgat",
+            "cgat-r1",
+            "cgat-r2",
+            "saat",
+            "saat-r1",
+            "saat-r2"
+        ]
+    );
+    // Seed 0 serialises as before (no key), so earlier rows' files stay comparable.
+    let t = rows[1].training.as_ref().unwrap();
+    let json = serde_json::to_value(t).unwrap();
+    assert!(json.get("replicate").is_none() && json.get("weight_decay").is_none());
+    let back: RowTraining =
+        serde_json::from_value(serde_json::to_value(rows[2].training.as_ref().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(back.replicate, 1);
+}
+
+#[test]
+fn masking_checks_flag_each_symptom() {
+    // A sound row: mAP falls with steps and radius, transfer is weaker, PGD has converged.
+    let sound = report(
+        "cgat",
+        0,
+        &[0.8, 0.75, 0.72],
+        &[(0.715, Some(0.78)), (0.6, Some(0.7))],
+    );
+    let c = MaskingChecks::of(&sound);
+    assert!(c.steps_monotone);
+    assert_eq!(
+        (c.eps_monotone, c.transfer_weaker),
+        (Some(true), Some(true))
+    );
+    assert!((c.longest_pgd_change.unwrap() - (0.72 - 0.75)).abs() < 1e-12);
+    // The random-restart PGD-100 at the table's radius against the plain PGD-100.
+    assert!((c.restarts_change.unwrap() - (0.715 - 0.72)).abs() < 1e-12);
+    // Masking symptoms: longer PGD raises mAP, a larger radius raises it, transfer beats
+    // the white-box attack.
+    let masked = report(
+        "cgat",
+        1,
+        &[0.8, 0.6, 0.7],
+        &[(0.6, Some(0.5)), (0.65, Some(0.7))],
+    );
+    let m = MaskingChecks::of(&masked);
+    assert!(!m.steps_monotone);
+    assert_eq!(
+        (m.eps_monotone, m.transfer_weaker),
+        (Some(false), Some(false))
+    );
+    // Within the tolerance is not a violation.
+    let noisy = report("cgat", 2, &[0.8, 0.7, 0.703], &[(0.7, None), (0.702, None)]);
+    let n = MaskingChecks::of(&noisy);
+    assert!(n.steps_monotone && n.eps_monotone == Some(true));
+    assert_eq!(n.transfer_weaker, None, "no transfer examples, no verdict");
+
+    // Seeds of one method render as one row with mean ± std and a split verdict.
+    let base = report("no AT", 0, &[0.83, 0.4, 0.36], &[(0.3, None), (0.1, None)]);
+    let rows = vec![base, sound, masked, noisy];
+    let table = Table3Report {
+        table: 3,
+        base_run: PathBuf::from("run"),
+        at_eps: 8.0 / 255.0,
+        settings: rows[0].settings.clone(),
+        checks: rows.iter().map(MaskingChecks::of).collect(),
+        rows,
+        backend: BackendInfo {
+            kind: "cpu".into(),
+            adapter: String::new(),
+        },
+        paper_cifar10_freeat: paper_rows(),
+    };
+    assert_eq!(grouped(&table.rows).len(), 2);
+    let md = table3_markdown(&table);
+    assert!(
+        md.contains("| cgat | 0.800 ± 0.000 | 0.683 ± 0.076 |"),
+        "{md}"
+    );
+    assert!(md.contains("mean ± sample std over 3 trainings"), "{md}");
+    assert!(
+        md.contains("| cgat | no (1 of 3) | no (1 of 3) | no (1 of 2) |"),
+        "{md}"
+    );
+    assert!(md.contains("| no AT | yes | yes | – |"), "{md}");
+    assert!(
+        md.contains("PGD 16/255 | DHTA t-mAP 16/255 | transfer 16/255"),
+        "{md}"
+    );
+    let (m, sd) = mean_std(&[1.0, 2.0, 3.0]);
+    assert!((m - 2.0).abs() < 1e-12 && (sd - 1.0).abs() < 1e-12);
+}
+
+fn report(name: &str, replicate: usize, maps: &[f64], robust: &[(f64, Option<f64>)]) -> RowReport {
+    let config = RobustnessConfig {
+        pgd_steps: vec![8, 100],
+        robust_eps: vec![8.0 / 255.0, 16.0 / 255.0],
+        ..RobustnessConfig::default()
+    };
+    let detection = DetectionConfig::default();
+    RowReport {
+        row: name.into(),
+        run: PathBuf::from(name),
+        settings: RowSettings::new(&detection, &config),
+        training: (name != "no AT").then(|| RowTraining {
+            method: AdvTraining::cgat(),
+            epochs: 1,
+            lr: 0.01,
+            optimizer: None,
+            weight_decay: None,
+            replicate,
+            from_scratch: false,
+        }),
+        train_seconds: Some(10.0),
+        clean_map: maps[0],
+        pgd: [8, 100]
+            .iter()
+            .zip(&maps[1..])
+            .map(|(&steps, &map)| PgdRow {
+                steps,
+                map,
+                success_rate: 0.0,
+                mean_hamming_to_original: 0.0,
+            })
+            .collect(),
+        dhta: DhtaRow {
+            steps: 100,
+            clean_t_map: 0.1,
+            t_map: 0.2,
+            success_rate: 0.1,
+        },
+        umcd: UmcdRow {
+            attack: "PGD-100".into(),
+            detection_rate: 0.5,
+            detection_rate_successful: 0.5,
+            auc: 0.9,
+            criterion_rates: vec![0.1, 0.2, 0.3],
+            held_out_benign_fpr: 0.05,
+            selection: Selection {
+                k: 10,
+                k_rule: String::new(),
+                k_candidates: Vec::new(),
+                blur: 2,
+                blur_rule: String::new(),
+                blur_candidates: Vec::new(),
+                fpr_weights: vec![1.0 / 3.0; 3],
+                calibration_images: 100,
+                calibration_training_images: 0,
+                lid_reference_images: 100,
+            },
+        },
+        robust: [8.0 / 255.0, 16.0 / 255.0]
+            .iter()
+            .zip(robust)
+            .map(|(&eps, &(pgd_map, transfer_map))| RobustPoint {
+                eps,
+                pgd_map,
+                pgd_success_rate: 0.0,
+                dhta_t_map: 0.3,
+                dhta_success_rate: 0.2,
+                transfer_map,
+            })
+            .collect(),
+        queries: 300,
+    }
+}
