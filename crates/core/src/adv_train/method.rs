@@ -129,47 +129,19 @@ impl AdvTraining {
         }
     }
 
-    /// The same method at L∞ radius `eps`; the inner PGD's step scales with it (the papers'
+    /// The same method at L∞ radius `new`; the inner PGD's step scales with it (the papers'
     /// 2/255 at 8/255, i.e. eps/4), FreeAT's step is eps itself.
-    pub fn with_eps(self, eps: f32) -> Self {
-        match self {
-            AdvTraining::Free { replays, .. } => AdvTraining::Free { eps, replays },
-            AdvTraining::PgdAt {
-                eps: old,
-                step,
-                steps,
-            } => AdvTraining::PgdAt {
-                eps,
-                step: step * eps / old,
-                steps,
-            },
-            AdvTraining::CgAt {
-                eps: old,
-                step,
-                steps,
-                term,
-            } => AdvTraining::CgAt {
-                eps,
-                step: step * eps / old,
-                steps,
-                term,
-            },
-            AdvTraining::Saat {
-                eps: old,
-                step,
-                steps,
-                lambda,
-                mu,
-                term,
-            } => AdvTraining::Saat {
-                eps,
-                step: step * eps / old,
-                steps,
-                lambda,
-                mu,
-                term,
-            },
+    pub fn with_eps(mut self, new: f32) -> Self {
+        match &mut self {
+            AdvTraining::Free { eps, .. } => *eps = new,
+            AdvTraining::PgdAt { eps, step, .. }
+            | AdvTraining::CgAt { eps, step, .. }
+            | AdvTraining::Saat { eps, step, .. } => {
+                *step = *step * new / *eps;
+                *eps = new;
+            }
         }
+        self
     }
 
     /// The same method with CgAT's/SAAT's alignment term in the form `term` (FreeAT has none).
