@@ -104,6 +104,23 @@ try {
   await page.screenshot({ path: shot });
   console.log(`screenshot -> ${shot}; backend ${done.backend}; first retrieval ${firstRetrieval.toFixed(1)} s after page load`);
   if (done.message) console.log(`app message: ${done.message}`);
+
+  // One query's cost once the page is warm: encode (with the blurred copy), read back, search
+  // and UMCD's criteria, timed by the app. Three uploads of the screenshot (a PNG the app
+  // shrinks to the model's input); reported, not judged: headless timing is noisy.
+  const png = Array.from(await page.screenshot());
+  const times = [];
+  for (let i = 0; i < 3; i++) {
+    const name = `probe-${i}.png`;
+    await page.evaluate(([n, b]) => window.hashguard.upload(n, new Uint8Array(b)), [name, png]);
+    await page.waitForFunction((n) => {
+      const s = window.hashguard.state();
+      return s.query === `upload: ${n}` && s.query_ms !== null;
+    }, name, { timeout: 120_000, polling: 50 });
+    times.push((await page.evaluate(() => window.hashguard.state())).query_ms);
+  }
+  check("an uploaded query is retrieved and timed", times.length === 3 && times.every((t) => t > 0),
+    `encode + retrieve + detect ${times.map((t) => t.toFixed(1)).join(", ")} ms (median ${[...times].sort((a, b) => a - b)[1].toFixed(1)} ms)`);
 } catch (e) {
   failed += 1;
   console.log(`FAIL ${e.message}`);

@@ -37,6 +37,9 @@ pub struct Analysis {
     /// C1 (mean Hamming distance to the top k), C2 (quantisation loss), C3 (disagreement
     /// with the blurred copy).
     pub criteria: [f32; 3],
+    /// Milliseconds from the pixels to the verdict's inputs: encode (with the blurred copy),
+    /// read back, search and the criteria.
+    pub ms: f64,
 }
 
 /// UMCD's judgement of an [`Analysis`] at a calibrated false-positive rate.
@@ -213,6 +216,7 @@ impl Engine {
             )));
         }
         // One forward pass over [x; blur(x)] and one search: the top 10 and C1–C3 (§3.4).
+        let start = Instant::now();
         let umcd = Umcd {
             config: self.bundle.header.umcd,
             index: &self.index,
@@ -229,6 +233,7 @@ impl Engine {
             neighbours: pass.retrieved.into_iter().next().unwrap_or_default(),
             signs: pass.codes.signs(0),
             criteria: [v[0][0], v[1][0], v[2][0]],
+            ms: start.elapsed().as_secs_f64() * 1e3,
         })
     }
 

@@ -70,6 +70,7 @@ impl DemoApp {
             query: self.state.query.as_ref().map(|q| q.name.clone()),
             retrieved,
             criteria: self.state.query.as_ref().map(|q| q.analysis.criteria),
+            query_ms: self.state.query.as_ref().map(|q| q.analysis.ms),
             adversarial_retrieved,
             benign_flagged,
             adversarial_flagged,
@@ -112,6 +113,8 @@ pub struct Summary {
     pub retrieved: Vec<usize>,
     /// The query's C1, C2, C3.
     pub criteria: Option<[f32; 3]>,
+    /// Milliseconds the query's encode, search and criteria took.
+    pub query_ms: Option<f64>,
     /// Database images retrieved for the adversarial image.
     pub adversarial_retrieved: Vec<usize>,
     /// UMCD's verdict on the query.
