@@ -743,11 +743,14 @@ mod tests {
         .unwrap()
     }
 
+    /// Without dropout: its masks come from the backend's one RNG, which tests running in
+    /// parallel share, so a test's result would depend on what ran beside it.
     fn tiny_config(epochs: usize) -> TrainConfig {
         let model = HashNetConfig::new(16, 1)
             .with_widths(vec![8, 16])
             .with_convs_per_stage(1)
-            .with_hidden(32);
+            .with_hidden(32)
+            .with_dropout(0.0);
         TrainConfig::new(model, CsqLossConfig::new())
             .with_epochs(epochs)
             .with_batch_size(16)
@@ -762,8 +765,7 @@ mod tests {
     #[test]
     fn two_devices_with_half_batches_step_like_one_device_with_the_whole_batch() {
         let set = quadrants(2);
-        let mut config = tiny_config(1).with_weight_decay(0.5);
-        config.model.dropout = 0.0;
+        let config = tiny_config(1).with_weight_decay(0.5);
         let centres = HashCentres::new(4, 16, 0).unwrap();
         let idx = [0, 1, 0, 1];
         let labels: Vec<_> = idx.iter().map(|&i| set.labels[i]).collect();
@@ -852,8 +854,7 @@ mod tests {
         let set = quadrants(24);
         let idx: Vec<usize> = (0..set.len()).collect();
         for method in [HashMethod::dpsh(), HashMethod::hashnet()] {
-            let mut config = tiny_config(6).with_method(method);
-            config.model.dropout = 0.0;
+            let config = tiny_config(6).with_method(method);
             let centres = HashCentres::new(4, 16, 0).unwrap();
             let mut trainer = Trainer::new(config, centres, &Device::flex()).unwrap();
             let mut losses = Vec::new();
@@ -898,9 +899,7 @@ mod tests {
         let idx: Vec<usize> = (0..set.len()).collect();
         let device = Device::flex();
         let centres = HashCentres::new(4, 16, 0).unwrap();
-        let mut config = tiny_config(2).with_method(HashMethod::dpsh());
-        // No dropout: it draws from the device's random state, which other tests reseed.
-        config.model.dropout = 0.0;
+        let config = tiny_config(2).with_method(HashMethod::dpsh());
         // One run checkpointed after its first epoch, then continued (no dropout and no
         // augmentation, so nothing else of the second epoch depends on global random state).
         let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
@@ -929,11 +928,10 @@ mod tests {
         let idx: Vec<usize> = (0..set.len()).collect();
         let device = Device::flex();
         let centres = HashCentres::new(4, 16, 0).unwrap();
-        let mut config = tiny_config(3)
+        let config = tiny_config(3)
             .with_optimizer(Some(Optimizer::Sgd { momentum: 0.9 }))
             .with_weight_decay(5e-4)
             .with_lr(0.05);
-        config.model.dropout = 0.0;
         let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
         let start = first.train_epoch(&set, &idx, |_| {}).unwrap().loss;
         let (model, optim) = first.checkpoint().unwrap();
@@ -1053,10 +1051,8 @@ mod tests {
         // of the inner attack's images, which that attack raised above the clean loss.
         let batch_idx = &idx[..16];
         let labels: Vec<_> = batch_idx.iter().map(|&i| set.labels[i]).collect();
-        // Without dropout: its masks come from the device's RNG, which parallel tests share.
         let step = |adversarial: Option<AdvTraining>| {
-            let mut config = tiny_config(1).with_adversarial(adversarial);
-            config.model.dropout = 0.0;
+            let config = tiny_config(1).with_adversarial(adversarial);
             let mut t = Trainer::new(config, centres.clone(), &device).unwrap();
             t.start_from(base.model()).unwrap();
             let images = to_tensor(
