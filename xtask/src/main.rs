@@ -104,28 +104,34 @@ fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
         .context("running wasm-bindgen")?;
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
-    // wasm-opt is optional: npm's `binaryen` provides a working one. The features are the ones
-    // rustc's wasm32 target emits (plus SIMD, which Burn's CPU kernels use); binaryen rejects a
-    // module using anything not listed.
-    let opt = Command::new("wasm-opt")
-        .args([
-            "-Oz",
-            "--enable-bulk-memory",
-            "--enable-nontrapping-float-to-int",
-            "--enable-sign-ext",
-            "--enable-reference-types",
-            "--enable-multivalue",
-            "--enable-mutable-globals",
-            "--enable-simd",
-            "-o",
-        ])
-        .arg(&bg)
-        .arg(&bg)
-        .status();
+    // wasm-opt is optional (Debian's or npm's `binaryen`) and runs on the shipped profile only:
+    // the quick `web-dev` build is for tests, and -Oz on its 50 MB module takes minutes. The
+    // features are the ones rustc's wasm32 target emits (plus SIMD, which Burn's CPU kernels
+    // use); binaryen rejects a module using anything not listed.
+    let opt = (profile == "web-release").then(|| {
+        Command::new("wasm-opt")
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+                "--enable-sign-ext",
+                "--enable-reference-types",
+                "--enable-multivalue",
+                "--enable-mutable-globals",
+                "--enable-simd",
+                "-o",
+            ])
+            .arg(&bg)
+            .arg(&bg)
+            .status()
+    });
     let optimised = match &opt {
-        Ok(s) if s.success() => format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6),
-        Ok(s) => format!(", wasm-opt failed ({s}): module left unoptimised"),
-        Err(_) => ", wasm-opt not found (optional)".into(),
+        None => format!(", wasm-opt not run ({profile})"),
+        Some(Ok(s)) if s.success() => {
+            format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6)
+        }
+        Some(Ok(s)) => format!(", wasm-opt failed ({s}): module left unoptimised"),
+        Some(Err(_)) => ", wasm-opt not found (optional)".into(),
     };
     std::fs::copy(root.join("web/index.html"), out.join("index.html"))
         .context("copying web/index.html")?;
