@@ -104,7 +104,8 @@ fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
         .context("running wasm-bindgen")?;
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
-    // wasm-opt is optional (Debian's or npm's `binaryen`) and runs on the shipped profile only:
+    // wasm-opt is optional and runs on the shipped profile only (Debian 12's binaryen 108 yields
+    // a module that fails `WebAssembly.Table.set` at start: check the page after using one):
     // the quick `web-dev` build is for tests, and -Oz on its 50 MB module takes minutes. The
     // features are the ones rustc's wasm32 target emits (plus SIMD, which Burn's CPU kernels
     // use); binaryen rejects a module using anything not listed.
