@@ -8,4 +8,5 @@ criterion::criterion_main!(
     benchmarks::centres::benches,
     benchmarks::model::benches,
     benchmarks::detection::benches,
+    benchmarks::scaling::benches,
 );

@@ -1,6 +1,7 @@
 //! The paper's Fig. 6: time to answer a batch of queries with retrieval alone (one forward pass,
 //! top-100 search over a 64,000-code database) and with retrieval plus UMCD (one forward pass over
-//! the queries and their blurs, one search serving the result list and C1, then C2 and C3).
+//! the queries and their blurs, one search serving the result list and C1, then C2 and C3), and
+//! the encoding of one and two batches that bounds any detector needing a second pass.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use burn::module::Module;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hashguard_benches::{
-    BITS, IMAGE, backends, default_model, random_codes, random_pixels, retrieve,
+    BITS, IMAGE, backends, default_model, encode, random_codes, random_pixels, retrieve,
 };
 use hashguard_core::detectors::{ImageBatch, Umcd, UmcdConfig};
 use hashguard_core::filters::ImageShape;
@@ -42,6 +43,15 @@ fn fig6(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("retrieval", batch), &batch, |b, _| {
                 b.iter(|| retrieve(&model, &index, &pixels, K, &device))
             });
+            // The floor of any UMCD: the network encodes twice the images. Encoding `batch` and
+            // `2 * batch` images (read back) bounds the overhead from below at
+            // (retrieval + encode(2b) - encode(b)) / retrieval, with C1-C3 and the blur free.
+            let doubled = random_pixels(6, 2 * batch);
+            for (name, px) in [("encode", &pixels), ("encode2x", &doubled)] {
+                group.bench_with_input(BenchmarkId::new(name, batch), &batch, |b, _| {
+                    b.iter(|| encode(&model, px, &device))
+                });
+            }
             let images = ImageBatch {
                 pixels: &pixels,
                 shape,

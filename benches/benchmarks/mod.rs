@@ -1,10 +1,12 @@
 //! The workloads: Hamming top-k, centre codes, the network's forward/train/PGD steps, and
-//! retrieval with and without UMCD detection (the paper's Fig. 6).
+//! retrieval with and without UMCD detection (the paper's Fig. 6), and both at database sizes
+//! up to 10M codes beside the machine's read bandwidth.
 
 pub mod centres;
 pub mod detection;
 pub mod hamming;
 pub mod model;
+pub mod scaling;
 
 use std::time::Duration;
 

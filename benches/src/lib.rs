@@ -96,6 +96,49 @@ pub fn random_codes(seed: u64, n: usize) -> PackedCodes {
     PackedCodes::from_words(64, (0..n as u64).map(|i| splitmix64(seed, i)).collect())
 }
 
+/// `n` random codes of `bits` bits (a multiple of 64) from `seed`: word `j` of code `i` is the
+/// stream's output `i * words + j`, so 64-bit codes are exactly [`random_codes`]'s.
+pub fn random_codes_of(seed: u64, n: usize, bits: usize) -> PackedCodes {
+    assert!(
+        bits > 0 && bits.is_multiple_of(64),
+        "bits must be a multiple of 64"
+    );
+    let words = (n * bits / 64) as u64;
+    PackedCodes::from_words(bits, (0..words).map(|i| splitmix64(seed, i)).collect())
+}
+
+/// Reads every word of `buffer` once, split over `threads` threads, and returns their
+/// wrapping sum: the reference for how fast a scan could possibly stream the same bytes
+/// (eight independent accumulators per thread, which the compiler vectorises).
+pub fn read_bandwidth_sum(buffer: &[u64], threads: usize) -> u64 {
+    fn sum(words: &[u64]) -> u64 {
+        let mut lanes = [0u64; 8];
+        let chunks = words.chunks_exact(8);
+        let rest: u64 = chunks.remainder().iter().fold(0, |a, &w| a.wrapping_add(w));
+        for chunk in chunks {
+            for (lane, &w) in lanes.iter_mut().zip(chunk) {
+                *lane = lane.wrapping_add(w);
+            }
+        }
+        lanes.iter().fold(rest, |a, &w| a.wrapping_add(w))
+    }
+    let threads = threads.clamp(1, buffer.len().max(1));
+    if threads == 1 {
+        return sum(buffer);
+    }
+    let per = buffer.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = buffer
+            .chunks(per)
+            .map(|part| s.spawn(move || sum(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("read thread"))
+            .fold(0, u64::wrapping_add)
+    })
+}
+
 /// `n` images of [`IMAGE`] with pixels in `[0, 1)` from `seed` (the top 24 bits of each
 /// SplitMix64 output / 2^24), identical to `peers.py`'s `images(seed, n)`.
 pub fn random_pixels(seed: u64, n: usize) -> Vec<f32> {
@@ -120,6 +163,14 @@ pub fn default_model(device: &Device) -> HashNet {
     HashNetConfig::new(BITS, IMAGE[0]).init(device)
 }
 
+/// One forward pass over `pixels` (images of [`IMAGE`] back to back), logits read back.
+pub fn encode(model: &HashNet, pixels: &[f32], device: &Device) -> Vec<f32> {
+    let [c, h, w] = IMAGE;
+    let n = pixels.len() / (c * h * w);
+    let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, c, h, w]), device);
+    read(model.logits(x)).expect("finite logits")
+}
+
 /// Retrieval alone, the baseline of the paper's Fig. 6: encode a batch (one forward pass),
 /// pack the signs and search the database for each query's `k` nearest codes.
 pub fn retrieve(
@@ -129,10 +180,7 @@ pub fn retrieve(
     k: usize,
     device: &Device,
 ) -> Vec<Vec<Neighbour>> {
-    let [c, h, w] = IMAGE;
-    let n = pixels.len() / (c * h * w);
-    let x = Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), [n, c, h, w]), device);
-    let z = read(model.logits(x)).expect("finite logits");
+    let z = encode(model, pixels, device);
     index.search(&PackedCodes::from_signs(model.bits(), &z), k)
 }
 
@@ -160,6 +208,23 @@ mod tests {
         let px = random_pixels(1, 2);
         assert_eq!(px.len(), 2 * 784);
         assert!(px.iter().all(|&p| (0.0..1.0).contains(&p)));
+    }
+
+    #[test]
+    fn wide_codes_extend_the_64_bit_stream_and_the_read_sum_counts_every_word() {
+        let narrow = random_codes(4, 50);
+        assert_eq!(random_codes_of(4, 50, 64).as_words(), narrow.as_words());
+        let wide = random_codes_of(4, 25, 128);
+        assert_eq!((wide.len(), wide.bits()), (25, 128));
+        assert_eq!(wide.as_words(), narrow.as_words());
+        // 1 + 2 + … + n over an odd length (a remainder after the 8-word chunks), any split.
+        let words: Vec<u64> = (1..=1001).collect();
+        for threads in [1, 2, 3, 7] {
+            assert_eq!(read_bandwidth_sum(&words, threads), 1001 * 1002 / 2);
+        }
+        // More threads than words, and nothing to read.
+        assert_eq!(read_bandwidth_sum(&[5, 6], 9), 11);
+        assert_eq!(read_bandwidth_sum(&[], 2), 0);
     }
 
     #[test]
