@@ -1367,3 +1367,43 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
         "must be non-negative numbers",
     );
 }
+
+#[test]
+fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = detection_run(work.path());
+    let trained = std::fs::metadata(run_dir.join("model.bpk")).unwrap().len();
+    let mut sizes = Vec::new();
+    for precision in ["f16", "f32"] {
+        let out_dir = work.path().join(format!("web-{precision}"));
+        let out = run(&[
+            "export-web",
+            "--run",
+            s(&run_dir),
+            "--out",
+            s(&out_dir),
+            "--database",
+            "200",
+            "--precision",
+            precision,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        for f in ["model.bpk", "model.json", "demo.bin"] {
+            assert!(out_dir.join(f).is_file(), "{f} missing");
+        }
+        // The f16 export re-encodes the shipped database and reports the bits that changed.
+        assert_eq!(
+            stderr.contains("code bits flipped"),
+            precision == "f16",
+            "{stderr}"
+        );
+        sizes.push(std::fs::metadata(out_dir.join("model.bpk")).unwrap().len());
+    }
+    assert_eq!(sizes[1], trained, "f32 ships the run's record as is");
+    assert!(sizes[0] < trained * 6 / 10, "{sizes:?} vs {trained}");
+    assert_rejected(
+        &run(&["export-web", "--run", s(&run_dir), "--precision", "f8"]),
+        "f8",
+    );
+}

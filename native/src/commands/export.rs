@@ -1,17 +1,18 @@
 //! `hashguard export-web`: writes what the browser demo embeds — the run's model
-//! (`model.bpk`, `model.json`) and a bundle of real database images with their codes, gallery
+//! (`model.bpk`, f16 by default, and `model.json`) and a bundle of real database images with their codes, gallery
 //! queries, UMCD's parameters and benign calibration scores (`demo.bin`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use burn::module::Module;
 use clap::Args;
 use hashguard_core::demo::{DemoBundle, DemoHeader};
 use hashguard_core::detectors::{
     C1Budget, Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k,
 };
-use hashguard_core::model::encode_images;
-use hashguard_core::retrieval::{HammingIndex, PackedCodes};
+use hashguard_core::model::{encode_images, half_precision_record};
+use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{OpenedRun, write_atomic};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -51,7 +52,24 @@ pub struct ExportArgs {
     /// Read the images from this directory instead of the one the run was trained on.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Precision of the shipped weights: f16 halves the download (checked on export: the
+    /// f16 model must give the f32 model's database codes), f32 ships the run's record as is.
+    #[arg(long, value_enum, default_value_t = Precision::F16)]
+    precision: Precision,
 }
+
+/// Storage precision of the exported weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// Large weight tensors as IEEE half floats; small ones and batch-norm statistics f32.
+    F16,
+    /// The run's record unchanged.
+    F32,
+}
+
+/// Bits of the database codes the f16 model may flip, as a share of all bits, before the
+/// export is refused (a flip needs a logit within f16's rounding of zero).
+const MAX_FLIPPED: f64 = 1e-3;
 
 /// Runs `hashguard export-web`.
 pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
@@ -151,8 +169,46 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let model_bytes =
+    let mut model_bytes =
         std::fs::read(run.dir.file("model.bpk")).context("reading the run's model.bpk")?;
+    let mut agreement = String::new();
+    if args.precision == Precision::F16 {
+        let (half, summary) = half_precision_record(model_bytes, "model.bpk")?;
+        // The shipped weights must retrieve what the trained ones do: encode the shipped
+        // database again with the f16 model and count the code bits that changed.
+        let shipped = config
+            .train
+            .model
+            .load(half.clone(), &selected.device, "f16 record")?;
+        let shipped = shipped.valid();
+        let again = encode_images(
+            &shipped,
+            &bundle.database,
+            &all,
+            128,
+            &selected.device,
+            |_| {},
+        )?;
+        let again = PackedCodes::from_signs(bits, &again);
+        let flipped: u64 = (0..again.len())
+            .map(|i| u64::from(hamming(again.code(i), bundle.codes.code(i))))
+            .sum();
+        let share = flipped as f64 / (again.len() * bits) as f64;
+        if share > MAX_FLIPPED {
+            bail!(
+                "the f16 weights flip {flipped} of the database's code bits ({:.3} %): export \
+                 with --precision f32",
+                100.0 * share
+            );
+        }
+        agreement = format!(
+            ", f16: {} tensors halved, {} kept, {flipped} of {} code bits flipped",
+            summary.halved,
+            summary.kept,
+            again.len() * bits
+        );
+        model_bytes = half;
+    }
     write_atomic(&args.out.join("model.bpk"), &model_bytes)?;
     write_atomic(
         &args.out.join("model.json"),
@@ -161,7 +217,7 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     let bytes = bundle.to_bytes()?;
     write_atomic(&args.out.join("demo.bin"), &bytes)?;
     eprintln!(
-        "exported {} database images, {} gallery queries, UMCD k = {k}, blur {}x{} ({} KiB bundle, {} KiB model) -> {}",
+        "exported {} database images, {} gallery queries, UMCD k = {k}, blur {}x{} ({} KiB bundle, {} KiB model{agreement}) -> {}",
         bundle.database.len(),
         bundle.gallery.len(),
         args.blur,

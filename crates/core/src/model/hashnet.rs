@@ -188,7 +188,8 @@ impl HashNetConfig {
     }
 
     /// Builds the network on `device` with the weights of a serialised record (`model.bpk`
-    /// bytes); `origin` names the record in errors.
+    /// bytes, f32 or with tensors halved by [`crate::model::half_precision_record`]); `origin`
+    /// names the record in errors.
     pub fn load(&self, bytes: Vec<u8>, device: &Device, origin: &str) -> Result<HashNet> {
         self.validate()?;
         let record =
@@ -198,7 +199,9 @@ impl HashNetConfig {
                         origin,
                         format!("corrupt model record ({e}); retrain or restore it"),
                     )
-                })?;
+                })?
+                // f16 tensors (a shipped record, `half_precision_record`) become the model's f32.
+                .cast_to_module_dtype();
         self.init(device).try_load_record(record).map_err(|e| {
             crate::Error::record(
                 origin,

@@ -6,12 +6,14 @@
 mod backbones;
 mod encode;
 mod hashnet;
+mod precision;
 #[cfg(feature = "import")]
 mod pretrained;
 
 pub use backbones::{AlexNet, Backbone, BackboneKind, Block, ConvBn, ResNet, Vgg};
 pub use encode::encode_images;
 pub use hashnet::{HashNet, HashNetConfig};
+pub use precision::{HalfSummary, half_precision_record};
 #[cfg(feature = "import")]
 pub use pretrained::{ImportSummary, import_torchvision};
 
