@@ -27,6 +27,13 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? 
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("console", (m) => logs.push(m.text()));
+  // Bytes on the wire (as served, compressed where the server had a copy) until the app is ready.
+  let wire = 0;
+  const encodings = new Set();
+  page.on("response", (r) => {
+    wire += Number(r.headers()["content-length"] ?? 0);
+    encodings.add(r.headers()["content-encoding"] ?? "identity");
+  });
   const t0 = Date.now();
   await page.goto(url);
   await page.waitForFunction(() => window.hashguardReady !== undefined || window.hashguardError !== undefined,
@@ -34,6 +41,10 @@ try {
   const error = await page.evaluate(() => window.hashguardError);
   check("page starts", !error, error ?? "");
   if (error) throw new Error(error);
+  const load = await page.evaluate(() => window.hashguardLoad);
+  check("a progress bar counts the download", load && load.updates > 2 && load.total > 0,
+    `${load?.updates} updates over ${((load?.total ?? 0) / 1e6).toFixed(2)} MB; ${(wire / 1e6).toFixed(2)} MB on the wire ` +
+    `(${[...encodings].join(", ")}) before the app was ready, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   // The first retrieval is awaited on the page (WebGPU compiles its shaders first).
   await page.waitForFunction(() => window.hashguard.state().retrieved.length > 0 || window.hashguard.state().message,
     null, { timeout: 600_000, polling: 200 });

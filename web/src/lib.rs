@@ -142,9 +142,16 @@ mod web {
         }
     }
 
-    /// Starts the app on the canvas with id `canvas_id`.
+    /// Starts the app on the canvas with id `canvas_id`, with the model and demo data the page
+    /// fetched (`model.json`, `model.bpk`, `demo.bin`: separate files, so the module stays
+    /// small and the page can show their download's progress).
     #[wasm_bindgen]
-    pub async fn start(canvas_id: String) -> Result<(), JsValue> {
+    pub async fn start(
+        canvas_id: String,
+        model_json: Vec<u8>,
+        model_bpk: Vec<u8>,
+        demo_bin: Vec<u8>,
+    ) -> Result<(), JsValue> {
         let document = web_sys::window()
             .and_then(|w| w.document())
             .ok_or("no document")?;
@@ -153,7 +160,8 @@ mod web {
             .ok_or("no canvas with that id")?
             .dyn_into::<web_sys::HtmlCanvasElement>()?;
         let (device, backend) = choose_device().await;
-        let engine = Engine::embedded(device, backend).map_err(|e| e.to_string());
+        let engine = Engine::load(&model_json, &model_bpk, &demo_bin, device, backend)
+            .map_err(|e| e.to_string());
         let app = DemoApp::new(engine, uploads().clone());
         let runner = eframe::WebRunner::new();
         runner

@@ -1,6 +1,7 @@
 //! `cargo run -p xtask -- web-build | web-serve`: builds the browser demo (wasm32 build of
 //! hashguard-web, wasm-bindgen run as a library so no CLI of a matching version needs
-//! installing, optional `wasm-opt`) and serves a directory over HTTP on localhost.
+//! installing, optional `wasm-opt`, gzip and brotli copies, a size report and budget) and serves
+//! a directory over HTTP on localhost, precompressed copies first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -10,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: cargo run -p xtask -- web-build [--profile web-release|web-dev] [--out DIR] \
-                     | web-serve [--dir DIR] [--port 8080]";
+                     [--max-gzip-mb MB] | web-serve [--dir DIR] [--port 8080]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,7 +25,13 @@ fn main() -> Result<()> {
         Some("web-build") => {
             let profile = flag("--profile").unwrap_or_else(|| "web-release".into());
             let out = flag("--out").map_or_else(|| root.join("web/dist"), PathBuf::from);
-            web_build(&root, &profile, &out)
+            let budget = flag("--max-gzip-mb")
+                .map(|v| match v.parse::<f64>() {
+                    Ok(mb) if mb.is_finite() && mb > 0.0 => Ok(mb),
+                    _ => bail!("--max-gzip-mb must be a positive number of megabytes, not {v:?}"),
+                })
+                .transpose()?;
+            web_build(&root, &profile, &out, budget)
         }
         Some("web-serve") => {
             let dir = flag("--dir").map_or_else(|| root.join("web/dist"), PathBuf::from);
@@ -71,7 +78,10 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
     ))
 }
 
-fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
+/// Builds the demo into `out`: the wasm module through wasm-bindgen (and wasm-opt on the
+/// shipped profile), the page, the assets, their compressed copies and the size report; fails
+/// when what the page downloads before it can be used exceeds `budget_mb` gzipped.
+fn web_build(root: &Path, profile: &str, out: &Path, budget_mb: Option<f64>) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -104,50 +114,211 @@ fn web_build(root: &Path, profile: &str, out: &Path) -> Result<()> {
         .context("running wasm-bindgen")?;
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
-    // wasm-opt is optional and runs on the shipped profile only (Debian 12's binaryen 108 yields
-    // a module that fails `WebAssembly.Table.set` at start: check the page after using one):
-    // the quick `web-dev` build is for tests, and -Oz on its 50 MB module takes minutes. The
-    // features are the ones rustc's wasm32 target emits (plus SIMD, which Burn's CPU kernels
-    // use); binaryen rejects a module using anything not listed.
-    let opt = (profile == "web-release").then(|| {
-        Command::new("wasm-opt")
-            .args([
-                "-Oz",
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-sign-ext",
-                "--enable-reference-types",
-                "--enable-multivalue",
-                "--enable-mutable-globals",
-                "--enable-simd",
-                "-o",
-            ])
-            .arg(&bg)
-            .arg(&bg)
-            .status()
-    });
-    let optimised = match &opt {
-        None => format!(", wasm-opt not run ({profile})"),
-        Some(Ok(s)) if s.success() => {
-            format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6)
+    // wasm-opt runs on the shipped profile only (the quick `web-dev` build is for tests, and
+    // -Oz on its 50 MB module takes minutes). The features are the ones rustc's wasm32 target
+    // emits (plus SIMD, which Burn's CPU kernels use); binaryen rejects a module using anything
+    // not listed.
+    let optimised_tmp = out.join("hashguard_web_bg.opt.tmp");
+    let opt = if profile == "web-release" {
+        match wasm_opt(root) {
+            Ok(program) => Command::new(&program)
+                .args([
+                    "-Oz",
+                    "--enable-bulk-memory",
+                    "--enable-nontrapping-float-to-int",
+                    "--enable-sign-ext",
+                    "--enable-reference-types",
+                    "--enable-multivalue",
+                    "--enable-mutable-globals",
+                    "--enable-simd",
+                    "-o",
+                ])
+                .arg(&optimised_tmp)
+                .arg(&bg)
+                .status()
+                .map_err(|e| format!("{} did not run ({e})", program.display())),
+            Err(why) => Err(why),
         }
-        Some(Ok(s)) => format!(", wasm-opt failed ({s}): module left unoptimised"),
-        Some(Err(_)) => ", wasm-opt not found (optional)".into(),
+    } else {
+        Err(format!("not run ({profile})"))
+    };
+    // The optimised module replaces the original only when wasm-opt succeeded.
+    if opt.as_ref().is_ok_and(|s| s.success()) {
+        std::fs::rename(&optimised_tmp, &bg).context("replacing the module by wasm-opt's")?;
+    } else {
+        let _ = std::fs::remove_file(&optimised_tmp);
+    }
+    let optimised = match &opt {
+        Ok(s) if s.success() => format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6),
+        Ok(s) => format!(", wasm-opt failed ({s}): module left unoptimised"),
+        Err(why) => format!(", wasm-opt {why}"),
     };
     std::fs::copy(root.join("web/index.html"), out.join("index.html"))
         .context("copying web/index.html")?;
-    let bytes = std::fs::read(&bg)?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(&bytes)?;
-    let gzipped = gz.finish()?.len();
+    // The model and demo data are separate files the page fetches (with a progress bar) beside
+    // the module, not bytes inside it.
+    for name in ASSETS {
+        std::fs::copy(root.join("web/assets").join(name), out.join(name))
+            .with_context(|| format!("copying web/assets/{name}"))?;
+    }
+    let sizes = compress_all(out)?;
+    println!("{}{optimised}", sizes.table());
+    let budget = budget_mb.map(|mb| (mb * 1e6) as u64);
+    let check = budget.map_or(String::new(), |b| {
+        format!(" (budget {:.2} MB gzipped)", b as f64 / 1e6)
+    });
+    std::fs::write(out.join("sizes.json"), sizes.json(budget))?;
+    if let Some(b) = budget
+        && sizes.total_gzip() > b
+    {
+        bail!(
+            "the demo downloads {:.2} MB gzipped before it can be used, over the {:.2} MB budget: \
+             see {}",
+            sizes.total_gzip() as f64 / 1e6,
+            b as f64 / 1e6,
+            out.join("sizes.json").display()
+        );
+    }
     println!(
-        "{}: {:.1} MB ({:.1} MB gzipped){}",
-        bg.display(),
-        bytes.len() as f64 / 1e6,
-        gzipped as f64 / 1e6,
-        optimised
+        "the demo downloads {:.2} MB gzipped ({:.2} MB brotli) before it can be used{check}",
+        sizes.total_gzip() as f64 / 1e6,
+        sizes.total_brotli() as f64 / 1e6,
     );
     Ok(())
+}
+
+/// The oldest binaryen whose `wasm-opt` output works: Debian 12's 108 yields a module that fails
+/// `WebAssembly.Table.set` at start (checked in Chromium).
+const MIN_BINARYEN: u32 = 116;
+
+/// The `wasm-opt` to run: `$WASM_OPT`, else the one `npm ci` installs in `web/e2e` (binaryen
+/// from npm), else one on `PATH`; refused when older than [`MIN_BINARYEN`].
+fn wasm_opt(root: &Path) -> std::result::Result<PathBuf, String> {
+    let npm = root.join("web/e2e/node_modules/.bin/wasm-opt");
+    let program = std::env::var_os("WASM_OPT")
+        .map(PathBuf::from)
+        .or_else(|| npm.is_file().then_some(npm))
+        .unwrap_or_else(|| PathBuf::from("wasm-opt"));
+    let out = Command::new(&program)
+        .arg("--version")
+        .output()
+        .map_err(|_| "not found (optional: `npm ci` in web/e2e installs binaryen's)".to_string())?;
+    // "wasm-opt version 132 (version_132)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse::<u32>().ok());
+    match version {
+        Some(v) if v >= MIN_BINARYEN => Ok(program),
+        _ => Err(format!(
+            "not run: {} is {:?}, older than binaryen {MIN_BINARYEN} or unreadable (`npm ci` in \
+             web/e2e installs a newer one)",
+            program.display(),
+            text.trim()
+        )),
+    }
+}
+
+/// The files the page fetches beside its module (copied from `web/assets`).
+const ASSETS: [&str; 3] = ["model.json", "model.bpk", "demo.bin"];
+/// Everything the page downloads before it can be used, in the order it asks for them.
+const SHIPPED: [&str; 6] = [
+    "index.html",
+    "hashguard_web.js",
+    "hashguard_web_bg.wasm",
+    "model.json",
+    "model.bpk",
+    "demo.bin",
+];
+
+/// Sizes of one shipped file: as served raw, gzipped and brotli-compressed.
+struct Sizes {
+    files: Vec<(&'static str, u64, u64, u64)>,
+}
+
+impl Sizes {
+    fn total_gzip(&self) -> u64 {
+        self.files.iter().map(|f| f.2).sum()
+    }
+
+    fn total_brotli(&self) -> u64 {
+        self.files.iter().map(|f| f.3).sum()
+    }
+
+    fn table(&self) -> String {
+        let mut out = format!(
+            "{:<24} {:>10} {:>10} {:>10}\n",
+            "file", "bytes", "gzip", "brotli"
+        );
+        for (name, raw, gz, br) in &self.files {
+            out += &format!("{name:<24} {raw:>10} {gz:>10} {br:>10}\n");
+        }
+        let raw: u64 = self.files.iter().map(|f| f.1).sum();
+        out += &format!(
+            "{:<24} {raw:>10} {:>10} {:>10}",
+            "total",
+            self.total_gzip(),
+            self.total_brotli()
+        );
+        out
+    }
+
+    fn json(&self, budget: Option<u64>) -> String {
+        let files: serde_json::Map<String, serde_json::Value> = self
+            .files
+            .iter()
+            .map(|(name, raw, gz, br)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({ "bytes": raw, "gzip": gz, "brotli": br }),
+                )
+            })
+            .collect();
+        let json = serde_json::json!({
+            "files": files,
+            "total_gzip": self.total_gzip(),
+            "total_brotli": self.total_brotli(),
+            "budget_gzip": budget,
+        });
+        serde_json::to_string_pretty(&json).expect("sizes serialise")
+    }
+}
+
+/// Writes `NAME.gz` and `NAME.br` beside every shipped file (a static host serves them to
+/// browsers that accept them; `web-serve` does) and `assets.json`, the raw sizes the page's
+/// progress bar counts against.
+fn compress_all(out: &Path) -> Result<Sizes> {
+    let mut files = Vec::new();
+    let mut manifest = serde_json::Map::new();
+    for name in SHIPPED {
+        let path = out.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&bytes)?;
+        let gz = gz.finish()?;
+        let mut br = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            lgwin: 24,
+            ..Default::default()
+        };
+        brotli::BrotliCompress(&mut &bytes[..], &mut br, &params)?;
+        write_atomic(&out.join(format!("{name}.gz")), &gz)?;
+        write_atomic(&out.join(format!("{name}.br")), &br)?;
+        manifest.insert(name.to_string(), bytes.len().into());
+        files.push((name, bytes.len() as u64, gz.len() as u64, br.len() as u64));
+    }
+    let manifest = serde_json::json!({ "files": manifest });
+    write_atomic(&out.join("assets.json"), manifest.to_string().as_bytes())?;
+    Ok(Sizes { files })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn serve(dir: &Path, port: u16) -> Result<()> {
@@ -162,9 +333,21 @@ fn serve(dir: &Path, port: u16) -> Result<()> {
     println!("serving {} on http://127.0.0.1:{port}/", dir.display());
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
+        let mut reader = BufReader::new(&stream);
         let mut line = String::new();
-        if BufReader::new(&stream).read_line(&mut line).is_err() {
+        if reader.read_line(&mut line).is_err() {
             continue;
+        }
+        // The request's headers: only Accept-Encoding matters here.
+        let mut accepts = String::new();
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+            if let Some((key, value)) = header.split_once(':')
+                && key.eq_ignore_ascii_case("accept-encoding")
+            {
+                accepts = value.trim().to_ascii_lowercase();
+            }
+            header.clear();
         }
         let path = line.split_whitespace().nth(1).unwrap_or("/");
         let path = path.split('?').next().unwrap_or("/");
@@ -175,21 +358,29 @@ fn serve(dir: &Path, port: u16) -> Result<()> {
         };
         let file = dir.join(name);
         let safe = !name.contains("..") && file.is_file();
-        let (status, body) = if safe {
-            ("200 OK", std::fs::read(&file).unwrap_or_default())
-        } else {
-            ("404 Not Found", b"not found".to_vec())
+        // The precompressed copy the browser accepts, as a static host would serve it.
+        let encoded = ["br", "gzip"].into_iter().find_map(|encoding| {
+            let ext = if encoding == "br" { "br" } else { "gz" };
+            let copy = dir.join(format!("{name}.{ext}"));
+            (safe && accepts.contains(encoding) && copy.is_file()).then_some((encoding, copy))
+        });
+        let (status, body) = match (&encoded, safe) {
+            (Some((_, copy)), _) => ("200 OK", std::fs::read(copy).unwrap_or_default()),
+            (None, true) => ("200 OK", std::fs::read(&file).unwrap_or_default()),
+            (None, false) => ("404 Not Found", b"not found".to_vec()),
         };
         let mime = match file.extension().and_then(|e| e.to_str()) {
             Some("html") => "text/html; charset=utf-8",
             Some("js") => "text/javascript",
+            Some("json") => "application/json",
             Some("wasm") => "application/wasm",
             Some("png") => "image/png",
             _ => "application/octet-stream",
         };
+        let encoding = encoded.map_or(String::new(), |(e, _)| format!("Content-Encoding: {e}\r\n"));
         let _ = write!(
             stream,
-            "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         let _ = stream.write_all(&body);
