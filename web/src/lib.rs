@@ -18,6 +18,7 @@ mod web {
     use std::sync::{Mutex, OnceLock};
 
     use burn::prelude::Device;
+    #[cfg(feature = "webgpu")]
     use burn::tensor::wgpu::{WgpuBackend, wgpu};
     use wasm_bindgen::prelude::*;
 
@@ -88,16 +89,32 @@ mod web {
         uploads().lock().expect("upload queue").push((name, bytes));
     }
 
+    /// Whether the page's address asks for the CPU backend (`?backend=cpu`).
+    fn cpu_forced() -> bool {
+        web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .is_some_and(|q| q.contains("backend=cpu"))
+    }
+
+    /// The CPU-only module (built without `webgpu`, which the page loads when the browser
+    /// offers no WebGPU adapter or `?backend=cpu` asks for the CPU): Burn's CPU backend.
+    #[cfg(not(feature = "webgpu"))]
+    async fn choose_device() -> (Device, String) {
+        let why = if cpu_forced() {
+            "asked for by ?backend=cpu"
+        } else {
+            "this browser offers no WebGPU adapter"
+        };
+        (Device::flex(), format!("CPU (burn-flex, wasm; {why})"))
+    }
+
     /// WebGPU through Burn's wgpu runtime when the browser offers an adapter, else Burn's CPU
     /// backend; `?backend=cpu` in the page's address forces the CPU. The label says which,
     /// and why the CPU when WebGPU was wanted.
+    #[cfg(feature = "webgpu")]
     async fn choose_device() -> (Device, String) {
         let window = web_sys::window();
-        let forced_cpu = window
-            .as_ref()
-            .and_then(|w| w.location().search().ok())
-            .is_some_and(|q| q.contains("backend=cpu"));
-        if forced_cpu {
+        if cpu_forced() {
             return (
                 Device::flex(),
                 "CPU (burn-flex, wasm; asked for by ?backend=cpu)".into(),

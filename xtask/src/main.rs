@@ -78,10 +78,28 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
     ))
 }
 
-/// Builds the demo into `out`: the wasm module through wasm-bindgen (and wasm-opt on the
-/// shipped profile), the page, the assets, their compressed copies and the size report; fails
-/// when what the page downloads before it can be used exceeds `budget_mb` gzipped.
+/// The app's two builds: the subdirectory of the output each goes to and its cargo features.
+/// The page loads the first where the browser offers a WebGPU adapter, the second elsewhere.
+const MODULES: [(&str, &[&str]); 2] = [("", &["--features", "webgpu"]), ("cpu", &[])];
+
+/// Builds the demo into `out`: both modules (see [`MODULES`]) through wasm-bindgen (and
+/// wasm-opt on the shipped profile), the page, the assets, their compressed copies and the size
+/// report; fails when what the page downloads on either path exceeds `budget_mb` gzipped.
 fn web_build(root: &Path, profile: &str, out: &Path, budget_mb: Option<f64>) -> Result<()> {
+    let mut notes = Vec::new();
+    for (dir, features) in MODULES {
+        let note = build_module(root, profile, &out.join(dir), features)?;
+        notes.push(format!(
+            "{}: {note}",
+            if dir.is_empty() { "webgpu" } else { dir }
+        ));
+    }
+    finish_web_build(root, out, budget_mb, &notes)
+}
+
+/// Builds one module of the app with `features` into `out` (wasm-bindgen's output, optimised on
+/// the shipped profile); returns what wasm-opt did.
+fn build_module(root: &Path, profile: &str, out: &Path, features: &[&str]) -> Result<String> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -93,6 +111,7 @@ fn web_build(root: &Path, profile: &str, out: &Path, budget_mb: Option<f64>) -> 
             "--profile",
             profile,
         ])
+        .args(features)
         .current_dir(root)
         .status()
         .context("running cargo build for wasm32")?;
@@ -148,11 +167,21 @@ fn web_build(root: &Path, profile: &str, out: &Path, budget_mb: Option<f64>) -> 
     } else {
         let _ = std::fs::remove_file(&optimised_tmp);
     }
-    let optimised = match &opt {
-        Ok(s) if s.success() => format!(", wasm-opt -Oz from {:.1} MB", before as f64 / 1e6),
-        Ok(s) => format!(", wasm-opt failed ({s}): module left unoptimised"),
-        Err(why) => format!(", wasm-opt {why}"),
-    };
+    Ok(match &opt {
+        Ok(s) if s.success() => format!("wasm-opt -Oz from {:.1} MB", before as f64 / 1e6),
+        Ok(s) => format!("wasm-opt failed ({s}): module left unoptimised"),
+        Err(why) => format!("wasm-opt {why}"),
+    })
+}
+
+/// Copies the page and the assets beside the modules, compresses everything and checks the
+/// budget.
+fn finish_web_build(
+    root: &Path,
+    out: &Path,
+    budget_mb: Option<f64>,
+    notes: &[String],
+) -> Result<()> {
     std::fs::copy(root.join("web/index.html"), out.join("index.html"))
         .context("copying web/index.html")?;
     // The model and demo data are separate files the page fetches (with a progress bar) beside
@@ -162,28 +191,37 @@ fn web_build(root: &Path, profile: &str, out: &Path, budget_mb: Option<f64>) -> 
             .with_context(|| format!("copying web/assets/{name}"))?;
     }
     let sizes = compress_all(out)?;
-    println!("{}{optimised}", sizes.table());
+    println!("{}", sizes.table());
+    println!("{}", notes.join("; "));
     let budget = budget_mb.map(|mb| (mb * 1e6) as u64);
-    let check = budget.map_or(String::new(), |b| {
-        format!(" (budget {:.2} MB gzipped)", b as f64 / 1e6)
-    });
     std::fs::write(out.join("sizes.json"), sizes.json(budget))?;
-    if let Some(b) = budget
-        && sizes.total_gzip() > b
-    {
-        bail!(
-            "the demo downloads {:.2} MB gzipped before it can be used, over the {:.2} MB budget: \
-             see {}",
-            sizes.total_gzip() as f64 / 1e6,
-            b as f64 / 1e6,
-            out.join("sizes.json").display()
+    for (path, _) in PATHS {
+        let (gzip, brotli) = (
+            sizes.total(path, Column::Gzip),
+            sizes.total(path, Column::Brotli),
+        );
+        if let Some(b) = budget
+            && gzip > b
+        {
+            bail!(
+                "the demo's {path} path downloads {:.2} MB gzipped before it can be used, over \
+                 the {:.2} MB budget: see {}",
+                gzip as f64 / 1e6,
+                b as f64 / 1e6,
+                out.join("sizes.json").display()
+            );
+        }
+        println!(
+            "the {path} path downloads {:.2} MB gzipped ({:.2} MB brotli) before the demo can be \
+             used{}",
+            gzip as f64 / 1e6,
+            brotli as f64 / 1e6,
+            budget.map_or(String::new(), |b| format!(
+                " (budget {:.2} MB gzipped)",
+                b as f64 / 1e6
+            ))
         );
     }
-    println!(
-        "the demo downloads {:.2} MB gzipped ({:.2} MB brotli) before it can be used{check}",
-        sizes.total_gzip() as f64 / 1e6,
-        sizes.total_brotli() as f64 / 1e6,
-    );
     Ok(())
 }
 
@@ -222,63 +260,113 @@ fn wasm_opt(root: &Path) -> std::result::Result<PathBuf, String> {
 
 /// The files the page fetches beside its module (copied from `web/assets`).
 const ASSETS: [&str; 3] = ["model.json", "model.bpk", "demo.bin"];
-/// Everything the page downloads before it can be used, in the order it asks for them.
-const SHIPPED: [&str; 6] = [
+/// The sizes the page's progress bar counts against (written by the build).
+const MANIFEST: &str = "assets.json";
+/// Every file the build ships.
+const SHIPPED: [&str; 9] = [
     "index.html",
+    MANIFEST,
     "hashguard_web.js",
     "hashguard_web_bg.wasm",
+    "cpu/hashguard_web.js",
+    "cpu/hashguard_web_bg.wasm",
     "model.json",
     "model.bpk",
     "demo.bin",
 ];
+/// What the page downloads before the demo can be used, on each path it can take.
+const PATHS: [(&str, [&str; 7]); 2] = [
+    (
+        "WebGPU",
+        [
+            "index.html",
+            MANIFEST,
+            "hashguard_web.js",
+            "hashguard_web_bg.wasm",
+            "model.json",
+            "model.bpk",
+            "demo.bin",
+        ],
+    ),
+    (
+        "CPU",
+        [
+            "index.html",
+            MANIFEST,
+            "cpu/hashguard_web.js",
+            "cpu/hashguard_web_bg.wasm",
+            "model.json",
+            "model.bpk",
+            "demo.bin",
+        ],
+    ),
+];
 
-/// Sizes of one shipped file: as served raw, gzipped and brotli-compressed.
+/// A size column of [`Sizes`].
+#[derive(Clone, Copy)]
+enum Column {
+    Raw,
+    Gzip,
+    Brotli,
+}
+
+/// Sizes of the shipped files: as served raw, gzipped and brotli-compressed.
 struct Sizes {
-    files: Vec<(&'static str, u64, u64, u64)>,
+    files: Vec<(&'static str, [u64; 3])>,
 }
 
 impl Sizes {
-    fn total_gzip(&self) -> u64 {
-        self.files.iter().map(|f| f.2).sum()
-    }
-
-    fn total_brotli(&self) -> u64 {
-        self.files.iter().map(|f| f.3).sum()
+    /// Bytes of `column` summed over what the page downloads on `path`.
+    fn total(&self, path: &str, column: Column) -> u64 {
+        let names = PATHS
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(&[][..], |(_, names)| &names[..]);
+        self.files
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, sizes)| sizes[column as usize])
+            .sum()
     }
 
     fn table(&self) -> String {
         let mut out = format!(
-            "{:<24} {:>10} {:>10} {:>10}\n",
+            "{:<28} {:>10} {:>10} {:>10}\n",
             "file", "bytes", "gzip", "brotli"
         );
-        for (name, raw, gz, br) in &self.files {
-            out += &format!("{name:<24} {raw:>10} {gz:>10} {br:>10}\n");
+        for (name, [raw, gz, br]) in &self.files {
+            out += &format!("{name:<28} {raw:>10} {gz:>10} {br:>10}\n");
         }
-        let raw: u64 = self.files.iter().map(|f| f.1).sum();
-        out += &format!(
-            "{:<24} {raw:>10} {:>10} {:>10}",
-            "total",
-            self.total_gzip(),
-            self.total_brotli()
-        );
-        out
+        for (path, _) in PATHS {
+            let [raw, gz, br] =
+                [Column::Raw, Column::Gzip, Column::Brotli].map(|c| self.total(path, c));
+            out += &format!(
+                "{:<28} {raw:>10} {gz:>10} {br:>10}\n",
+                format!("{path} path")
+            );
+        }
+        out.trim_end().to_string()
     }
 
     fn json(&self, budget: Option<u64>) -> String {
+        let sizes =
+            |[raw, gz, br]: [u64; 3]| serde_json::json!({ "bytes": raw, "gzip": gz, "brotli": br });
         let files: serde_json::Map<String, serde_json::Value> = self
             .files
             .iter()
-            .map(|(name, raw, gz, br)| {
-                (
-                    name.to_string(),
-                    serde_json::json!({ "bytes": raw, "gzip": gz, "brotli": br }),
-                )
+            .map(|(name, s)| (name.to_string(), sizes(*s)))
+            .collect();
+        let paths: serde_json::Map<String, serde_json::Value> = PATHS
+            .iter()
+            .map(|(path, _)| {
+                let totals =
+                    [Column::Raw, Column::Gzip, Column::Brotli].map(|c| self.total(path, c));
+                (path.to_string(), sizes(totals))
             })
             .collect();
         let json = serde_json::json!({
             "files": files,
-            "total_gzip": self.total_gzip(),
-            "total_brotli": self.total_brotli(),
+            "paths": paths,
             "budget_gzip": budget,
         });
         serde_json::to_string_pretty(&json).expect("sizes serialise")
@@ -289,8 +377,17 @@ impl Sizes {
 /// browsers that accept them; `web-serve` does) and `assets.json`, the raw sizes the page's
 /// progress bar counts against.
 fn compress_all(out: &Path) -> Result<Sizes> {
-    let mut files = Vec::new();
     let mut manifest = serde_json::Map::new();
+    for name in SHIPPED.iter().filter(|&&n| n != MANIFEST) {
+        let path = out.join(name);
+        let len = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        manifest.insert(name.to_string(), len.into());
+    }
+    let manifest = serde_json::json!({ "files": manifest });
+    write_atomic(&out.join(MANIFEST), manifest.to_string().as_bytes())?;
+    let mut files = Vec::new();
     for name in SHIPPED {
         let path = out.join(name);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -306,11 +403,8 @@ fn compress_all(out: &Path) -> Result<Sizes> {
         brotli::BrotliCompress(&mut &bytes[..], &mut br, &params)?;
         write_atomic(&out.join(format!("{name}.gz")), &gz)?;
         write_atomic(&out.join(format!("{name}.br")), &br)?;
-        manifest.insert(name.to_string(), bytes.len().into());
-        files.push((name, bytes.len() as u64, gz.len() as u64, br.len() as u64));
+        files.push((name, [bytes.len() as u64, gz.len() as u64, br.len() as u64]));
     }
-    let manifest = serde_json::json!({ "files": manifest });
-    write_atomic(&out.join("assets.json"), manifest.to_string().as_bytes())?;
     Ok(Sizes { files })
 }
 
