@@ -8,11 +8,8 @@ use std::time::Duration;
 use burn::module::Module;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use hashguard_benches::{
-    BITS, IMAGE, backends, default_model, encode, random_codes, random_pixels, retrieve,
-};
-use hashguard_core::detectors::{ImageBatch, Umcd, UmcdConfig};
-use hashguard_core::filters::ImageShape;
+use hashguard_benches::{BITS, backends, default_model, encode, random_codes, random_pixels};
+use hashguard_core::detectors::{Umcd, UmcdConfig};
 use hashguard_core::retrieval::HammingIndex;
 
 /// Database size: the default Fashion-MNIST split's 64,000 images.
@@ -23,12 +20,6 @@ const K: usize = 100;
 fn fig6(c: &mut Criterion) {
     let index = HammingIndex::new(random_codes(5, DATABASE));
     assert_eq!(index.codes().bits(), BITS);
-    let [channels, height, width] = IMAGE;
-    let shape = ImageShape {
-        channels,
-        height,
-        width,
-    };
     let umcd = Umcd {
         config: UmcdConfig { k: K, blur: 2 },
         index: &index,
@@ -40,9 +31,7 @@ fn fig6(c: &mut Criterion) {
         for batch in [1usize, 4, 16, 64, 256] {
             let pixels = random_pixels(6, batch);
             group.throughput(Throughput::Elements(batch as u64));
-            group.bench_with_input(BenchmarkId::new("retrieval", batch), &batch, |b, _| {
-                b.iter(|| retrieve(&model, &index, &pixels, K, &device))
-            });
+            super::retrieval_and_umcd(&mut group, batch, (&model, &umcd, K), &pixels, &device);
             // The floor of any UMCD: the network encodes twice the images. Encoding `batch` and
             // `2 * batch` images (read back) bounds the overhead from below at
             // (retrieval + encode(2b) - encode(b)) / retrieval, with C1-C3 and the blur free.
@@ -52,17 +41,6 @@ fn fig6(c: &mut Criterion) {
                     b.iter(|| encode(&model, px, &device))
                 });
             }
-            let images = ImageBatch {
-                pixels: &pixels,
-                shape,
-                database_positions: None,
-            };
-            group.bench_with_input(BenchmarkId::new("retrieval+umcd", batch), &batch, |b, _| {
-                b.iter(|| {
-                    umcd.retrieve_and_score(&model, images, K, &device)
-                        .expect("scores")
-                })
-            });
         }
         group.finish();
     }

@@ -8,10 +8,9 @@ use std::time::Duration;
 use burn::module::Module;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hashguard_benches::{
-    IMAGE, backends, default_model, random_codes_of, random_pixels, read_bandwidth_sum, retrieve,
+    backends, default_model, random_codes_of, random_pixels, read_bandwidth_sum,
 };
-use hashguard_core::detectors::{ImageBatch, Umcd, UmcdConfig};
-use hashguard_core::filters::ImageShape;
+use hashguard_core::detectors::{Umcd, UmcdConfig};
 use hashguard_core::retrieval::{HammingIndex, kernel_name};
 
 /// Database sizes of the table, with their labels.
@@ -73,19 +72,8 @@ fn search(c: &mut Criterion) {
 /// Retrieval alone and retrieval + UMCD for 16 queries over each 64-bit database size: as the
 /// scan grows, the second forward pass (the blurred copies) weighs less.
 fn detection(c: &mut Criterion) {
-    let [channels, height, width] = IMAGE;
-    let shape = ImageShape {
-        channels,
-        height,
-        width,
-    };
     let batch = 16;
     let pixels = random_pixels(13, batch);
-    let images = ImageBatch {
-        pixels: &pixels,
-        shape,
-        database_positions: None,
-    };
     for backend in backends().into_iter().filter(|b| b.name == "flex") {
         let device = backend.device.clone();
         let model = default_model(&device).valid();
@@ -96,15 +84,7 @@ fn detection(c: &mut Criterion) {
                 config: UmcdConfig { k: K, blur: 2 },
                 index: &index,
             };
-            group.bench_function(BenchmarkId::new("retrieval", label), |b| {
-                b.iter(|| retrieve(&model, &index, &pixels, K, &device))
-            });
-            group.bench_function(BenchmarkId::new("retrieval+umcd", label), |b| {
-                b.iter(|| {
-                    umcd.retrieve_and_score(&model, images, K, &device)
-                        .expect("scores")
-                })
-            });
+            super::retrieval_and_umcd(&mut group, label, (&model, &umcd, K), &pixels, &device);
         }
         group.finish();
     }
