@@ -19,33 +19,61 @@ const _: () = assert!(BLOCK.is_multiple_of(CHUNK), "blocks hold whole chunks");
 fn kernel(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
     match query.len() {
         // One word per code (K ≤ 64): a straight loop the compiler vectorises.
-        1 => fixed::<1>(query, codes, out),
+        1 => fixed::<1>(query, codes, out, mins),
         // The usual longer codes (K ≤ 128, K ≤ 256) with the width known at compile time, so
         // the loop vectorises too (a run-time width left the 128-bit scan 8x slower than the
         // 64-bit one for twice the bytes).
-        2 => fixed::<2>(query, codes, out),
-        4 => fixed::<4>(query, codes, out),
+        2 => fixed::<2>(query, codes, out, mins),
+        4 => fixed::<4>(query, codes, out, mins),
         w => {
             for (o, c) in out.iter_mut().zip(codes.chunks_exact(w)) {
                 *o = hamming(query, c);
             }
+            for (m, chunk) in mins.iter_mut().zip(out.chunks(CHUNK)) {
+                *m = chunk.iter().copied().min().unwrap_or(u32::MAX);
+            }
         }
-    }
-    for (m, chunk) in mins.iter_mut().zip(out.chunks(CHUNK)) {
-        *m = chunk.iter().copied().min().unwrap_or(u32::MAX);
     }
 }
 
-/// Distances from `query` (`W` words) to each code of `codes`, `W` words each.
+/// Distances from `query` (`W` words) to each code of `codes`, `W` words each, and each
+/// [`CHUNK`]'s minimum into `mins` in the same pass (the distances are not re-read from memory).
 #[inline(always)]
-fn fixed<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32]) {
+fn fixed<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32], mins: &mut [u32]) {
     let q: [u64; W] = query.try_into().expect("a query of W words");
-    for (o, c) in out.iter_mut().zip(codes.chunks_exact(W)) {
+    let distance = |c: &[u64]| {
         let mut d = 0;
         for j in 0..W {
             d += (q[j] ^ c[j]).count_ones();
         }
-        *o = d;
+        d
+    };
+    if mins.is_empty() {
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(W)) {
+            *o = distance(c);
+        }
+        return;
+    }
+    let whole = out.len() / CHUNK;
+    let mut outs = out.chunks_exact_mut(CHUNK);
+    let mut groups = codes.chunks_exact(CHUNK * W);
+    for ((o, g), m) in (&mut outs).zip(&mut groups).zip(mins.iter_mut()) {
+        let mut least = u32::MAX;
+        for (o, c) in o.iter_mut().zip(g.chunks_exact(W)) {
+            let d = distance(c);
+            *o = d;
+            least = least.min(d);
+        }
+        *m = least;
+    }
+    let (o, g) = (outs.into_remainder(), groups.remainder());
+    if !o.is_empty() {
+        let mut least = u32::MAX;
+        for (o, c) in o.iter_mut().zip(g.chunks_exact(W)) {
+            *o = distance(c);
+            least = least.min(*o);
+        }
+        mins[whole] = least;
     }
 }
 
