@@ -53,7 +53,7 @@ enum Command {
     #[command(subcommand)]
     Data(commands::data::DataCommand),
     /// Export a run's model and a sample of its database for the browser demo (web/assets).
-    ExportWeb(commands::export::ExportArgs),
+    ExportWeb(commands::export_web::ExportArgs),
     /// List the devices `--device N` can pick for `--backend`.
     Devices,
 }
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             Command::Attack(args) => commands::attack::run(args, selected),
             Command::Detect(args) => commands::detect::run(args, selected),
             Command::Reproduce(args) => commands::reproduce::run(args, selected),
-            Command::ExportWeb(args) => commands::export::run(args, selected),
+            Command::ExportWeb(args) => commands::export_web::run(args, selected),
             Command::Data(_) | Command::Devices => {
                 unreachable!("handled before a backend is picked")
             }
