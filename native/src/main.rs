@@ -52,6 +52,9 @@ enum Command {
     /// Work with data sets: `data check` validates list files or an image folder.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
+    /// Export a run's codes, labels and an attack's adversarial images as NumPy arrays, and
+    /// its database as a FAISS binary index (`--format faiss`).
+    Export(commands::export::ExportArgs),
     /// Export a run's model and a sample of its database for the browser demo (web/assets).
     ExportWeb(commands::export_web::ExportArgs),
     /// List the devices `--device N` can pick for `--backend`.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
             Command::Attack(args) => commands::attack::run(args, selected),
             Command::Detect(args) => commands::detect::run(args, selected),
             Command::Reproduce(args) => commands::reproduce::run(args, selected),
+            Command::Export(args) => commands::export::run(args, selected),
             Command::ExportWeb(args) => commands::export_web::run(args, selected),
             Command::Data(_) | Command::Devices => {
                 unreachable!("handled before a backend is picked")

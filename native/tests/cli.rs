@@ -1407,3 +1407,132 @@ fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
         "f8",
     );
 }
+
+#[test]
+fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
+    use hashguard_core::retrieval::{PackedCodes, hamming};
+    use ndarray::{Array1, Array2, Array4};
+    use ndarray_npy::read_npy;
+
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = tiny_run(work.path(), data.path(), 2);
+    assert!(run(&["encode", "--run", s(&run_dir)]).status.success());
+    let report = work.path().join("pgd.json");
+    let out = run(&[
+        "attack",
+        "--run",
+        s(&run_dir),
+        "--method",
+        "pgd",
+        "--steps",
+        "3",
+        "--queries",
+        "12",
+        "--report",
+        s(&report),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exported = work.path().join("export");
+    let export = |extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "--run",
+            s(&run_dir),
+            "--format",
+            "faiss",
+            "--out",
+            s(&exported),
+            "--neighbours",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = export(&["--attack", s(&report)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The database arrays are the run's own codes, bit for bit, in FAISS's byte layout.
+    let codes_file = run_dir.join("database.codes");
+    let database =
+        PackedCodes::from_bytes(&std::fs::read(&codes_file).unwrap(), &codes_file).unwrap();
+    let rows: Array2<u8> = read_npy(exported.join("database_codes.npy")).unwrap();
+    assert_eq!(rows.dim(), (database.len(), 2));
+    assert_eq!(rows.as_slice().unwrap(), database.to_byte_rows().unwrap());
+    let faiss = std::fs::read(exported.join("database.faiss")).unwrap();
+    assert_eq!(
+        PackedCodes::from_faiss_binary_flat(&faiss, Path::new("database.faiss")).unwrap(),
+        database
+    );
+    let labels: Array2<u8> = read_npy(exported.join("database_labels.npy")).unwrap();
+    assert_eq!(labels.dim(), (database.len(), 10));
+    assert!(labels.rows().into_iter().all(|r| r.sum() == 1), "one class each");
+    let ids: Array1<i64> = read_npy(exported.join("database_ids.npy")).unwrap();
+    assert_eq!(ids.len(), database.len());
+
+    // The ground-truth neighbours are the exact nearest rows, ties in row order.
+    let queries: Array2<u8> = read_npy(exported.join("query_codes.npy")).unwrap();
+    let queries = PackedCodes::from_byte_rows(16, queries.as_slice().unwrap()).unwrap();
+    let nearest: Array2<i64> = read_npy(exported.join("query_neighbours.npy")).unwrap();
+    let distances: Array2<i32> = read_npy(exported.join("query_distances.npy")).unwrap();
+    assert_eq!(nearest.dim(), (queries.len(), 10));
+    for q in 0..queries.len() {
+        let mut all: Vec<(u32, usize)> = (0..database.len())
+            .map(|i| (hamming(queries.code(q), database.code(i)), i))
+            .collect();
+        all.sort();
+        for j in 0..10 {
+            assert_eq!(nearest[(q, j)] as usize, all[j].1, "query {q}, rank {j}");
+            assert_eq!(distances[(q, j)] as u32, all[j].0, "query {q}, rank {j}");
+        }
+    }
+
+    // The attack was re-run from its report: 12 images in [0, 1], success as reported.
+    let images: Array4<f32> = read_npy(exported.join("adversarial_images.npy")).unwrap();
+    assert_eq!(images.dim(), (12, 1, 28, 28));
+    assert!(images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    let success: Array1<bool> = read_npy(exported.join("adversarial_success.npy")).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let rate = success.iter().filter(|&&s| s).count() as f64 / 12.0;
+    assert!((rate - r["success_rate"].as_f64().unwrap()).abs() < 1e-9);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exported.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["arrays"].as_array().unwrap().len(), 12);
+    assert_eq!(manifest["faiss_index"], "database.faiss");
+
+    // An existing export is kept without --force, replaced whole with it; nothing is left over.
+    assert_clean_error(&export(&[]), "pass --force");
+    assert!(exported.join("adversarial_images.npy").is_file());
+    let out = export(&["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!exported.join("adversarial_images.npy").exists());
+    let names: Vec<String> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("partial") && !n.ends_with(".old")),
+        "{names:?}"
+    );
+
+    // Reports that cannot be re-run are refused before any work.
+    let garbage = work.path().join("garbage.json");
+    std::fs::write(&garbage, b"{\"method\": 3").unwrap();
+    assert_clean_error(
+        &export(&["--force", "--attack", s(&garbage)]),
+        "not an attack report",
+    );
+    let mut old: serde_json::Value = r.clone();
+    old.as_object_mut().unwrap().remove("config");
+    let old_report = work.path().join("old.json");
+    std::fs::write(&old_report, serde_json::to_vec(&old).unwrap()).unwrap();
+    assert_clean_error(
+        &export(&["--force", "--attack", s(&old_report)]),
+        "re-run `hashguard attack`",
+    );
+    assert!(exported.join("database.faiss").is_file(), "kept after refusals");
+    assert_rejected(
+        &run(&["export", "--run", s(&run_dir), "--format", "parquet"]),
+        "parquet",
+    );
+}

@@ -6,6 +6,7 @@ pub mod data;
 pub mod detect;
 pub mod encode;
 pub mod eval;
+pub mod export;
 pub mod export_web;
 pub mod reproduce;
 pub mod train;

@@ -130,6 +130,13 @@ pub struct AttackReport {
     pub attack_seconds: f64,
     /// The seed.
     pub seed: u64,
+    /// The configuration the attack ran with, whole, so the attack can be re-run from its
+    /// report alone (`hashguard export --attack`); absent in reports written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AttackConfig>,
+    /// Fingerprint of the model attacked (`model.bpk`); absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Everything an attack run leaves for figures: the report, the queries attacked (indices into
@@ -273,6 +280,8 @@ pub fn run_attack(
         backend,
         attack_seconds,
         seed: config.seed,
+        config: Some(config.clone()),
+        model: Some(run.model_fingerprint()?),
     };
     Ok(AttackOutcome {
         report,

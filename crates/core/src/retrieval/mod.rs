@@ -3,6 +3,7 @@
 //! loop runs the same natively and in wasm.
 
 mod codes;
+mod faiss;
 mod index;
 mod scan;
 
