@@ -3,12 +3,13 @@
 
 mod backend;
 mod commands;
+mod config;
 mod plot;
 mod progress;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use backend::BackendChoice;
 
@@ -25,6 +26,13 @@ struct Cli {
     /// each batch is split over those devices (data parallelism; CSQ training).
     #[arg(long, value_name = "N[,N...]", global = true, value_delimiter = ',')]
     device: Vec<usize>,
+    /// TOML file of flags for train, adv-train, eval, attack, detect or reproduce (`eps = "8/255"`,
+    /// `steps = 100`, `random-start = true`, lists as arrays); flags on the command line win. A
+    /// report's JSON works too: it re-runs the experiment the report came from.
+    // Read and removed by `config::expand` before clap parses; declared here for `--help`.
+    #[arg(long, value_name = "FILE", global = true)]
+    #[allow(dead_code)]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -62,7 +70,29 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let definition = Cli::command();
+    let expanded = match config::expand(std::env::args_os().collect(), &definition) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = match definition.clone().try_get_matches_from(&expanded.args) {
+        Ok(m) => m,
+        Err(e) => match config::config_error(&e, &expanded.source) {
+            Some(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    config::record(&definition, &matches);
     let result = (|| {
         if let Command::Data(command) = cli.command {
             return commands::data::run(command);

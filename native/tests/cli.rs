@@ -1432,7 +1432,11 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
         "--report",
         s(&report),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let exported = work.path().join("export");
     let export = |extra: &[&str]| {
         let mut args = vec![
@@ -1450,7 +1454,11 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
         run(&args)
     };
     let out = export(&["--attack", s(&report)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The database arrays are the run's own codes, bit for bit, in FAISS's byte layout.
     let codes_file = run_dir.join("database.codes");
@@ -1466,7 +1474,10 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
     );
     let labels: Array2<u8> = read_npy(exported.join("database_labels.npy")).unwrap();
     assert_eq!(labels.dim(), (database.len(), 10));
-    assert!(labels.rows().into_iter().all(|r| r.sum() == 1), "one class each");
+    assert!(
+        labels.rows().into_iter().all(|r| r.sum() == 1),
+        "one class each"
+    );
     let ids: Array1<i64> = read_npy(exported.join("database_ids.npy")).unwrap();
     assert_eq!(ids.len(), database.len());
 
@@ -1504,14 +1515,20 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
     assert_clean_error(&export(&[]), "pass --force");
     assert!(exported.join("adversarial_images.npy").is_file());
     let out = export(&["--force"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!exported.join("adversarial_images.npy").exists());
     let names: Vec<String> = std::fs::read_dir(work.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().all(|n| !n.contains("partial") && !n.ends_with(".old")),
+        names
+            .iter()
+            .all(|n| !n.contains("partial") && !n.ends_with(".old")),
         "{names:?}"
     );
 
@@ -1530,9 +1547,180 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
         &export(&["--force", "--attack", s(&old_report)]),
         "re-run `hashguard attack`",
     );
-    assert!(exported.join("database.faiss").is_file(), "kept after refusals");
+    assert!(
+        exported.join("database.faiss").is_file(),
+        "kept after refusals"
+    );
     assert_rejected(
         &run(&["export", "--run", s(&run_dir), "--format", "parquet"]),
         "parquet",
+    );
+}
+
+#[test]
+fn config_files_set_flags_the_command_line_overrides_and_reports_re_run_themselves() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A run trained from a config file keeps its resolved flags; they train it again.
+    let config = w.join("train.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# tiny run\nbits = 16\nepochs = 1\ntrain_size = \"5\"\ndata = {:?}\nlr = 1e-3\n",
+            s(data.path())
+        ),
+    )
+    .unwrap();
+    let run_dir = w.join("run");
+    let out = run(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&run_dir),
+        "--epochs",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(run_dir.join("invocation.toml")).unwrap();
+    assert!(
+        saved.contains("epochs = 2"),
+        "the command line wins: {saved}"
+    );
+    assert!(
+        saved.contains("bits = 16") && saved.contains("lr = 0.001"),
+        "{saved}"
+    );
+    let train: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("train.json")).unwrap()).unwrap();
+    assert_eq!(train["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(train["invocation"]["command"], "train");
+    assert_eq!(train["invocation"]["flags"]["epochs"], 2);
+    let again = w.join("again");
+    let out = run(&[
+        "train",
+        "--config",
+        s(&run_dir.join("invocation.toml")),
+        "--out",
+        s(&again),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Re-trained from its invocation: the same losses, epoch by epoch, and the same codes (the
+    // records themselves differ in their random parameter ids).
+    let losses = |dir: &Path| -> Vec<serde_json::Value> {
+        let t: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("train.json")).unwrap()).unwrap();
+        t["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["loss"].clone())
+            .collect()
+    };
+    assert_eq!(losses(&run_dir), losses(&again));
+    for dir in [&run_dir, &again] {
+        assert!(run(&["encode", "--run", s(dir)]).status.success());
+    }
+    assert_eq!(
+        std::fs::read(run_dir.join("database.codes")).unwrap(),
+        std::fs::read(again.join("database.codes")).unwrap(),
+        "re-trained from its invocation: the same codes"
+    );
+
+    // An attack report re-runs from itself and reproduces its figures.
+    let first = w.join("first.json");
+    let attack = std::fs::write(
+        w.join("attack.toml"),
+        "method = \"pgd\"\neps = \"8/255\"\nsteps = 5\nqueries = 12\nrandom-start = true\n",
+    );
+    attack.unwrap();
+    let out = run(&[
+        "attack",
+        "--config",
+        s(&w.join("attack.toml")),
+        "--run",
+        s(&run_dir),
+        "--steps",
+        "3",
+        "--report",
+        s(&first),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!(a["steps"], 3, "the command line wins");
+    assert_eq!(a["random_start"], true, "the config's switch");
+    let second = w.join("second.json");
+    let out = run(&["attack", "--config", s(&first), "--report", s(&second)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap();
+    for key in [
+        "queries",
+        "steps",
+        "eps",
+        "clean_map",
+        "adv_map",
+        "success_rate",
+        "mean_linf",
+    ] {
+        assert_eq!(a[key], b[key], "{key} re-run from the report");
+    }
+
+    // Bad config files: one line naming the file and the key, before any work.
+    let bad = |name: &str, text: &str, needle: &str| {
+        let path = w.join(name);
+        std::fs::write(&path, text).unwrap();
+        let started = Instant::now();
+        let out = run(&["attack", "--run", s(&run_dir), "--config", s(&path)]);
+        assert_clean_error(&out, needle);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name));
+        assert!(started.elapsed() < Duration::from_secs(20));
+    };
+    bad(
+        "unknown.toml",
+        "method = \"pgd\"\nepsilon = 0.1\n",
+        "unknown key `epsilon`",
+    );
+    bad(
+        "type.toml",
+        "method = \"pgd\"\nsteps = \"many\"\n",
+        "key `steps`",
+    );
+    bad("range.toml", "method = \"pgd\"\neps = 2.5\n", "key `eps`");
+    bad(
+        "list.toml",
+        "method = \"pgd\"\nsteps = [1, 2]\n",
+        "key `steps` takes one value",
+    );
+    bad(
+        "switch.toml",
+        "method = \"pgd\"\nrandom-start = 1\n",
+        "key `random-start` is a switch",
+    );
+    bad("broken.toml", "method = = 1\n", "not a TOML config");
+    bad(
+        "other.json",
+        &std::fs::read_to_string(run_dir.join("train.json")).unwrap(),
+        "written by `hashguard train`",
+    );
+    assert_clean_error(
+        &run(&["encode", "--run", s(&run_dir), "--config", s(&config)]),
+        "takes no --config",
     );
 }

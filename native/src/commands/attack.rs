@@ -211,7 +211,7 @@ pub fn run(args: AttackArgs, selected: Selected) -> Result<()> {
         Some(d) => d.join("report.json"),
         None => run.dir.file(&format!("attack-{}.json", spec.kind)),
     });
-    write_atomic(&path, &serde_json::to_vec_pretty(report)?).context("writing the report")?;
+    write_atomic(&path, &crate::config::report_json(report)?).context("writing the report")?;
     let headline = match (report.clean_t_map, report.t_map) {
         (Some(c), Some(a)) => format!("t-mAP {c:.4} -> {a:.4}"),
         _ => format!(

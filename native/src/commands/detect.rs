@@ -165,7 +165,7 @@ pub fn run(args: DetectArgs, selected: Selected) -> Result<()> {
         .report
         .clone()
         .unwrap_or_else(|| run.dir.file("detect.json"));
-    write_atomic(&path, &serde_json::to_vec_pretty(&outcome.report)?)
+    write_atomic(&path, &crate::config::report_json(&outcome.report)?)
         .context("writing the report")?;
     if let Some(dir) = &args.out {
         write_outputs(&outcome, dir)?;

@@ -43,7 +43,7 @@ pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
         &mut Bars::default(),
     )?;
     let path = args.report.unwrap_or_else(|| run.dir.file("report.json"));
-    write_atomic(&path, &serde_json::to_vec_pretty(&report)?).context("writing the report")?;
+    write_atomic(&path, &crate::config::report_json(&report)?).context("writing the report")?;
     println!(
         "{}-bit {} ({} queries vs {} database): mAP@all {:.4}, mAP@1000 {:.4} [{} on {}] -> {}",
         report.bits,

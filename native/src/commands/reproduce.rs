@@ -85,7 +85,7 @@ pub fn run(args: ReproduceArgs, selected: Selected) -> Result<()> {
     println!("\n{}", table1_miss_rates(report));
     write_atomic(
         &args.out.join("report.json"),
-        &serde_json::to_vec_pretty(report)?,
+        &crate::config::report_json(report)?,
     )?;
     write_atomic(
         &args.out.join("table1.md"),

@@ -199,6 +199,13 @@ pub(super) fn train_run(
         run.create()?;
         run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;
         run.write_split(&fresh.set, &fresh.split)?;
+        if let Some(invocation) = crate::config::invocation() {
+            write_atomic(
+                &run.file("invocation.toml"),
+                crate::config::invocation_toml(invocation).as_bytes(),
+            )
+            .context("writing invocation.toml")?;
+        }
         let mut trainer = Trainer::new(fresh.train, fresh.centres, &selected.device)?;
         if let Some(model) = &fresh.start {
             trainer.start_from(model)?;
@@ -264,7 +271,7 @@ pub(super) fn train_run(
     };
     write_atomic(
         &run.file("train.json"),
-        &serde_json::to_vec_pretty(&summary)?,
+        &crate::config::report_json(&summary)?,
     )
     .context("writing train.json")?;
     loss_curve(&trainer.history, &run.file("loss"))?;

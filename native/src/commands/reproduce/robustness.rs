@@ -232,7 +232,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     };
     write_atomic(
         &out.join("table3.json"),
-        &serde_json::to_vec_pretty(&report)?,
+        &crate::config::report_json(&report)?,
     )?;
     let md = table3_markdown(&report);
     write_atomic(&out.join("table3.md"), md.as_bytes())?;

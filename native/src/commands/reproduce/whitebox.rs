@@ -78,7 +78,7 @@ pub fn run(c: &DetectionArgs, w: &WhiteboxArgs, out: &Path, selected: &Selected)
     )?;
     write_atomic(
         &out.join("whitebox.json"),
-        &serde_json::to_vec_pretty(&report)?,
+        &crate::config::report_json(&report)?,
     )?;
     for &lambda2 in &config.lambda2 {
         let mine: Vec<&WhiteboxPoint> = report
