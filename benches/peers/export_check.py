@@ -9,7 +9,9 @@
    wherever the order is not a tie at the 10th distance (FAISS orders ties its own way).
 4. Beyond exact search: a FAISS `IndexBinaryIVF` built from the exported codes, recall@10 against
    the exact neighbours (an item counts when its true distance is within the exact 10th distance)
-   and time per query, for several nprobe.
+   and time per query, for several nprobe; the same for USearch's HNSW over 1-bit vectors with
+   the Hamming metric (when `usearch` is installed), and whether Milvus Lite takes binary vectors
+   (when `pymilvus` and `milvus-lite` are).
 
 Usage: python export_check.py EXPORT_DIR --codes RUN/database.codes [--out results.json]
 """
@@ -96,15 +98,10 @@ def ivf_recall(arrays, k, nprobes):
         start = time.perf_counter()
         distances, found = ivf.search(queries, k)
         per_query_ms = 1e3 * (time.perf_counter() - start) / len(queries)
-        hits = 0
-        for q in range(len(queries)):
-            valid = found[q] >= 0
-            true = popcount_distances(queries[q], db[found[q][valid]])
-            hits += int((true <= edge[q]).sum())
         rows.append(
             {
                 "nprobe": nprobe,
-                "recall_at_k": hits / (k * len(queries)),
+                "recall_at_k": recall(found, queries, db, edge),
                 "ms_per_query": per_query_ms,
             }
         )
@@ -116,6 +113,99 @@ def ivf_recall(arrays, k, nprobes):
         "exact_ms_per_query": exact_ms,
         "rows": rows,
     }
+
+
+def recall(found, queries, db, edge):
+    """Share of the returned items whose true distance is within the exact k-th distance."""
+    hits = 0
+    for q in range(len(queries)):
+        ids = found[q][found[q] >= 0].astype(np.int64)
+        true = popcount_distances(queries[q], db[ids])
+        hits += int((true <= edge[q]).sum())
+    return hits / found.size
+
+
+def hnsw_recall(arrays, k, expansions):
+    """USearch HNSW over b1 vectors with the Hamming metric, or None without usearch."""
+    try:
+        from usearch.index import Index
+    except ImportError:
+        return None
+    import usearch
+
+    queries, db = arrays["query_codes"], arrays["database_codes"]
+    edge = arrays["query_distances"][:, k - 1]
+    rows = []
+    for expansion in expansions:
+        index = Index(ndim=db.shape[1] * 8, metric="hamming", dtype="b1",
+                      expansion_add=expansion, expansion_search=expansion)
+        start = time.perf_counter()
+        index.add(np.arange(len(db)), db, threads=1)
+        build = time.perf_counter() - start
+        start = time.perf_counter()
+        matches = index.search(queries, k, threads=1)
+        per_query_ms = 1e3 * (time.perf_counter() - start) / len(queries)
+        rows.append({
+            "expansion": expansion,
+            "build_seconds": build,
+            "recall_at_k": recall(matches.keys, queries, db, edge),
+            "ms_per_query": per_query_ms,
+        })
+    return {"usearch": usearch.__version__, "rows": rows}
+
+
+def milvus_lite_probe(bits):
+    """Whether Milvus Lite accepts a BINARY_VECTOR field (None without pymilvus/milvus-lite)."""
+    try:
+        import tempfile
+
+        from pymilvus import DataType, MilvusClient
+    except ImportError:
+        return None
+    import logging
+
+    import pymilvus
+
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as tmp:
+        client = MilvusClient(os.path.join(tmp, "codes.db"))
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("code", DataType.BINARY_VECTOR, dim=bits)
+        params = client.prepare_index_params()
+        params.add_index(field_name="code", index_type="BIN_FLAT", metric_type="HAMMING")
+        try:
+            client.create_collection("codes", schema=schema, index_params=params)
+            outcome = "accepted"
+        except Exception as e:  # the client raises MilvusException for a refused schema
+            outcome = f"refused: {str(e).splitlines()[0][:200]}"
+        client.close()
+    return {"pymilvus": pymilvus.__version__, "binary_vector": outcome}
+
+
+def random_codes_baseline(arrays, k):
+    """The same sizes with uniform random codes (no class structure, few ties): exact ground
+    truth from FAISS's flat index, then the IVF and HNSW recall on them."""
+    rng = np.random.default_rng(0)
+    db = rng.integers(0, 256, size=arrays["database_codes"].shape, dtype=np.uint8)
+    queries = rng.integers(0, 256, size=arrays["query_codes"].shape, dtype=np.uint8)
+    flat = faiss.IndexBinaryFlat(db.shape[1] * 8)
+    flat.add(db)
+    distances, found = flat.search(queries, k)
+    synthetic = {"database_codes": db, "query_codes": queries,
+                 "query_distances": distances.astype(np.int32), "query_neighbours": found}
+    return {
+        "ivf": ivf_recall(synthetic, k, [1, 8, 64, 256]),
+        "hnsw": hnsw_recall(synthetic, k, [16, 64, 128]),
+    }
+
+
+def print_table(title, rows, key):
+    print(title)
+    print(f"| {key} | recall@10 | ms / query |")
+    print("| ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r[key]} | {r['recall_at_k']:.4f} | {r['ms_per_query']:.3f} |")
 
 
 def main():
@@ -137,6 +227,10 @@ def main():
     assert index.ntotal == len(rows) and index.d == bits, (index.ntotal, index.d)
     exact = check_exact(index, arrays, args.k)
     ivf = ivf_recall(arrays, args.k, [1, 2, 4, 8, 16, 32, 64])
+    hnsw = hnsw_recall(arrays, args.k, [16, 64, 128])
+    milvus = milvus_lite_probe(bits)
+    baseline = random_codes_baseline(arrays, args.k)
+    edge = arrays["query_distances"][:, args.k - 1]
 
     result = {
         "numpy": np.__version__,
@@ -144,7 +238,11 @@ def main():
         "arrays": {name: list(a.shape) for name, a in arrays.items()},
         "codes_bit_exact": True,
         "exact_search": exact,
+        "queries_whose_kth_distance_is_0": int((edge == 0).sum()),
         "ivf": ivf,
+        "hnsw": hnsw,
+        "milvus_lite": milvus,
+        "random_codes": baseline,
     }
     print(f"NumPy {np.__version__}: {len(arrays)} arrays as the manifest says; database codes "
           f"bit-exact with database.codes ({len(rows)} x {bits} bits)")
@@ -157,6 +255,21 @@ def main():
     print("| ---: | ---: | ---: |")
     for r in ivf["rows"]:
         print(f"| {r['nprobe']} | {r['recall_at_k']:.4f} | {r['ms_per_query']:.3f} |")
+    print(f"queries whose exact {args.k}th neighbour is at distance 0 (ties make recall easier): "
+          f"{result['queries_whose_kth_distance_is_0']} of {exact['queries']}")
+    if hnsw:
+        print(f"USearch {hnsw['usearch']} HNSW, b1 vectors, Hamming metric, one thread:")
+        print("| expansion | build (s) | recall@10 | ms / query |")
+        print("| ---: | ---: | ---: | ---: |")
+        for r in hnsw["rows"]:
+            print(f"| {r['expansion']} | {r['build_seconds']:.2f} | {r['recall_at_k']:.4f} | "
+                  f"{r['ms_per_query']:.3f} |")
+    print_table("Uniform random codes of the same sizes, IndexBinaryIVF:", baseline["ivf"]["rows"],
+                "nprobe")
+    if baseline["hnsw"]:
+        print_table("Uniform random codes, USearch HNSW:", baseline["hnsw"]["rows"], "expansion")
+    if milvus:
+        print(f"Milvus Lite (pymilvus {milvus['pymilvus']}): BINARY_VECTOR {milvus['binary_vector']}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
