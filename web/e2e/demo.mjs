@@ -8,6 +8,9 @@ import { chromium } from "playwright-core";
 
 const [url = "http://127.0.0.1:8080/", shot = "demo.png"] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const webgpu = process.argv.includes("--webgpu");
+// --size WxH: the browser window (default 1280x900).
+const sizeArg = process.argv.find((a) => a.startsWith("--size="));
+const [vw, vh] = (sizeArg ? sizeArg.slice("--size=".length) : "1280x900").split("x").map(Number);
 const args = [
   "--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--disable-quic",
@@ -25,7 +28,7 @@ const check = (name, ok, detail = "") => {
 const logs = [];
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args });
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: vw, height: vh } });
   page.on("console", (m) => logs.push(m.text()));
   // Bytes on the wire (as served, compressed where the server had a copy) until the app is ready.
   let wire = 0;

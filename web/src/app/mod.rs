@@ -163,7 +163,7 @@ impl eframe::App for DemoApp {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));
         }
         egui::Panel::top("top").show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.heading("hashguard");
                 ui.label("deep hashing retrieval, adversarial attacks and UMCD detection");
                 ui.separator();
@@ -204,13 +204,24 @@ impl eframe::App for DemoApp {
                 );
                 ui.heading(format!("Query: {name}"));
                 let tex = self.texture(&ctx, "query", || pixels.clone());
-                ui.horizontal(|ui| {
-                    ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(112.0, 112.0)));
-                    ui.vertical(|ui| {
-                        ui.label("Top-10 retrieved (Hamming distance d; green = same class):");
-                        self.neighbours_row(ui, &analysis, label);
-                    });
-                });
+                ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(112.0, 112.0)));
+                if label.is_none() {
+                    let shape = self.state.engine.as_ref().map(|e| e.shape()).ok();
+                    if let Some(shape) = shape {
+                        ui.small(format!(
+                            "Your image as the model sees it: {}x{} {}, resized from the file.",
+                            shape.width,
+                            shape.height,
+                            if shape.channels == 1 {
+                                "greyscale"
+                            } else {
+                                "colour"
+                            }
+                        ));
+                    }
+                }
+                ui.label("Top-10 retrieved (Hamming distance d; green = same class, red = other):");
+                self.neighbours_row(ui, &analysis, label);
                 ui.separator();
                 self.attack_panel(ui);
                 if let Some(adv) = &self.state.adversarial {
@@ -232,7 +243,7 @@ impl eframe::App for DemoApp {
                             .map(|(a, c)| 0.5 + 10.0 * (a - c))
                             .collect()
                     });
-                    ui.horizontal(|ui| {
+                    ui.horizontal_wrapped(|ui| {
                         for (t, caption) in [
                             (&tex, "original"),
                             (&adv_tex, "adversarial"),
@@ -243,22 +254,13 @@ impl eframe::App for DemoApp {
                                 ui.small(caption);
                             });
                         }
-                        ui.vertical(|ui| {
-                            ui.label("Top-10 retrieved for the adversarial image:");
-                            self.neighbours_row(ui, &adv_analysis, label);
-                        });
                     });
+                    ui.label("Top-10 retrieved for the adversarial image:");
+                    self.neighbours_row(ui, &adv_analysis, label);
                 }
                 ui.separator();
-                ui.heading("UMCD detection");
-                ui.horizontal(|ui| {
-                    Self::umcd_panel(ui, "Benign query", &analysis, self.state.verdict(&analysis));
-                    if let Some(adv) = &self.state.adversarial {
-                        ui.separator();
-                        let verdict = self.state.verdict(&adv.analysis);
-                        Self::umcd_panel(ui, "Adversarial image", &adv.analysis, verdict);
-                    }
-                });
+                let adversarial = self.state.adversarial.as_ref().map(|a| a.analysis.clone());
+                self.umcd_section(ui, &analysis, adversarial.as_ref());
             });
         });
         if self.state.attacking() {

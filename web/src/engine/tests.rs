@@ -62,3 +62,43 @@ fn the_shipped_weights_give_the_bundle_s_codes_and_thresholds() {
         }
     }
 }
+
+/// The shipped model is the label-smoothed one: C2 spreads over benign images (the ε = 0 model's
+/// C2 sat near 5e-6 for every image, so its threshold could never fire) and every criterion gets
+/// a threshold inside its benign range.
+#[test]
+fn every_criterion_can_fire_on_the_shipped_model() {
+    let engine = Engine::embedded(Device::flex(), "CPU".into()).unwrap();
+    let calibration = engine.calibration(0.05).unwrap();
+    for (c, (values, &t)) in engine
+        .bundle
+        .header
+        .benign
+        .iter()
+        .zip(&calibration.thresholds)
+        .enumerate()
+    {
+        let (lo, hi) = values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        eprintln!("C{}: benign {lo} .. {hi}, threshold {t}", c + 1);
+        assert!(hi > lo, "C{} is constant over benign images", c + 1);
+    }
+    let c2 = &engine.bundle.header.benign[1];
+    let median = {
+        let mut v = c2.clone();
+        v.sort_by(f32::total_cmp);
+        v[v.len() / 2]
+    };
+    assert!(
+        median > 0.1,
+        "benign C2 median {median}: the saturated ε = 0 model is back"
+    );
+    assert!(
+        calibration.thresholds[1] > 0.01,
+        "C2's threshold {}",
+        calibration.thresholds[1]
+    );
+}
