@@ -62,12 +62,14 @@ mod web {
         })
     }
 
-    /// Chooses the next attack: `method` is pgd, dhta or cw; eps in grey levels (of 255).
+    /// Chooses the next attack: `method` is pgd, dhta or cw; eps in grey levels (of 255);
+    /// `target` the class a targeted attack aims at (default 0).
     #[wasm_bindgen]
     pub fn demo_choose_attack(
         method: String,
         eps_levels: f32,
         steps: usize,
+        target: Option<usize>,
     ) -> Result<(), JsValue> {
         let kind: hashguard_core::experiments::AttackKind = method
             .parse()
@@ -78,7 +80,12 @@ mod web {
                 .as_ref()
                 .and_then(|runner| runner.app_mut::<DemoApp>())
                 .ok_or("the app is not running")?;
-            app.set_attack(crate::engine::demo_spec(kind, eps_levels / 255.0, steps, 0));
+            app.set_attack(crate::engine::demo_spec(
+                kind,
+                eps_levels / 255.0,
+                steps,
+                target.unwrap_or(0),
+            ));
             Ok(())
         })
     }

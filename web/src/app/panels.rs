@@ -257,7 +257,7 @@ impl DemoApp {
             ui.add_space(6.0);
             let t = benign_verdict.thresholds[i];
             let side = if criterion.flags_high { "≥" } else { "≤" };
-            ui.strong(criterion.name.replace("{k}", &k.to_string()));
+            ui.strong(criterion.name.replace("{k}", &ordinal(k)));
             ui.label(criterion.explains);
             let mut line = format!(
                 "threshold: flagged when {side} {}; benign query {}",
@@ -296,7 +296,7 @@ struct CriterionText {
 
 const CRITERIA: [CriterionText; 3] = [
     CriterionText {
-        name: "C1 · Hamming distance to the {k}-th nearest database code",
+        name: "C1 · Hamming distance to the {k} nearest database code",
         explains: "An untargeted attack pushes the code into empty Hamming space, far from every \
                    database image; a code that lands on another class's codes looks benign here.",
         flags_high: true,
@@ -401,6 +401,18 @@ fn distribution_plot(
                 plot.vline(line);
             }
         });
+}
+
+/// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st, …
+pub(super) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// A criterion value for display: three decimals, or scientific notation when tiny.

@@ -154,3 +154,14 @@ fn the_histogram_holds_every_value_and_each_mark() {
     );
     assert!(lo <= 0.5 && lo + width * counts.len() as f64 >= 4.0 - 1e-9);
 }
+
+#[test]
+fn ordinals_read_as_english() {
+    let o = super::panels::ordinal;
+    assert_eq!(
+        [1, 2, 3, 4, 11, 12, 13, 21, 22, 100, 101].map(o),
+        [
+            "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "100th", "101st"
+        ]
+    );
+}
