@@ -13,6 +13,7 @@ use crate::engine::Engine;
 
 mod panels;
 mod state;
+mod umcd;
 
 pub use state::{Adversarial, DemoState, PendingQuery, Query, Running, Stage};
 

@@ -145,8 +145,7 @@ fn every_match_stays_inside_the_window_at_common_desktop_sizes() {
 
 #[test]
 fn the_histogram_holds_every_value_and_each_mark() {
-    let (lo, width, counts) =
-        super::panels::histogram(&[1.0, 2.0, 2.0, 3.0, f32::NAN], &[0.5, 4.0]);
+    let (lo, width, counts) = super::umcd::histogram(&[1.0, 2.0, 2.0, 3.0, f32::NAN], &[0.5, 4.0]);
     assert_eq!(
         counts.iter().sum::<usize>(),
         4,
@@ -157,7 +156,7 @@ fn the_histogram_holds_every_value_and_each_mark() {
 
 #[test]
 fn ordinals_read_as_english() {
-    let o = super::panels::ordinal;
+    let o = super::umcd::ordinal;
     assert_eq!(
         [1, 2, 3, 4, 11, 12, 13, 21, 22, 100, 101].map(o),
         [

@@ -84,10 +84,8 @@ pub const DEMO_ATTACKS: [AttackKind; 3] = [AttackKind::Pgd, AttackKind::Dhta, At
 /// tanh form stalls on confident models, docs/results.md).
 pub fn demo_spec(kind: AttackKind, eps: f32, steps: usize, target: usize) -> AttackSpec {
     let mut spec = AttackSpec::new(kind).with_eps(eps).with_steps(steps);
-    // (CW has no radius: `eps` may be 0, so the floor never exceeds the ceiling.)
-    spec.step = (2.5 * eps / steps.max(1) as f32)
-        .max(1.0 / 255.0)
-        .min(eps.max(1.0 / 255.0));
+    let floor = 1.0 / 255.0;
+    spec.step = (2.5 * eps / steps.max(1) as f32).clamp(floor, eps.max(floor));
     spec.alpha_schedule = kind == AttackKind::Dhta;
     spec.target.label = Some(target);
     spec
