@@ -1386,12 +1386,36 @@ fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
             "200",
             "--precision",
             precision,
+            "--roc-queries",
+            "20",
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         for f in ["model.bpk", "model.json", "demo.bin"] {
             assert!(out_dir.join(f).is_file(), "{f} missing");
         }
+        // The bundle carries UMCD's scores on 20 queries per ROC attack, and the export says
+        // what UMCD flags of each.
+        let bundle = hashguard_core::demo::DemoBundle::from_bytes(
+            &std::fs::read(out_dir.join("demo.bin")).unwrap(),
+        )
+        .unwrap();
+        let names: Vec<&str> = (bundle.header.attacked.iter())
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PGD-100, ε = 8/255",
+                "PGD-100, ε = 32/255",
+                "DHTA-100, ε = 32/255"
+            ]
+        );
+        for a in &bundle.header.attacked {
+            assert!(a.values.iter().all(|c| c.len() == 20), "{}", a.name);
+            assert!(stderr.contains(&format!("{}: ", a.name)), "{stderr}");
+        }
+        assert!(bundle.header.union_roc(2, &[0.05]).is_ok());
         // The f16 export re-encodes the shipped database and reports the bits that changed.
         assert_eq!(
             stderr.contains("code bits flipped"),
@@ -1406,6 +1430,21 @@ fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
         &run(&["export-web", "--run", s(&run_dir), "--precision", "f8"]),
         "f8",
     );
+    for bad in ["0", "100000"] {
+        let out = run(&[
+            "export-web",
+            "--run",
+            s(&run_dir),
+            "--out",
+            s(&work.path().join("never")),
+            "--database",
+            "200",
+            "--roc-queries",
+            bad,
+        ]);
+        assert_clean_error(&out, "--roc-queries");
+        assert!(!work.path().join("never").exists(), "nothing written");
+    }
 }
 
 #[test]

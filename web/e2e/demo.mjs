@@ -1,7 +1,8 @@
 // End-to-end test of the browser demo in Debian's headless Chromium, driven by playwright-core:
 // the page loads and reports its backend, retrieval runs, a PGD attack started by clicking the
-// egui "Run attack" button runs to the end, and UMCD flags the adversarial image. Screenshot
-// saved. Usage: node demo.mjs URL SCREENSHOT.png [--webgpu]
+// egui "Run attack" button runs to the end, UMCD flags a targeted adversarial image, the ε
+// sweep runs, and every plot (criteria, ROC, sweep) is drawn inside the window with something
+// on it. Screenshots saved. Usage: node demo.mjs URL SCREENSHOT.png [--webgpu]
 // --webgpu starts Chromium with WebGPU on SwiftShader's Vulkan and expects the WebGPU backend;
 // without it Chromium has no WebGPU and the page must fall back to Burn's CPU backend.
 import { chromium } from "playwright-core";
@@ -133,6 +134,55 @@ try {
   await page.screenshot({ path: shot });
   console.log(`screenshot -> ${shot}; backend ${done.backend}; first retrieval ${firstRetrieval.toFixed(1)} s after page load`);
   if (done.message) console.log(`app message: ${done.message}`);
+
+  // The ε sweep: PGD at seven radii in one batch (20 steps), run from the page's API.
+  await page.evaluate(() => window.hashguard.chooseAttack("pgd", 8, 20));
+  const tSweep = Date.now();
+  await page.evaluate(() => window.hashguard.sweep());
+  await page.waitForFunction(() => {
+    const s = window.hashguard.state();
+    return (!s.attacking && s.sweep.length > 0) || s.message;
+  }, null, { timeout: 600_000, polling: 500 });
+  const swept = await page.evaluate(() => window.hashguard.state());
+  const rows = swept.sweep;
+  const last = rows[rows.length - 1];
+  check("the ε sweep gives the query and seven radii, damage growing with ε",
+    rows.length === 8 && rows[0].eps_levels === 0 && last.eps_levels === 32 && last.flipped > rows[1].flipped && last.damage >= rows[1].damage,
+    `${((Date.now() - tSweep) / 1000).toFixed(1)} s; ` +
+    rows.map((r) => `${r.eps_levels}: ${r.flipped} bits, ${(100 * r.damage).toFixed(0)} %${r.flagged ? " flagged" : ""}`).join("; "));
+
+  // Every plot is drawn inside the window with more than its background on it: scroll the
+  // central panel until each has been seen whole, and count the distinct colours in its
+  // rectangle of a screenshot.
+  const canvasBox = await page.locator("#app").boundingBox();
+  const seen = new Map();
+  for (let i = 0; i < 12 && seen.size < 5; i++) {
+    const s = await page.evaluate(() => window.hashguard.state());
+    for (const p of s.plots) {
+      const [x0, y0, x1, y1] = p.rect;
+      if (seen.has(p.name) || y0 < 0 || y1 > canvasBox.height || x1 > canvasBox.width) continue;
+      const png = await page.screenshot({ clip: { x: canvasBox.x + x0, y: canvasBox.y + y0, width: x1 - x0, height: y1 - y0 } });
+      const colours = await page.evaluate(async (bytes) => {
+        const img = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/png" }));
+        const c = new OffscreenCanvas(img.width, img.height);
+        const g = c.getContext("2d");
+        g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, img.width, img.height).data;
+        const set = new Set();
+        for (let k = 0; k < d.length; k += 4) set.add((d[k] << 16) | (d[k + 1] << 8) | d[k + 2]);
+        return set.size;
+      }, Array.from(png));
+      seen.set(p.name, { w: x1 - x0, h: y1 - y0, colours });
+    }
+    await page.mouse.move(canvasBox.x + canvasBox.width * 0.6, canvasBox.y + canvasBox.height * 0.6);
+    await page.mouse.wheel(0, 400);
+    await page.waitForTimeout(300);
+  }
+  const want = ["sweep", "C1", "C2", "C3", "ROC"];
+  check("every plot is drawn inside the window, readable and not blank",
+    want.every((n) => seen.has(n) && seen.get(n).w >= 300 && seen.get(n).h >= 80 && seen.get(n).colours >= 8),
+    want.map((n) => (seen.has(n) ? `${n} ${seen.get(n).w.toFixed(0)}x${seen.get(n).h.toFixed(0)} pt, ${seen.get(n).colours} colours` : `${n} never whole in view`)).join("; "));
+  await page.screenshot({ path: shot.replace(/\.png$/, "-plots.png") });
 
   // One query's cost once the page is warm: encode (with the blurred copy), read back, search
   // and UMCD's criteria, timed by the app. Three uploads of the screenshot (a PNG the app

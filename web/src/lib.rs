@@ -90,6 +90,20 @@ mod web {
         })
     }
 
+    /// Starts the ε sweep of the chosen attack (see `demo_choose_attack`) on the current query.
+    #[wasm_bindgen]
+    pub fn demo_sweep() -> Result<(), JsValue> {
+        RUNNER.with(|r| {
+            let runner = r.borrow();
+            let mut app = runner
+                .as_ref()
+                .and_then(|runner| runner.app_mut::<DemoApp>())
+                .ok_or("the app is not running")?;
+            app.demo_mut().start_sweep();
+            Ok(())
+        })
+    }
+
     /// Queries the app with a file the page read (PNG or JPEG bytes).
     #[wasm_bindgen]
     pub fn upload_image(name: String, bytes: Vec<u8>) {

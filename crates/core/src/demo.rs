@@ -1,6 +1,7 @@
 //! The browser demo's bundle: a database sample of real images with their codes, a gallery of
-//! query images, UMCD's parameters and benign calibration scores. `hashguard export-web` writes
-//! it, the web app embeds it; reading checks every length so a bad file is an error, not garbage.
+//! query images, UMCD's parameters, benign calibration scores and attacked queries' scores (for
+//! the page's ROC). `hashguard export-web` writes it, the web app loads it; reading checks every
+//! length so a bad file is an error, not garbage.
 
 use std::io::{Read, Write};
 
@@ -10,7 +11,8 @@ use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ImageSet, LabelSet};
-use crate::detectors::UmcdConfig;
+use crate::detectors::{Scores, UmcdConfig, calibrate, umcd_criteria};
+use crate::experiments::{AttackKind, AttackSpec};
 use crate::retrieval::PackedCodes;
 use crate::{Error, Result};
 
@@ -36,6 +38,79 @@ pub struct DemoHeader {
     pub database_labels: Vec<LabelSet>,
     /// Labels of the gallery images.
     pub gallery_labels: Vec<LabelSet>,
+    /// UMCD's scores on attacked query images, one entry per attack (bundles written before
+    /// these existed read as none).
+    #[serde(default)]
+    pub attacked: Vec<AttackedScores>,
+}
+
+/// UMCD's criteria on query images attacked as the page attacks (see [`demo_spec`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackedScores {
+    /// The attack as the page names it, e.g. "PGD-100, ε = 8/255".
+    pub name: String,
+    /// Share of the queries the attack succeeded on (its own criterion).
+    pub success_rate: f64,
+    /// One column per criterion (C1, C2, C3), one value per attacked query; C1 against the
+    /// shipped database.
+    pub values: Vec<Vec<f32>>,
+}
+
+/// One point of the page's ROC: the union detector calibrated at some FPR budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UnionRocPoint {
+    /// The budget asked for.
+    pub budget: f64,
+    /// Share of the shipped benign images flagged.
+    pub fpr: f64,
+    /// Share of the attacked queries flagged.
+    pub tpr: f64,
+}
+
+/// The demo's attack: `kind` at radius `eps` for `steps` iterations, towards `target` when
+/// targeted. DHTA ramps α (its schedule); the step follows Madry et al.'s rule of thumb,
+/// 2.5·eps/steps, at least one grey level; CW uses the logit margin with c = 1000 (the relaxed
+/// tanh form stalls on confident models, docs/results.md). `export-web` attacks its ROC queries
+/// with the same spec.
+pub fn demo_spec(kind: AttackKind, eps: f32, steps: usize, target: usize) -> AttackSpec {
+    let mut spec = AttackSpec::new(kind).with_eps(eps).with_steps(steps);
+    let floor = 1.0 / 255.0;
+    spec.step = (2.5 * eps / steps.max(1) as f32).clamp(floor, eps.max(floor));
+    spec.alpha_schedule = kind == AttackKind::Dhta;
+    spec.target.label = Some(target);
+    spec
+}
+
+impl DemoHeader {
+    /// UMCD's ROC against attack `attack` of [`DemoHeader::attacked`]: at each FPR budget of
+    /// `budgets` the thresholds are calibrated on the benign scores exactly as the page
+    /// calibrates them, and the union of the three criteria is applied to both sets.
+    pub fn union_roc(&self, attack: usize, budgets: &[f64]) -> Result<Vec<UnionRocPoint>> {
+        let scores = |values: &Vec<Vec<f32>>| Scores {
+            criteria: umcd_criteria(),
+            values: values.clone(),
+        };
+        let adversarial = self
+            .attacked
+            .get(attack)
+            .ok_or_else(|| Error::InvalidArgument(format!("no attack #{attack} in the bundle")))?;
+        let (benign, adversarial) = (scores(&self.benign), scores(&adversarial.values));
+        let flagged = |c: &crate::detectors::Calibration, s: &Scores| {
+            let d = c.decide(s);
+            d.iter().filter(|d| d.adversarial).count() as f64 / d.len().max(1) as f64
+        };
+        budgets
+            .iter()
+            .map(|&budget| {
+                let c = calibrate(&benign, budget, None)?;
+                Ok(UnionRocPoint {
+                    budget,
+                    fpr: flagged(&c, &benign),
+                    tpr: flagged(&c, &adversarial),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A decoded bundle.
@@ -132,6 +207,22 @@ impl DemoBundle {
         if header.benign.len() != 3 || header.benign.iter().any(|c| c.len() != database.len()) {
             return Err(bad("calibration scores do not cover the database".into()));
         }
+        let finite = |columns: &[Vec<f32>]| columns.iter().flatten().all(|v| v.is_finite());
+        if !finite(&header.benign) {
+            return Err(bad("non-finite calibration scores".into()));
+        }
+        for a in &header.attacked {
+            let n = a.values.first().map_or(0, Vec::len);
+            if a.values.len() != 3 || n == 0 || a.values.iter().any(|c| c.len() != n) {
+                return Err(bad(format!("the scores of attack {:?} are ragged", a.name)));
+            }
+            if !finite(&a.values) || !(0.0..=1.0).contains(&a.success_rate) {
+                return Err(bad(format!(
+                    "the scores of attack {:?} are not finite",
+                    a.name
+                )));
+            }
+        }
         if header.umcd.k == 0 || header.umcd.k >= database.len() || header.umcd.blur == 0 {
             return Err(bad(format!("UMCD parameters {:?} do not fit", header.umcd)));
         }
@@ -182,6 +273,11 @@ mod tests {
                 class_names: names,
                 database_labels: labels.clone(),
                 gallery_labels: labels[..2].to_vec(),
+                attacked: vec![AttackedScores {
+                    name: "PGD-100, ε = 8/255".into(),
+                    success_rate: 0.75,
+                    values: vec![vec![3.0, 0.5, 9.0, 0.0]; 3],
+                }],
             },
             database,
             gallery,
@@ -211,8 +307,45 @@ mod tests {
         wrong.header.benign[1].pop();
         assert!(DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).is_err());
         let mut wrong = bundle();
+        wrong.header.attacked[0].values[2].pop();
+        let e = DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("ragged"), "{e}");
+        let mut wrong = bundle();
+        wrong.header.benign[0][3] = f32::NAN;
+        assert!(DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).is_err());
+        let mut wrong = bundle();
         wrong.header.bits = 16;
         let e = DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).unwrap_err();
         assert!(e.to_string().contains("export-web"), "{e}");
+    }
+
+    /// A bundle written before attacked scores existed still reads, with none.
+    #[test]
+    fn headers_without_attacked_scores_read_as_none() {
+        let mut json = serde_json::to_value(&bundle().header).unwrap();
+        json.as_object_mut().unwrap().remove("attacked");
+        let header: DemoHeader = serde_json::from_value(json).unwrap();
+        assert!(header.attacked.is_empty());
+    }
+
+    /// The ROC's points: a budget of ~0 flags nothing benign, FPR and TPR never fall as the
+    /// budget grows, and TPR counts the attacked values above the calibrated thresholds.
+    #[test]
+    fn the_union_roc_follows_the_calibration() {
+        let mut header = bundle().header;
+        // C1 and C3 flag high values, C2 low ones; 100 benign values per criterion.
+        let ramp = |from: f32| (0..100).map(|i| from + i as f32).collect::<Vec<f32>>();
+        header.benign = vec![ramp(0.0), ramp(1000.0), ramp(0.0)];
+        // Only C1 can flag the attacked values, and only the two at 99.5.
+        header.attacked[0].values = vec![vec![99.5, 50.0, 99.5, 10.0], vec![5e3; 4], vec![0.0; 4]];
+        let roc = header.union_roc(0, &[0.001, 0.02, 0.05, 0.2]).unwrap();
+        assert_eq!(roc.len(), 4);
+        for w in roc.windows(2) {
+            assert!(w[1].fpr >= w[0].fpr && w[1].tpr >= w[0].tpr, "{roc:?}");
+        }
+        assert!(roc[2].fpr <= 0.06, "{roc:?}");
+        // Each criterion flags about 5/3 % of benign: C1's threshold lies in (97, 99.5].
+        assert_eq!(roc[2].tpr, 0.5, "{roc:?}");
+        assert!(header.union_roc(1, &[0.05]).is_err());
     }
 }

@@ -1,17 +1,19 @@
-//! `hashguard export-web`: writes what the browser demo embeds — the run's model
-//! (`model.bpk`, f16 by default, and `model.json`) and a bundle of real database images with their codes, gallery
-//! queries, UMCD's parameters and benign calibration scores (`demo.bin`).
+//! `hashguard export-web`: writes what the browser demo loads — the run's model (`model.bpk`,
+//! f16 by default, and `model.json`) and a bundle of real database images with their codes,
+//! gallery queries, UMCD's parameters, benign calibration scores and, for the page's ROC, UMCD's
+//! scores on queries attacked as the page attacks (`demo.bin`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use clap::Args;
-use hashguard_core::demo::{DemoBundle, DemoHeader};
+use hashguard_core::demo::{AttackedScores, DemoBundle, DemoHeader, demo_spec};
 use hashguard_core::detectors::{
     C1Budget, Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k,
 };
-use hashguard_core::model::{encode_images, half_precision_record};
+use hashguard_core::experiments::{AttackKind, Images, attack_goals, run_campaign};
+use hashguard_core::model::{HashNet, encode_images, half_precision_record};
 use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{OpenedRun, write_atomic};
 use rand::SeedableRng;
@@ -56,7 +58,18 @@ pub struct ExportArgs {
     /// f16 model must give the f32 model's database codes), f32 ships the run's record as is.
     #[arg(long, value_enum, default_value_t = Precision::F16)]
     precision: Precision,
+    /// Queries (outside the gallery) attacked per attack for the page's ROC: PGD-100 at 8/255
+    /// and 32/255 and DHTA-100 at 32/255 towards a random other class, as the page runs them.
+    #[arg(long, default_value_t = 250)]
+    roc_queries: usize,
 }
+
+/// The attacks whose UMCD scores the bundle ships: kind, ε in grey levels, steps.
+const ROC_ATTACKS: [(AttackKind, f32, usize); 3] = [
+    (AttackKind::Pgd, 8.0, 100),
+    (AttackKind::Pgd, 32.0, 100),
+    (AttackKind::Dhta, 32.0, 100),
+];
 
 /// Storage precision of the exported weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -73,8 +86,8 @@ const MAX_FLIPPED: f64 = 1e-3;
 
 /// Runs `hashguard export-web`.
 pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
-    if args.blur == 0 || args.gallery_per_class == 0 {
-        bail!("--blur and --gallery-per-class must be at least 1");
+    if args.blur == 0 || args.gallery_per_class == 0 || args.roc_queries == 0 {
+        bail!("--blur, --gallery-per-class and --roc-queries must be at least 1");
     }
     if !(args.fpr > 0.0 && args.fpr < 0.5) {
         bail!("--fpr {} must lie in (0, 0.5)", args.fpr);
@@ -106,6 +119,22 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
                 .take(args.gallery_per_class),
         );
     }
+    let mut roc_pool: Vec<usize> = split
+        .query
+        .iter()
+        .copied()
+        .filter(|i| !gallery.contains(i))
+        .collect();
+    if args.roc_queries > roc_pool.len() {
+        bail!(
+            "--roc-queries {} must be at most the run's {} queries outside the gallery",
+            args.roc_queries,
+            roc_pool.len()
+        );
+    }
+    roc_pool.shuffle(&mut rng);
+    roc_pool.truncate(args.roc_queries);
+    roc_pool.sort_unstable();
     let database = set.subset(&db);
     let shape = database.shape();
     let all: Vec<usize> = (0..database.len()).collect();
@@ -151,6 +180,14 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         pb.inc((end - start) as u64);
     }
     pb.finish_and_clear();
+    let attacked = attacked_scores(
+        model,
+        &detector,
+        &set.subset(&roc_pool),
+        &database,
+        args.seed,
+        &selected.device,
+    )?;
     let gallery_set = set.subset(&gallery);
     let bundle = DemoBundle {
         header: DemoHeader {
@@ -162,6 +199,7 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
             class_names: set.class_names.clone(),
             database_labels: database.labels.clone(),
             gallery_labels: gallery_set.labels.clone(),
+            attacked,
         },
         database,
         gallery: gallery_set,
@@ -216,10 +254,22 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     )?;
     let bytes = bundle.to_bytes()?;
     write_atomic(&args.out.join("demo.bin"), &bytes)?;
+    for (i, a) in bundle.header.attacked.iter().enumerate() {
+        let roc = bundle.header.union_roc(i, &[args.fpr])?;
+        eprintln!(
+            "{}: {:.0} % succeeded; UMCD at {:.0} % FPR flags {:.1} % ({:.1} % of the benign)",
+            a.name,
+            100.0 * a.success_rate,
+            100.0 * args.fpr,
+            100.0 * roc[0].tpr,
+            100.0 * roc[0].fpr
+        );
+    }
     eprintln!(
-        "exported {} database images, {} gallery queries, UMCD k = {k}, blur {}x{} ({} KiB bundle, {} KiB model{agreement}) -> {}",
+        "exported {} database images, {} gallery queries, {} attacked queries per attack, UMCD k = {k}, blur {}x{} ({} KiB bundle, {} KiB model{agreement}) -> {}",
         bundle.database.len(),
         bundle.gallery.len(),
+        args.roc_queries,
         args.blur,
         args.blur,
         bytes.len() / 1024,
@@ -227,4 +277,78 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// UMCD's scores on `queries` attacked by each of [`ROC_ATTACKS`] exactly as the page attacks
+/// (the demo's spec; DHTA's anchors voted from the shipped database's codes), C1 against the
+/// shipped database.
+fn attacked_scores(
+    model: &HashNet,
+    detector: &Umcd<'_>,
+    queries: &hashguard_core::data::ImageSet,
+    database: &hashguard_core::data::ImageSet,
+    seed: u64,
+    device: &burn::prelude::Device,
+) -> Result<Vec<AttackedScores>> {
+    let shape = queries.shape();
+    let all: Vec<usize> = (0..queries.len()).collect();
+    let pixels = queries.pixels_f32(&all);
+    let total: usize = ROC_ATTACKS.iter().map(|a| a.2).sum();
+    let pb = bar((total * queries.len().div_ceil(128)) as u64, "ROC attacks");
+    let mut out = Vec::new();
+    for (i, &(kind, levels, steps)) in ROC_ATTACKS.iter().enumerate() {
+        let mut spec = demo_spec(kind, levels / 255.0, steps, 0);
+        // A random other class per query, not the page's one fixed target.
+        spec.target.label = None;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(i as u64));
+        let targets = attack_goals(
+            &spec,
+            &queries.labels,
+            detector.index.codes(),
+            &database.labels,
+            &mut rng,
+        )?;
+        let campaign = run_campaign(
+            model,
+            Images {
+                pixels: &pixels,
+                shape,
+            },
+            &spec,
+            targets.as_deref(),
+            128,
+            seed,
+            device,
+            || pb.inc(1),
+        )?;
+        let mut scores = Scores::empty(detector.criteria());
+        let per = shape.len();
+        for start in (0..queries.len()).step_by(128) {
+            let end = (start + 128).min(queries.len());
+            scores.extend(detector.score(
+                model,
+                ImageBatch {
+                    pixels: &campaign.adversarial[start * per..end * per],
+                    shape,
+                    database_positions: None,
+                },
+                device,
+            )?)?;
+        }
+        let name = format!(
+            "{}-{steps}, ε = {levels}/255",
+            if kind == AttackKind::Dhta {
+                "DHTA"
+            } else {
+                "PGD"
+            }
+        );
+        out.push(AttackedScores {
+            name,
+            success_rate: campaign.success_rate(),
+            values: scores.values,
+        });
+    }
+    pb.finish_and_clear();
+    Ok(out)
 }

@@ -13,9 +13,11 @@ use crate::engine::Engine;
 
 mod panels;
 mod state;
+mod sweep;
 mod umcd;
 
 pub use state::{Adversarial, DemoState, PendingQuery, Query, Running, Stage};
+pub use sweep::{SWEEP_LEVELS, Sweep, SweepPoint};
 
 /// Files handed to the app from outside egui (the page's file input), drained each frame.
 pub type Uploads = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -31,6 +33,8 @@ pub struct DemoApp {
     run_button: Option<egui::Rect>,
     /// Frames drawn while an attack ran, and the milliseconds `ui()` took over them.
     ui_ms: (usize, f64),
+    /// The plots drawn last frame: name and rectangle (for the browser test's checks).
+    plots: Vec<(String, egui::Rect)>,
 }
 
 impl DemoApp {
@@ -43,6 +47,7 @@ impl DemoApp {
             drawn_revision: 0,
             run_button: None,
             ui_ms: (0, 0.0),
+            plots: Vec::new(),
         }
     }
 
@@ -88,8 +93,54 @@ impl DemoApp {
                 read_ms_per_slice: t.read_ms / t.slices.max(1) as f64,
             }),
             ui_ms_per_busy_frame: self.ui_ms.1 / self.ui_ms.0.max(1) as f64,
+            plots: (self.plots.iter())
+                .map(|(name, r)| PlotRect {
+                    name: name.clone(),
+                    rect: [r.min.x, r.min.y, r.max.x, r.max.y],
+                })
+                .collect(),
+            sweep: self.sweep_summary(),
+            sweeping: self.state.sweeping(),
         }
     }
+
+    /// The finished sweep's rows, for the browser test.
+    fn sweep_summary(&self) -> Vec<SweepSummary> {
+        let Some(sweep) = &self.state.sweep else {
+            return Vec::new();
+        };
+        self.sweep_rows(sweep)
+            .into_iter()
+            .map(|r| SweepSummary {
+                eps_levels: r.eps,
+                flipped: r.flipped,
+                damage: r.damage,
+                flagged: r.flagged,
+            })
+            .collect()
+    }
+}
+
+/// A plot on the page and where it was drawn (points, in the window's coordinates).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PlotRect {
+    /// "C1", "C2", "C3", "ROC" or "sweep".
+    pub name: String,
+    /// min x, min y, max x, max y.
+    pub rect: [f32; 4],
+}
+
+/// One row of a finished ε sweep, as the page shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SweepSummary {
+    /// ε in grey levels (0: the clean query).
+    pub eps_levels: f64,
+    /// Code bits flipped.
+    pub flipped: usize,
+    /// Share of the ten matches damaged.
+    pub damage: f64,
+    /// UMCD flags it at the slider's rate.
+    pub flagged: bool,
 }
 
 /// Where a finished attack's time went, per slice.
@@ -136,6 +187,12 @@ pub struct Summary {
     pub attack_timing: Option<AttackTiming>,
     /// Milliseconds `ui()` took per frame while an attack ran.
     pub ui_ms_per_busy_frame: f64,
+    /// The plots drawn last frame.
+    pub plots: Vec<PlotRect>,
+    /// The finished ε sweep: the clean query, then each radius.
+    pub sweep: Vec<SweepSummary>,
+    /// An ε sweep is running.
+    pub sweeping: bool,
 }
 
 impl eframe::App for DemoApp {
@@ -149,6 +206,7 @@ impl eframe::App for DemoApp {
             return;
         }
         let frame_start = web_time::Instant::now();
+        let mut plots = Vec::new();
         self.drain_uploads(&ctx);
         self.state.poll();
         if self.state.revision != self.drawn_revision {
@@ -259,11 +317,13 @@ impl eframe::App for DemoApp {
                     ui.label("Top-10 retrieved for the adversarial image:");
                     self.neighbours_row(ui, &adv_analysis, label);
                 }
+                plots.extend(self.sweep_section(ui).map(|r| ("sweep".to_string(), r)));
                 ui.separator();
                 let adversarial = self.state.adversarial.as_ref().map(|a| a.analysis.clone());
-                self.umcd_section(ui, &analysis, adversarial.as_ref());
+                plots.extend(self.umcd_section(ui, &analysis, adversarial.as_ref()));
             });
         });
+        self.plots = plots;
         if self.state.attacking() {
             self.ui_ms.0 += 1;
             self.ui_ms.1 += frame_start.elapsed().as_secs_f64() * 1e3;

@@ -202,6 +202,19 @@ impl DemoApp {
             if run.clicked() {
                 self.state.start_attack();
             }
+            let sweepable = self.state.spec.kind != AttackKind::Cw;
+            let sweep = ui
+                .add_enabled(
+                    !running && sweepable && self.state.query.is_some(),
+                    egui::Button::new("Sweep ε 1–32/255"),
+                )
+                .on_hover_text(
+                    "Runs the chosen attack at seven radii in one batch and plots the damage \
+                     and UMCD's verdict against ε (PGD and DHTA)",
+                );
+            if sweep.clicked() {
+                self.state.start_sweep();
+            }
             if running && ui.button("Stop").clicked() {
                 self.state.attack = None;
             }
@@ -210,13 +223,25 @@ impl DemoApp {
             let target = a
                 .to_anchor
                 .map_or(String::new(), |t| format!(", to the target anchor {t}"));
+            let what = match &a.sweep {
+                Some(levels) => format!(
+                    "ε sweep over {} radii, step {}/{}: at {}/255 the Hamming distance to the \
+                     original code is {}{target}",
+                    levels.len(),
+                    a.steps_done,
+                    a.spec.steps,
+                    levels.last().copied().unwrap_or(0.0),
+                    a.hamming
+                ),
+                None => format!(
+                    "step {}/{}: Hamming distance to the original code {}{target}",
+                    a.steps_done, a.spec.steps, a.hamming
+                ),
+            };
             ui.add(
                 egui::ProgressBar::new(a.progress())
                     .show_percentage()
-                    .text(format!(
-                        "step {}/{}: Hamming distance to the original code {}{target}",
-                        a.steps_done, a.spec.steps, a.hamming
-                    )),
+                    .text(what),
             );
         }
     }

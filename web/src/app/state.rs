@@ -1,6 +1,6 @@
 //! What the demo holds and computes, free of drawing: the engine, the query and its analysis,
-//! the attack in progress (device work as tasks polled each frame), the adversarial result and
-//! UMCD's verdicts at the chosen false-positive rate.
+//! the attack or ε sweep in progress (device work as tasks polled each frame), their results
+//! and UMCD's verdicts at the chosen false-positive rate.
 
 use std::rc::Rc;
 
@@ -8,6 +8,7 @@ use hashguard_core::detectors::Calibration;
 use hashguard_core::experiments::{AttackKind, AttackSpec};
 use web_time::Duration;
 
+use super::sweep::Sweep;
 use crate::engine::{Analysis, Attack, Engine, SliceTiming, Verdict, demo_spec};
 use crate::task::Task;
 use crate::upload::decode_grey;
@@ -55,14 +56,16 @@ pub enum Stage {
     Ready(Box<Attack>),
     /// In a slice.
     Stepping(Task<(Box<Attack>, hashguard_core::Result<()>)>),
-    /// Reading the result.
-    Finishing(Task<hashguard_core::Result<(Vec<f32>, Analysis)>>),
+    /// Reading the result: the adversarial image(s) and their analyses.
+    Finishing(Task<hashguard_core::Result<(Vec<f32>, Vec<Analysis>)>>),
 }
 
-/// A running attack and the progress shown for it.
+/// A running attack (or ε sweep) and the progress shown for it.
 pub struct Running {
     /// The attack.
     pub spec: AttackSpec,
+    /// The sweep's radii in grey levels, when this is an ε sweep.
+    pub sweep: Option<Vec<f32>>,
     /// Where its time went so far.
     pub timing: SliceTiming,
     /// Steps done.
@@ -95,6 +98,8 @@ pub struct DemoState {
     pub attack: Option<Running>,
     /// The finished attack's result.
     pub adversarial: Option<Adversarial>,
+    /// The finished ε sweep's result.
+    pub sweep: Option<Sweep>,
     /// The last error or notice.
     pub message: Option<String>,
     /// Where the last finished attack's time went, slice by slice.
@@ -123,6 +128,7 @@ impl DemoState {
             fpr_percent: 5.0,
             attack: None,
             adversarial: None,
+            sweep: None,
             message: None,
             last_timing: None,
             revision: 0,
@@ -210,14 +216,19 @@ impl DemoState {
             },
             Stage::Finishing(task) => match task.take() {
                 None => Stage::Finishing(task),
-                Some(Ok((pixels, analysis))) => {
+                Some(Ok((pixels, mut analyses))) => {
                     self.last_timing = Some(run.timing);
-                    self.adversarial = Some(Adversarial {
-                        method: run.spec.kind,
-                        pixels,
-                        analysis,
-                    });
-                    self.revision += 1;
+                    match run.sweep {
+                        Some(levels) => self.sweep_ready(run.spec, &levels, analyses),
+                        None => {
+                            self.adversarial = Some(Adversarial {
+                                method: run.spec.kind,
+                                pixels,
+                                analysis: analyses.remove(0),
+                            });
+                            self.revision += 1;
+                        }
+                    }
                     return;
                 }
                 Some(Err(e)) => {
@@ -230,10 +241,15 @@ impl DemoState {
         if let Stage::Ready(attack) = run.stage {
             let engine = engine.clone();
             run.stage = if attack.finished() {
+                let n = attack.batch();
                 Stage::Finishing(Task::spawn(async move {
                     let pixels = attack.result().await?;
-                    let analysis = engine.analyse(&pixels).await?;
-                    Ok((pixels, analysis))
+                    let per = pixels.len() / n;
+                    let mut analyses = Vec::with_capacity(n);
+                    for image in pixels.chunks(per) {
+                        analyses.push(engine.analyse(image).await?);
+                    }
+                    Ok((pixels, analyses))
                 }))
             } else {
                 let mut attack = attack;
@@ -274,6 +290,7 @@ impl DemoState {
                 });
                 self.attack = None;
                 self.adversarial = None;
+                self.sweep = None;
                 self.revision += 1;
                 self.message = None;
             }
@@ -302,6 +319,7 @@ impl DemoState {
             Ok(a) => {
                 self.attack = Some(Running {
                     spec: self.spec,
+                    sweep: None,
                     timing: SliceTiming::default(),
                     steps_done: 0,
                     hamming: 0,
@@ -313,6 +331,11 @@ impl DemoState {
             }
             Err(e) => self.message = Some(e.to_string()),
         }
+    }
+
+    /// Whether an ε sweep (rather than a single attack) is running.
+    pub fn sweeping(&self) -> bool {
+        self.attack.as_ref().is_some_and(|r| r.sweep.is_some())
     }
 
     /// Whether an attack is running.

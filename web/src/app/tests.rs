@@ -164,3 +164,88 @@ fn ordinals_read_as_english() {
         ]
     );
 }
+
+/// The ε sweep: seven radii in one batch, the clean query as ε = 0, a row and a plotted point
+/// for each, damage that grows with ε, and each radius inside its own ball.
+#[test]
+fn an_eps_sweep_plots_damage_and_umcd_s_verdict_per_radius() {
+    let mut harness = Harness::builder()
+        .with_size(vec2(1280.0, 800.0))
+        .build_eframe(|_| app());
+    harness.run_steps(2);
+    harness
+        .state_mut()
+        .set_attack(demo_spec(AttackKind::Pgd, 8.0 / 255.0, 30, 0));
+    harness.run_steps(1);
+    harness.get_by_label("Sweep ε 1–32/255").click();
+    harness.run_steps(1);
+    assert!(harness.state().demo().sweeping() || harness.state().demo().sweep.is_some());
+    for _ in 0..2000 {
+        if !harness.state().demo().attacking() {
+            break;
+        }
+        harness.run_steps(1);
+    }
+    harness.run_steps(2);
+    let summary = harness.state().summary();
+    let eps: Vec<f64> = summary.sweep.iter().map(|r| r.eps_levels).collect();
+    let mut expected = vec![0.0];
+    expected.extend(SWEEP_LEVELS.iter().map(|&l| f64::from(l)));
+    assert_eq!(eps, expected);
+    assert_eq!(summary.sweep[0].flipped, 0, "the clean query flips nothing");
+    let (first, last) = (&summary.sweep[1], &summary.sweep[SWEEP_LEVELS.len()]);
+    assert!(
+        last.flipped > first.flipped && last.damage >= first.damage,
+        "{:?}",
+        summary.sweep
+    );
+    assert!(
+        last.damage >= 0.5,
+        "PGD at 32/255 ruins the matches: {:?}",
+        summary.sweep
+    );
+    assert!(summary.plots.iter().any(|p| p.name == "sweep"));
+    harness.get_by_label_contains("Attack strength: untargeted PGD, 30 steps");
+    harness.get_by_label("32/255");
+    // A gallery pick clears the sweep.
+    harness.state_mut().demo_mut().select_gallery(1);
+    harness.run_steps(2);
+    assert!(harness.state().demo().sweep.is_none());
+    // CW has no radius to sweep: the button is disabled and the state refuses.
+    harness
+        .state_mut()
+        .set_attack(demo_spec(AttackKind::Cw, 8.0 / 255.0, 30, 0));
+    harness.state_mut().demo_mut().start_sweep();
+    assert!(
+        harness
+            .state()
+            .demo()
+            .message()
+            .is_some_and(|m| m.contains("PGD or DHTA"))
+    );
+}
+
+/// The ROC comes from the bundle's attacked scores: one curve per attack, FPR and TPR rising
+/// with the budget, drawn with its caption.
+#[test]
+fn the_detection_roc_of_the_shipped_calibration_is_drawn() {
+    let harness = attacked(vec2(1280.0, 800.0));
+    let app = harness.state();
+    let engine = app.demo().engine.as_ref().unwrap();
+    assert_eq!(engine.roc.len(), 3, "PGD 8/255, PGD 32/255, DHTA 32/255");
+    for r in &engine.roc {
+        assert!(r.queries >= 100, "{}", r.name);
+        for w in r.points.windows(2) {
+            assert!(w[1].fpr >= w[0].fpr && w[1].tpr >= w[0].tpr, "{}", r.name);
+        }
+        let at5 = r.points.iter().find(|p| p.budget == 0.05).unwrap();
+        assert!(at5.fpr <= 0.06, "{}: {at5:?}", r.name);
+    }
+    let summary = app.summary();
+    let names: Vec<&str> = summary.plots.iter().map(|p| p.name.as_str()).collect();
+    for want in ["C1", "C2", "C3", "ROC"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    harness.get_by_label("Detection ROC of the shipped calibration");
+    harness.get_by_label_contains("PGD-100, ε = 8/255: the attack succeeded on");
+}

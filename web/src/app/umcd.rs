@@ -1,5 +1,6 @@
-//! UMCD's part of the page: the verdicts, and each criterion with its one-line explanation, its
-//! threshold and an `egui_plot` of its benign distribution with both images' values marked.
+//! UMCD's part of the page: the verdicts, each criterion with its one-line explanation, its
+//! threshold and an `egui_plot` of its benign distribution with both images' values marked, and
+//! the detection ROC of the shipped calibration against the attacks the page offers.
 
 use eframe::egui;
 use egui::{Color32, RichText};
@@ -11,18 +12,20 @@ use crate::engine::{Analysis, Verdict};
 impl DemoApp {
     /// UMCD's verdicts on the query and the adversarial image, then each criterion: what it
     /// measures, its threshold, and a plot of its benign distribution with the threshold, the
-    /// query's value and the adversarial image's value marked.
+    /// query's value and the adversarial image's value marked; then the ROC. Returns each
+    /// plot's name and rectangle.
     pub(super) fn umcd_section(
         &self,
         ui: &mut egui::Ui,
         benign: &Analysis,
         adv: Option<&Analysis>,
-    ) {
+    ) -> Vec<(String, egui::Rect)> {
+        let mut plots = Vec::new();
         let Ok(engine) = &self.state.engine else {
-            return;
+            return plots;
         };
         let Some(benign_verdict) = self.state.verdict(benign) else {
-            return;
+            return plots;
         };
         let adv_verdict = adv.and_then(|a| self.state.verdict(a));
         ui.heading("UMCD detection");
@@ -70,8 +73,95 @@ impl DemoApp {
                 Some(("benign query", benign.criteria[i], BLUE)),
                 adv.map(|a| ("adversarial image", a.criteria[i], ORANGE)),
             ];
-            distribution_plot(ui, i, values, &marks);
+            let rect = distribution_plot(ui, i, values, &marks);
+            plots.push((format!("C{}", i + 1), rect));
         }
+        plots.extend(self.roc_section(ui).map(|r| ("ROC".to_string(), r)));
+        plots
+    }
+
+    /// The detection ROC of the shipped calibration: UMCD's union calibrated at each budget
+    /// on the shipped benign images, against queries attacked as the page attacks them.
+    fn roc_section(&self, ui: &mut egui::Ui) -> Option<egui::Rect> {
+        use egui_plot::{Corner, Legend, Line, LineStyle, Plot, VLine};
+        let Ok(engine) = &self.state.engine else {
+            return None;
+        };
+        if engine.roc.is_empty() {
+            return None;
+        }
+        ui.add_space(8.0);
+        ui.strong("Detection ROC of the shipped calibration");
+        ui.label(format!(
+            "Each curve sets UMCD's three thresholds on the {} benign images at a budget from \
+             0.1 % to 50 % (x: share of benign images flagged) and applies them to {} query \
+             images attacked as this page attacks them (y: share flagged). The dashed line is \
+             the slider's rate.",
+            engine.bundle.header.benign.first().map_or(0, Vec::len),
+            engine.roc[0].queries
+        ));
+        let at = self.state.fpr_percent / 100.0;
+        for (r, colour) in engine.roc.iter().zip(SERIES) {
+            // The point whose budget is closest to the slider's.
+            let near = r
+                .points
+                .iter()
+                .min_by(|a, b| (a.budget - at).abs().total_cmp(&(b.budget - at).abs()));
+            let mut line = format!(
+                "{}: the attack succeeded on {:.0} %",
+                r.name,
+                100.0 * r.success_rate
+            );
+            if let Some(p) = near {
+                line.push_str(&format!(
+                    "; at a {:.1} % budget UMCD flags {:.1} % of them ({:.1} % of benign)",
+                    100.0 * p.budget,
+                    100.0 * p.tpr,
+                    100.0 * p.fpr
+                ));
+            }
+            ui.colored_label(colour, line);
+        }
+        let curves: Vec<(String, Vec<[f64; 2]>, Color32)> = engine
+            .roc
+            .iter()
+            .zip(SERIES)
+            .map(|(r, colour)| {
+                let mut xy = vec![[0.0, 0.0]];
+                xy.extend(r.points.iter().map(|p| [100.0 * p.fpr, 100.0 * p.tpr]));
+                (r.name.clone(), xy, colour)
+            })
+            .collect();
+        let shown = Plot::new("umcd-roc")
+            .height(220.0)
+            .width(ui.available_width().min(640.0))
+            .allow_zoom(false)
+            .allow_drag(false)
+            .allow_scroll(false)
+            .allow_boxed_zoom(false)
+            .include_x(0.0)
+            .include_x(50.0)
+            .include_y(0.0)
+            .include_y(100.0)
+            .x_axis_label("benign images flagged (%)")
+            .y_axis_label("attacked images flagged (%)")
+            .legend(Legend::default().position(Corner::RightBottom))
+            .show(ui, move |plot| {
+                plot.line(
+                    Line::new("chance", vec![[0.0, 0.0], [50.0, 50.0]])
+                        .color(Color32::GRAY)
+                        .style(LineStyle::dotted_loose()),
+                );
+                for (name, xy, colour) in curves {
+                    plot.line(Line::new(name, xy).color(colour).width(2.0));
+                }
+                plot.vline(
+                    VLine::new("slider", 100.0 * at)
+                        .color(RED)
+                        .style(LineStyle::dashed_loose()),
+                );
+            });
+        Some(shown.response.rect)
     }
 }
 
@@ -103,10 +193,17 @@ const CRITERIA: [CriterionText; 3] = [
     },
 ];
 
-const RED: Color32 = Color32::from_rgb(200, 50, 50);
-const GREEN: Color32 = Color32::from_rgb(40, 160, 60);
-const BLUE: Color32 = Color32::from_rgb(40, 110, 220);
+pub(super) const RED: Color32 = Color32::from_rgb(200, 50, 50);
+pub(super) const GREEN: Color32 = Color32::from_rgb(40, 160, 60);
+pub(super) const BLUE: Color32 = Color32::from_rgb(40, 110, 220);
 const ORANGE: Color32 = Color32::from_rgb(230, 140, 20);
+/// Colours of the ROC's curves, in the bundle's attack order.
+const SERIES: [Color32; 4] = [
+    BLUE,
+    Color32::from_rgb(120, 60, 180),
+    ORANGE,
+    Color32::from_rgb(20, 140, 140),
+];
 
 /// "Benign query — UMCD: benign" or "… UMCD: ADVERSARIAL (C2 fired)".
 fn verdict_label(ui: &mut egui::Ui, what: &str, v: &Verdict) {
@@ -151,13 +248,14 @@ pub(super) fn histogram(values: &[f32], marks: &[f32]) -> (f64, f64, Vec<usize>)
     (lo, width, counts)
 }
 
-/// The benign distribution of criterion `i` as a bar chart, with vertical lines at `marks`.
+/// The benign distribution of criterion `i` as a bar chart, with vertical lines at `marks`;
+/// returns where it was drawn.
 fn distribution_plot(
     ui: &mut egui::Ui,
     i: usize,
     values: &[f32],
     marks: &[Option<(&'static str, f32, Color32)>],
-) {
+) -> egui::Rect {
     use egui_plot::{Bar, BarChart, Legend, LineStyle, Plot, VLine};
     let at: Vec<f32> = marks.iter().flatten().map(|m| m.1).collect();
     let (lo, width, counts) = histogram(values, &at);
@@ -167,7 +265,7 @@ fn distribution_plot(
         .map(|(b, &n)| Bar::new(lo + (b as f64 + 0.5) * width, n as f64).width(width))
         .collect();
     let marks: Vec<(&'static str, f32, Color32)> = marks.iter().flatten().copied().collect();
-    Plot::new(format!("umcd-c{}", i + 1))
+    let shown = Plot::new(format!("umcd-c{}", i + 1))
         .height(110.0)
         .width(ui.available_width().min(640.0))
         .allow_zoom(false)
@@ -189,6 +287,7 @@ fn distribution_plot(
                 plot.vline(line);
             }
         });
+    shown.response.rect
 }
 
 /// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st, …

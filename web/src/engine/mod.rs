@@ -4,7 +4,8 @@
 
 use burn::prelude::*;
 use hashguard_core::attacks::{BestKeeper, CwStepper, PgdStepper, dhta_targets};
-use hashguard_core::demo::DemoBundle;
+pub use hashguard_core::demo::demo_spec;
+use hashguard_core::demo::{DemoBundle, UnionRocPoint};
 use hashguard_core::detectors::{
     Calibration, ImageBatch, Scores, Umcd, calibrate, read_async, umcd_criteria,
 };
@@ -78,34 +79,24 @@ impl Analysis {
 /// The attacks the demo offers, in its menu's order.
 pub const DEMO_ATTACKS: [AttackKind; 3] = [AttackKind::Pgd, AttackKind::Dhta, AttackKind::Cw];
 
-/// The demo's attack: `kind` at radius `eps` for `steps` iterations, towards `target` when
-/// targeted. DHTA ramps α (its schedule); the step follows Madry et al.'s rule of thumb,
-/// 2.5·eps/steps, at least one grey level; CW uses the logit margin with c = 1000 (the relaxed
-/// tanh form stalls on confident models, docs/results.md).
-pub fn demo_spec(kind: AttackKind, eps: f32, steps: usize, target: usize) -> AttackSpec {
-    let mut spec = AttackSpec::new(kind).with_eps(eps).with_steps(steps);
-    let floor = 1.0 / 255.0;
-    spec.step = (2.5 * eps / steps.max(1) as f32).clamp(floor, eps.max(floor));
-    spec.alpha_schedule = kind == AttackKind::Dhta;
-    spec.target.label = Some(target);
-    spec
-}
-
 /// The attack's state, boxed (tensors' handles are large, the two variants differ).
 enum Stepper {
     Pgd(Box<PgdStepper>),
     Cw(Box<(CwStepper, BestKeeper, Tensor<4>)>),
 }
 
-/// An attack in progress on one image.
+/// An attack in progress on one image (or, for an ε sweep, on a batch of its copies).
 pub struct Attack {
     stepper: Stepper,
     spec: AttackSpec,
+    /// Copies attacked (1, or the sweep's radii).
+    batch: usize,
     original: PackedCodes,
     anchor: Option<PackedCodes>,
-    /// Hamming distance of the current iterate's code to the original code.
+    /// Hamming distance of the current iterate's code to the original code (a sweep's
+    /// largest radius: its last copy).
     pub hamming: u32,
-    /// Hamming distance to DHTA's anchor, when targeted.
+    /// Hamming distance to DHTA's anchor, when targeted (likewise).
     pub to_anchor: Option<u32>,
     steps_done: usize,
     /// Most steps one slice records: on an asynchronous device (WebGPU) recording is quick and
@@ -141,8 +132,29 @@ pub struct Engine {
     pub bundle: DemoBundle,
     /// The database codes.
     pub index: HammingIndex,
+    /// UMCD's ROC against each attack the bundle ships scores for.
+    pub roc: Vec<AttackRoc>,
     shape: ImageShape,
 }
+
+/// UMCD's detection ROC against one attack, from the bundle's scores.
+#[derive(Clone, Debug)]
+pub struct AttackRoc {
+    /// The attack, e.g. "PGD-100, ε = 8/255".
+    pub name: String,
+    /// Attacked queries.
+    pub queries: usize,
+    /// Share of them the attack succeeded on.
+    pub success_rate: f64,
+    /// One point per budget of [`ROC_BUDGETS`].
+    pub points: Vec<UnionRocPoint>,
+}
+
+/// The FPR budgets the page's ROC is drawn at: 0.1 % to 50 %, finer where detectors work.
+pub const ROC_BUDGETS: [f64; 26] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1,
+    0.12, 0.14, 0.16, 0.18, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+];
 
 impl Engine {
     /// Loads a model and bundle from bytes.
@@ -167,12 +179,24 @@ impl Engine {
         }
         let shape = bundle.database.shape();
         let index = HammingIndex::new(bundle.codes.clone());
+        let roc = (0..bundle.header.attacked.len())
+            .map(|i| {
+                let a = &bundle.header.attacked[i];
+                Ok(AttackRoc {
+                    name: a.name.clone(),
+                    queries: a.values.first().map_or(0, Vec::len),
+                    success_rate: a.success_rate,
+                    points: bundle.header.union_roc(i, &ROC_BUDGETS)?,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             model,
             device,
             backend,
             bundle,
             index,
+            roc,
             shape,
         })
     }
@@ -248,6 +272,34 @@ impl Engine {
         original: &Analysis,
         spec: AttackSpec,
     ) -> Result<Attack> {
+        self.begin(pixels, original, spec, None)
+    }
+
+    /// Starts an ε sweep of `spec` (PGD or DHTA) on `pixels`: one batch of copies, copy `i`
+    /// attacked within `radii[i]` with the step scaled to its radius (the spec's
+    /// step-to-radius ratio), all for the spec's steps.
+    pub fn start_sweep(
+        &self,
+        pixels: &[f32],
+        original: &Analysis,
+        spec: AttackSpec,
+        radii: &[f32],
+    ) -> Result<Attack> {
+        if spec.kind == AttackKind::Cw || radii.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the ε sweep runs PGD or DHTA over at least one radius".into(),
+            ));
+        }
+        self.begin(pixels, original, spec, Some(radii))
+    }
+
+    fn begin(
+        &self,
+        pixels: &[f32],
+        original: &Analysis,
+        spec: AttackSpec,
+        radii: Option<&[f32]>,
+    ) -> Result<Attack> {
         let bits = self.model.bits();
         if !DEMO_ATTACKS.contains(&spec.kind) {
             return Err(Error::InvalidArgument(format!(
@@ -256,9 +308,11 @@ impl Engine {
             )));
         }
         spec.validate()?;
-        let x = self.tensor(pixels, 1);
+        let n = radii.map_or(1, <[f32]>::len);
+        let copies = |v: &[f32]| v.repeat(n);
+        let x = self.tensor(&copies(pixels), n);
         let h = Tensor::<2>::from_data(
-            TensorData::new(original.signs.clone(), [1, bits]),
+            TensorData::new(copies(&original.signs), [n, bits]),
             &self.device,
         );
         let budget = spec.budget();
@@ -286,24 +340,22 @@ impl Engine {
                 .anchor;
                 anchor = Some(PackedCodes::from_signs(bits, &a));
                 Some(Tensor::<2>::from_data(
-                    TensorData::new(a, [1, bits]),
+                    TensorData::new(copies(&a), [n, bits]),
                     &self.device,
                 ))
             } else {
                 None
             };
             let objective = spec.objective(h, anchors)?;
-            Stepper::Pgd(Box::new(PgdStepper::new(
-                x,
-                objective,
-                budget,
-                spec.alpha_schedule,
-                0,
-            )?))
+            Stepper::Pgd(Box::new(match radii {
+                None => PgdStepper::new(x, objective, budget, spec.alpha_schedule, 0)?,
+                Some(r) => PgdStepper::with_radii(x, objective, budget, r, spec.alpha_schedule)?,
+            }))
         };
         Ok(Attack {
             stepper,
             spec,
+            batch: n,
             original: PackedCodes::from_signs(bits, &original.signs),
             anchor,
             hamming: 0,
@@ -360,11 +412,9 @@ impl Attack {
         } else if elapsed > 4 * budget {
             self.slice_cap = (self.slice_cap / 2).max(1);
         }
-        self.hamming = hamming(code.code(0), self.original.code(0));
-        self.to_anchor = self
-            .anchor
-            .as_ref()
-            .map(|a| hamming(code.code(0), a.code(0)));
+        let last = code.code(self.batch - 1);
+        self.hamming = hamming(last, self.original.code(0));
+        self.to_anchor = self.anchor.as_ref().map(|a| hamming(last, a.code(0)));
         Ok(())
     }
 
@@ -385,8 +435,13 @@ impl Attack {
         }
     }
 
-    /// The adversarial image: PGD's last iterate, or CW's smallest successful perturbation
-    /// (the clean image when none succeeded).
+    /// Copies attacked: 1, or a sweep's number of radii.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The adversarial image(s), one after the other: PGD's last iterate, or CW's smallest
+    /// successful perturbation (the clean image when none succeeded).
     pub async fn result(self) -> Result<Vec<f32>> {
         let x = match self.stepper {
             Stepper::Pgd(s) => s.current(),

@@ -106,6 +106,8 @@ pub struct PgdStepper {
     x: Tensor<4>,
     lower: Tensor<4>,
     upper: Tensor<4>,
+    /// Per-sample step sizes, `[batch, 1, 1, 1]`, when the samples have radii of their own.
+    steps: Option<Tensor<4>>,
     objective: Objective,
     budget: Budget,
     alpha_schedule: bool,
@@ -140,6 +142,44 @@ impl PgdStepper {
             x,
             lower,
             upper,
+            steps: None,
+            objective,
+            budget,
+            alpha_schedule,
+            done: 0,
+        })
+    }
+
+    /// Starts from `images` with a radius per sample: sample `i` stays within `radii[i]` of
+    /// its image and steps `budget.step · radii[i] / budget.eps` (the budget's step-to-radius
+    /// ratio), so one batch runs an ε sweep. No random start.
+    pub fn with_radii(
+        images: Tensor<4>,
+        objective: Objective,
+        budget: Budget,
+        radii: &[f32],
+        alpha_schedule: bool,
+    ) -> Result<Self> {
+        budget.validate()?;
+        let [n, c, h, w] = images.dims();
+        if radii.len() != n || radii.iter().any(|r| !(*r > 0.0 && *r <= 1.0)) {
+            return Err(Error::InvalidArgument(format!(
+                "{} radii for {n} images, each must lie in (0, 1]",
+                radii.len()
+            )));
+        }
+        let clean = images.detach();
+        let device = clean.device();
+        let column =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [n, 1, 1, 1]), &device);
+        let eps = column(radii.to_vec()).expand([n, c, h, w]);
+        let ratio = budget.step / budget.eps;
+        let steps = column(radii.iter().map(|r| (r * ratio).min(1.0)).collect());
+        Ok(Self {
+            x: clean.clone(),
+            lower: (clean.clone() - eps.clone()).clamp_min(0.0),
+            upper: (clean + eps).clamp_max(1.0),
+            steps: Some(steps.expand([n, c, h, w])),
             objective,
             budget,
             alpha_schedule,
@@ -167,7 +207,11 @@ impl PgdStepper {
         let grad = xa.grad(&grads).ok_or_else(|| {
             Error::Numeric("no input gradient: the model is not differentiable here".into())
         })?;
-        self.x = (self.x.clone() - grad.sign() * self.budget.step as f64)
+        let moved = match &self.steps {
+            None => grad.sign() * self.budget.step as f64,
+            Some(steps) => grad.sign() * steps.clone(),
+        };
+        self.x = (self.x.clone() - moved)
             .max_pair(self.lower.clone())
             .min_pair(self.upper.clone());
         self.done += 1;
@@ -322,6 +366,70 @@ mod tests {
                 prop_assert!((p - q).abs() <= eps + 1e-6);
             }
         }
+    }
+
+    /// One batch with a radius per sample keeps each sample in its own ball and moves it as a
+    /// run at that radius alone does.
+    #[test]
+    fn per_sample_radii_run_an_eps_sweep_in_one_batch() {
+        let (model, device) = tiny();
+        let one = images(9, 1, &device);
+        let radii = [2.0 / 255.0, 8.0 / 255.0, 32.0 / 255.0];
+        let batch = Tensor::cat(vec![one.clone(); 3], 0);
+        let h = sign_codes(model.forward(batch.clone()));
+        let budget = Budget {
+            eps: 8.0 / 255.0,
+            step: 2.0 / 255.0,
+            steps: 5,
+            random_start: false,
+            relax: 1.0,
+        };
+        let objective = Objective::Untargeted {
+            original: h.clone(),
+        };
+        let mut sweep =
+            PgdStepper::with_radii(batch.clone(), objective, budget, &radii, false).unwrap();
+        while !sweep.finished() {
+            sweep.step(&model).unwrap();
+        }
+        let swept: Vec<f32> = sweep.current().into_data().try_to_vec::<f32>().unwrap();
+        let clean: Vec<f32> = one.clone().into_data().try_to_vec::<f32>().unwrap();
+        for (i, r) in radii.iter().enumerate() {
+            let alone = Budget {
+                eps: *r,
+                step: budget.step * r / budget.eps,
+                ..budget
+            };
+            let objective = Objective::Untargeted {
+                original: h.clone().slice(i..i + 1),
+            };
+            let x = pgd(&model, one.clone(), &objective, &alone, false, 0, |_| {}).unwrap();
+            let alone: Vec<f32> = x.into_data().try_to_vec::<f32>().unwrap();
+            let mine = &swept[i * 36..(i + 1) * 36];
+            let linf = mine
+                .iter()
+                .zip(&clean)
+                .map(|(a, c)| (a - c).abs())
+                .fold(0.0, f32::max);
+            assert!(linf <= r + 1e-6, "sample {i} left its ball: {linf}");
+            let apart = mine
+                .iter()
+                .zip(&alone)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                apart < 1e-5,
+                "sample {i} differs from its own run by {apart}"
+            );
+        }
+        let bad = PgdStepper::with_radii(
+            batch,
+            Objective::Untargeted { original: h },
+            budget,
+            &[0.1, 0.0, 0.1],
+            false,
+        );
+        assert!(bad.is_err());
     }
 
     #[test]
