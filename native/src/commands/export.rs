@@ -2,21 +2,26 @@
 //! NumPy `.npy` arrays, and with `--format faiss` its database as a FAISS binary index, so they
 //! can be taken to NumPy, FAISS or a vector database. Written to a temporary directory, renamed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::data::LabelSet;
-use hashguard_core::experiments::{AttackReport, run_attack};
-use hashguard_core::retrieval::{HammingIndex, Neighbour, PackedCodes};
+use hashguard_core::experiments::AttackReport;
+use hashguard_core::retrieval::{HammingIndex, Neighbour};
 use hashguard_core::run::{OpenedRun, write_atomic};
-use ndarray::{Array, Array1, Array2, ArrayD, IxDyn};
-use ndarray_npy::{WritableElement, write_npy};
+use ndarray::Array2;
 use serde::Serialize;
 
 use super::{database_codes, encode};
 use crate::backend::Selected;
-use crate::progress::bar;
+
+mod arrays;
+mod attack;
+mod staging;
+
+use arrays::{ArrayEntry, Writer};
+use attack::{AttackExport, export_attack};
+use staging::{check_target, publish, staging_dir};
 
 /// Flags of `hashguard export`.
 #[derive(Args, Debug)]
@@ -60,15 +65,6 @@ pub enum Format {
     Faiss,
 }
 
-/// One exported array: file name, NumPy dtype and shape.
-#[derive(Debug, Serialize)]
-struct ArrayEntry {
-    file: String,
-    dtype: &'static str,
-    shape: Vec<usize>,
-    what: &'static str,
-}
-
 /// `manifest.json` of an export: what each file holds, and where it came from.
 #[derive(Debug, Serialize)]
 struct Manifest {
@@ -86,66 +82,6 @@ struct Manifest {
     faiss_index: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attack: Option<AttackExport>,
-}
-
-/// The attack an export re-ran, and the figures that matched its report.
-#[derive(Debug, Serialize)]
-struct AttackExport {
-    report: PathBuf,
-    method: String,
-    queries: usize,
-    success_rate: f64,
-    mean_linf: f64,
-    mean_hamming_to_original: f64,
-}
-
-/// Arrays written so far into the staging directory.
-struct Writer<'a> {
-    dir: &'a Path,
-    arrays: Vec<ArrayEntry>,
-}
-
-impl Writer<'_> {
-    fn array<A: WritableElement, D: ndarray::Dimension>(
-        &mut self,
-        file: &str,
-        dtype: &'static str,
-        what: &'static str,
-        array: &Array<A, D>,
-    ) -> Result<()> {
-        let path = self.dir.join(file);
-        write_npy(&path, array).with_context(|| format!("writing {}", path.display()))?;
-        self.arrays.push(ArrayEntry {
-            file: file.into(),
-            dtype,
-            shape: array.shape().to_vec(),
-            what,
-        });
-        Ok(())
-    }
-
-    fn codes(&mut self, file: &str, what: &'static str, codes: &PackedCodes) -> Result<()> {
-        let rows = codes.to_byte_rows()?;
-        let array = Array2::from_shape_vec((codes.len(), codes.bits() / 8), rows)?;
-        self.array(file, "uint8", what, &array)
-    }
-
-    fn labels(&mut self, file: &str, labels: &[LabelSet], classes: usize) -> Result<()> {
-        let array = Array2::from_shape_fn((labels.len(), classes), |(i, c)| {
-            u8::from(labels[i].contains(c))
-        });
-        self.array(
-            file,
-            "uint8",
-            "multi-hot labels, one column per class",
-            &array,
-        )
-    }
-
-    fn positions(&mut self, file: &str, what: &'static str, indices: &[usize]) -> Result<()> {
-        let array = Array1::from_iter(indices.iter().map(|&i| i as i64));
-        self.array(file, "int64", what, &array)
-    }
 }
 
 /// Runs `hashguard export`.
@@ -311,151 +247,5 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         )),
         out.display()
     );
-    Ok(())
-}
-
-/// Re-runs the attack of `report` and writes its images, codes, positions and success flags.
-fn export_attack(
-    run: &OpenedRun,
-    index: &HammingIndex,
-    path: &Path,
-    report: &AttackReport,
-    w: &mut Writer,
-    selected: &Selected,
-) -> Result<AttackExport> {
-    let config = report.config.as_ref().expect("checked before encoding");
-    let batches = report.queries.div_ceil(config.batch_size.max(1));
-    let pb = bar(
-        (batches * config.spec.total_steps()) as u64,
-        "re-running the attack",
-    );
-    let outcome = run_attack(
-        run,
-        index,
-        config,
-        selected.info.clone(),
-        &selected.device,
-        || pb.inc(1),
-    )?;
-    pb.finish_and_clear();
-    let again = &outcome.report;
-    let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
-    if again.queries != report.queries
-        || !same(again.success_rate, report.success_rate)
-        || !same(again.mean_linf, report.mean_linf)
-        || !same(
-            again.mean_hamming_to_original,
-            report.mean_hamming_to_original,
-        )
-    {
-        bail!(
-            "re-running the attack of {} gave success {:.4}, mean L∞ {:.6}, mean flips {:.3} \
-             against the report's {:.4}, {:.6}, {:.3}: run the export on the backend the report \
-             names ({} [{}]) and on the run's original data",
-            path.display(),
-            again.success_rate,
-            again.mean_linf,
-            again.mean_hamming_to_original,
-            report.success_rate,
-            report.mean_linf,
-            report.mean_hamming_to_original,
-            report.backend.kind,
-            report.backend.adapter
-        );
-    }
-    let shape = run.set.shape();
-    let n = outcome.queries.len();
-    let images = ArrayD::from_shape_vec(
-        IxDyn(&[n, shape.channels, shape.height, shape.width]),
-        outcome.campaign.adversarial.clone(),
-    )?;
-    w.array(
-        "adversarial_images.npy",
-        "float32",
-        "adversarial images, N x C x H x W, pixels in [0, 1]",
-        &images,
-    )?;
-    w.codes(
-        "adversarial_codes.npy",
-        "codes of the adversarial images, K/8 bytes per row",
-        &outcome.campaign.adv_codes,
-    )?;
-    w.positions(
-        "adversarial_ids.npy",
-        "each adversarial image's query position in the data set",
-        &outcome.queries,
-    )?;
-    let success = Array1::from_iter(outcome.campaign.success.iter().copied());
-    w.array(
-        "adversarial_success.npy",
-        "bool",
-        "whether the attack succeeded on each image (the report's rule)",
-        &success,
-    )?;
-    Ok(AttackExport {
-        report: path.to_path_buf(),
-        method: report.method.to_string(),
-        queries: n,
-        success_rate: again.success_rate,
-        mean_linf: again.mean_linf,
-        mean_hamming_to_original: again.mean_hamming_to_original,
-    })
-}
-
-/// Refuses an existing `out` without `force` before any work starts.
-fn check_target(out: &Path, force: bool) -> Result<()> {
-    if out.exists() && !force {
-        bail!(
-            "{} exists: pass --force to replace it, or --out another directory",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-/// A fresh staging directory beside `out` (same file system, so publishing is a rename).
-fn staging_dir(out: &Path) -> Result<PathBuf> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("{} names no directory", out.display()))?
-        .to_string_lossy();
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-    let parent = parent.unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {}", staging.display()))?;
-    }
-    std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    Ok(staging)
-}
-
-/// Renames the finished `staging` directory to `out`; an existing `out` (only with `force`) is
-/// moved aside first and removed once the new one is in place.
-fn publish(staging: &Path, out: &Path, force: bool) -> Result<()> {
-    let mut old = None;
-    if out.exists() {
-        if !force {
-            let _ = std::fs::remove_dir_all(staging);
-            bail!(
-                "{} appeared during the export: nothing replaced",
-                out.display()
-            );
-        }
-        let aside = PathBuf::from(format!("{}.old", staging.display()));
-        std::fs::rename(out, &aside)
-            .with_context(|| format!("moving the old {} aside", out.display()))?;
-        old = Some(aside);
-    }
-    std::fs::rename(staging, out).with_context(|| format!("renaming into {}", out.display()))?;
-    if let Some(old) = old {
-        let removed = if old.is_dir() {
-            std::fs::remove_dir_all(&old)
-        } else {
-            std::fs::remove_file(&old)
-        };
-        removed.with_context(|| format!("removing the replaced {}", old.display()))?;
-    }
     Ok(())
 }
