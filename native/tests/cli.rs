@@ -296,6 +296,16 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // One writer per run: a second process resuming the run while it trains is refused, naming
+    // the writer; once the writer is killed the lock is gone with it (the resume below works).
+    let second = run(&["train", "--out", s(&run_dir), "--resume"]);
+    assert_clean_error(
+        &second,
+        &format!(
+            "being written by another hashguard process (process {})",
+            child.id()
+        ),
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let done_at_kill = read_epochs().unwrap();

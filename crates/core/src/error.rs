@@ -39,6 +39,9 @@ pub enum Error {
     /// A tensor computation produced values that cannot be used (NaN, wrong shape).
     #[error("{0}")]
     Numeric(String),
+    /// Another process is writing the same run directory.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {

@@ -141,7 +141,8 @@ pub(super) fn train_run(
 ) -> Result<()> {
     let run = RunDir::new(&args.out);
     let started = std::time::Instant::now();
-    let (config, set, split, skipped, mut trainer) = if args.resume {
+    // `_lock`: this process is the run's one writer until it returns (RunDir::lock_for_writing).
+    let (config, set, split, skipped, mut trainer, _lock) = if args.resume {
         let overrides = flags::overrides(&args);
         if !overrides.is_empty() {
             bail!(
@@ -150,6 +151,7 @@ pub(super) fn train_run(
             );
         }
         let run = RunDir::open(&args.out)?;
+        let lock = run.lock_for_writing()?;
         let config = run.read_config()?;
         if config.train.adversarial != adversarial {
             bail!(
@@ -183,7 +185,7 @@ pub(super) fn train_run(
                 args.out.display()
             ),
         }
-        (config, set, split, skipped, trainer)
+        (config, set, split, skipped, trainer, lock)
     } else {
         if run.file("config.json").exists() {
             bail!(
@@ -197,6 +199,13 @@ pub(super) fn train_run(
             (None, None) => from_scratch(&args, adversarial, &selected)?,
         };
         run.create()?;
+        let lock = run.lock_for_writing()?;
+        if run.file("config.json").exists() {
+            bail!(
+                "{} received a run from another process meanwhile: choose another --out",
+                args.out.display()
+            );
+        }
         run.write_config(fresh.data, fresh.train.clone(), fresh.centres.clone())?;
         run.write_split(&fresh.set, &fresh.split)?;
         if let Some(invocation) = crate::config::invocation() {
@@ -211,7 +220,7 @@ pub(super) fn train_run(
             trainer.start_from(model)?;
         }
         let config = run.read_config()?;
-        (config, fresh.set, fresh.split, fresh.skipped, trainer)
+        (config, fresh.set, fresh.split, fresh.skipped, trainer, lock)
     };
 
     trainer.data_parallel(&more.iter().map(|s| s.device.clone()).collect::<Vec<_>>())?;

@@ -127,6 +127,12 @@ const CHECKPOINT_MAGIC: &[u8; 8] = b"HGCKPT02";
 const CHECKPOINT_MAGIC_V1: &[u8; 8] = b"HGCKPT01";
 const RUN_VERSION: u32 = 1;
 
+/// The writer lock of a run directory (see [`RunDir::lock_for_writing`]); released on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// A run directory.
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -165,6 +171,49 @@ impl RunDir {
     /// Creates the directory if needed.
     pub fn create(&self) -> Result<()> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))
+    }
+
+    /// Takes the run's writer lock: `.lock` in the directory (which must exist), locked with the
+    /// operating system's advisory file lock, which the kernel drops when the process ends —
+    /// a killed writer never leaves it stuck. A second writer gets [`Error::Busy`] naming the
+    /// holder's process id. Held until the returned guard is dropped.
+    pub fn lock_for_writing(&self) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        let path = self.file(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Busy(format!(
+                    "{} is being written by another hashguard process{}: wait for it to end, or \
+                     choose another --out",
+                    self.root.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({holder})")
+                    }
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        // Who holds it, for the message a second writer sees (informational only: the lock is
+        // the kernel's, not this text).
+        let noted = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "process {}", std::process::id()));
+        noted.map_err(|e| Error::io(&path, e))?;
+        Ok(RunLock { _file: file })
     }
 
     /// Deletes temporary files left by a write that was interrupted (a killed process).
@@ -310,6 +359,31 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One writer at a time: a second lock on the same run is refused with the holder's
+    /// process id, and the lock is free again once the first is dropped.
+    #[test]
+    fn a_run_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let first = run.lock_for_writing().unwrap();
+        let err = run.lock_for_writing().unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("process {}", std::process::id()))
+                && message.contains("another --out"),
+            "{message}"
+        );
+        drop(first);
+        let again = run.lock_for_writing().unwrap();
+        drop(again);
+        assert!(
+            RunDir::new(dir.path().join("missing"))
+                .lock_for_writing()
+                .is_err()
+        );
+    }
 
     #[test]
     fn checkpoint_round_trip_and_corruption() {
