@@ -155,6 +155,10 @@ fn train_then_eval_writes_a_complete_report() {
     assert!((0.0..=1.0).contains(&map));
     assert!(r["map_at_1000"].as_f64().is_some());
     assert_eq!(r["pr_curve"].as_array().unwrap().len(), 17);
+    // A cut-off past the run's 50 database images is refused before any encoding; the defaults
+    // (1000, 100) above are not.
+    let out = run(&["eval", "--run", s(&run_dir), "--k", "10,51"]);
+    assert_clean_error(&out, "--k 51 exceeds the run's 50 database images");
 }
 
 #[test]

@@ -24,8 +24,9 @@ pub struct EvalArgs {
     /// Read the images from this directory instead of the one the run was trained on.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Cut-offs k for mAP@k and precision@k (besides mAP over the whole ranking).
-    #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 100])]
+    /// Cut-offs k for mAP@k and precision@k (besides mAP over the whole ranking); default
+    /// 1000,100. Cut-offs given here must not exceed the run's database.
+    #[arg(long, value_delimiter = ',')]
     k: Vec<usize>,
 }
 
@@ -35,9 +36,22 @@ pub fn run(args: EvalArgs, selected: Selected) -> Result<()> {
         anyhow::bail!("--k values must be at least 1");
     }
     let run = OpenedRun::open(&args.run, args.data.as_deref(), &selected.device)?;
+    // Checked against the run before any encoding: a cut-off past the database is a mistake.
+    // (The defaults stay for any run: past a small database, mAP@k is mAP over all of it.)
+    let database = run.split.database.len();
+    if let Some(k) = args.k.iter().find(|&&k| k > database) {
+        anyhow::bail!(
+            "--k {k} exceeds the run's {database} database images: choose k ≤ {database}"
+        );
+    }
+    let ks = if args.k.is_empty() {
+        vec![1000, 100]
+    } else {
+        args.k
+    };
     let report = run_retrieval(
         &run,
-        &args.k,
+        &ks,
         selected.info.clone(),
         &selected.device,
         &mut Bars::default(),
