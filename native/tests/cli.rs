@@ -1608,6 +1608,20 @@ fn export_writes_numpy_arrays_a_faiss_index_and_an_attack_s_images() {
         &run(&["export", "--run", s(&run_dir), "--format", "parquet"]),
         "parquet",
     );
+    // More ground-truth neighbours than the database holds: refused before any encoding.
+    let out = run(&[
+        "export",
+        "--run",
+        s(&run_dir),
+        "--format",
+        "npy",
+        "--out",
+        s(&work.path().join("too-many")),
+        "--neighbours",
+        "51",
+    ]);
+    assert_clean_error(&out, "--neighbours 51 exceeds the run's 50 database images");
+    assert!(!work.path().join("too-many").exists());
 }
 
 #[test]

@@ -133,6 +133,14 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     }
 
     let classes = run.set.num_classes();
+    let db_size = run.split.database.len();
+    if args.neighbours > db_size {
+        bail!(
+            "--neighbours {} exceeds the run's {db_size} database images: choose at most \
+             {db_size} (0 writes none)",
+            args.neighbours
+        );
+    }
     let database = database_codes(&run, &selected)?;
     let queries = encode(&run, &run.split.query, "queries", &selected)?;
     let index = HammingIndex::new(database);
