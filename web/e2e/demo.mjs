@@ -131,6 +131,11 @@ try {
   done = dhta.done;
   check("UMCD flags the targeted adversarial image", done.adversarial_flagged === true,
     `DHTA-100 in ${dhta.seconds.toFixed(1)} s`);
+  // No match runs off the window: the twenty thumbnails (query's and adversarial image's) lie
+  // inside the canvas's width.
+  const canvasW = (await page.locator("#app").boundingBox()).width;
+  check("every match lies inside the window's width", done.matches.length === 20 && done.matches.every((r) => r[0] >= 0 && r[2] <= canvasW),
+    `${done.matches.length} matches, rightmost edge ${Math.max(...done.matches.map((r) => r[2])).toFixed(0)} of ${canvasW.toFixed(0)} pt`);
   await page.screenshot({ path: shot });
   console.log(`screenshot -> ${shot}; backend ${done.backend}; first retrieval ${firstRetrieval.toFixed(1)} s after page load`);
   if (done.message) console.log(`app message: ${done.message}`);
@@ -173,6 +178,7 @@ try {
         return set.size;
       }, Array.from(png));
       seen.set(p.name, { w: x1 - x0, h: y1 - y0, colours });
+      if (p.name === "sweep") await page.screenshot({ path: shot.replace(/\.png$/, "-sweep.png") });
     }
     await page.mouse.move(canvasBox.x + canvasBox.width * 0.6, canvasBox.y + canvasBox.height * 0.6);
     await page.mouse.wheel(0, 400);
@@ -188,6 +194,37 @@ try {
   // and UMCD's criteria, timed by the app. Three uploads of the screenshot (a PNG the app
   // shrinks to the model's input); reported, not judged: headless timing is noisy.
   const png = Array.from(await page.screenshot());
+  // Files no image decoder should be trusted with: each must leave a message and a working app
+  // (the previous query stays; the next good upload is retrieved below).
+  const crc32 = (bytes) => {
+    let c = ~0;
+    for (const b of bytes) {
+      c ^= b;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+    }
+    return ~c >>> 0;
+  };
+  const huge = png.slice();
+  const dv = new DataView(new Uint8Array(huge).buffer);
+  dv.setUint32(16, 30000);
+  dv.setUint32(20, 30000);
+  const patched = new Uint8Array(dv.buffer);
+  new DataView(patched.buffer).setUint32(29, crc32(patched.slice(12, 29)));
+  const bad = [
+    ["empty.png", [], "empty"],
+    ["truncated.png", png.slice(0, Math.floor(png.length / 2)), "could not decode"],
+    ["30000x30000.png", Array.from(patched), "too large"],
+  ];
+  const before = (await page.evaluate(() => window.hashguard.state())).query;
+  const outcomes = [];
+  for (const [name, bytes, expect] of bad) {
+    await page.evaluate(([n, b]) => window.hashguard.upload(n, new Uint8Array(b)), [name, bytes]);
+    await page.waitForFunction((n) => (window.hashguard.state().message ?? "").startsWith(n), name, { timeout: 30_000, polling: 50 });
+    const s = await page.evaluate(() => window.hashguard.state());
+    outcomes.push({ name, ok: s.message.includes(expect) && s.query === before && s.retrieved.length === 10, message: s.message });
+  }
+  check("an empty, a truncated and a 30,000 x 30,000 PNG each get a message and the app keeps working",
+    outcomes.every((o) => o.ok), outcomes.map((o) => `${o.name}: "${o.message}"`).join("; "));
   const times = [];
   for (let i = 0; i < 3; i++) {
     const name = `probe-${i}.png`;

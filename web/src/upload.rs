@@ -1,7 +1,17 @@
-//! Turning a user's PNG or JPEG (any size, colour or grey) into the model's input: decoded,
-//! converted to grey, resized to the demo's image size, pixels in `[0, 1]`.
+//! Turning a user's PNG or JPEG (any size, colour or grey) into the model's input: decoded
+//! within size and memory limits (a huge or hostile file is a message, never an out-of-memory
+//! abort of the page), converted to grey, resized to the demo's image size, pixels in `[0, 1]`.
 
+use std::io::Cursor;
+
+use image::error::LimitErrorKind;
 use image::imageops::FilterType;
+use image::{ImageError, ImageReader, Limits};
+
+/// Longest side of an upload the demo decodes, in pixels.
+pub const MAX_SIDE: u32 = 8192;
+/// Most memory the decoder may allocate for one upload.
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
 /// Decodes `bytes` and resizes to `width` x `height` grey pixels; the error is one line a
 /// person can act on.
@@ -9,8 +19,28 @@ pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
     if bytes.is_empty() {
         return Err("the file is empty: choose a PNG or JPEG image".into());
     }
-    let img = image::load_from_memory(bytes).map_err(|e| {
-        format!("could not decode the file as PNG or JPEG ({e}): choose another image")
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("could not read the file ({e}): choose another image"))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        ImageError::Limits(l)
+            if matches!(
+                l.kind(),
+                LimitErrorKind::DimensionError | LimitErrorKind::InsufficientMemory
+            ) =>
+        {
+            format!(
+                "the image is too large to decode here (over {MAX_SIDE} pixels a side or {} MiB): \
+             choose a smaller one",
+                MAX_DECODE_BYTES >> 20
+            )
+        }
+        e => format!("could not decode the file as PNG or JPEG ({e}): choose another image"),
     })?;
     if img.width() == 0 || img.height() == 0 {
         return Err("the image has no pixels: choose another image".into());
@@ -25,18 +55,47 @@ pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
 mod tests {
     use super::*;
 
-    fn png(w: u32, h: u32, rgb: bool) -> Vec<u8> {
-        let mut out = std::io::Cursor::new(Vec::new());
-        if rgb {
-            image::RgbImage::from_fn(w, h, |x, _| image::Rgb([(x * 7) as u8, 200, 10]))
-                .write_to(&mut out, image::ImageFormat::Png)
-                .unwrap();
-        } else {
-            image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x + y) * 3) as u8]))
-                .write_to(&mut out, image::ImageFormat::Png)
-                .unwrap();
-        }
+    fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
         out.into_inner()
+    }
+
+    fn png(w: u32, h: u32, rgb: bool) -> Vec<u8> {
+        let img = if rgb {
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, _| {
+                image::Rgb([(x * 7) as u8, 200, 10])
+            }))
+        } else {
+            image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(w, h, |x, y| {
+                image::Luma([((x + y) * 3) as u8])
+            }))
+        };
+        encode(img, image::ImageFormat::Png)
+    }
+
+    /// CRC-32 (IEEE), as PNG chunks carry it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        !crc
+    }
+
+    /// A valid small PNG whose header claims `w` x `h` pixels (its IHDR rewritten, CRC fixed):
+    /// what a decompression bomb or a 30,000 x 30,000 photo looks like to the decoder.
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let mut bytes = png(4, 4, false);
+        // Signature (8), IHDR length (4), "IHDR" (4), width, height, …; CRC over type + data.
+        bytes[16..20].copy_from_slice(&w.to_be_bytes());
+        bytes[20..24].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        bytes
     }
 
     #[test]
@@ -51,15 +110,40 @@ mod tests {
             assert_eq!(px.len(), 784);
             assert!(px.iter().all(|v| (0.0..=1.0).contains(v)));
         }
+        let jpeg = encode(
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(50, 30, |x, y| {
+                image::Rgb([x as u8 * 5, y as u8 * 8, 90])
+            })),
+            image::ImageFormat::Jpeg,
+        );
+        assert_eq!(decode_grey(&jpeg, 28, 28).unwrap().len(), 784);
     }
 
     #[test]
     fn undecodable_files_get_a_clear_message() {
-        let e = decode_grey(b"GIF89a not really", 28, 28).unwrap_err();
-        assert!(e.contains("PNG or JPEG"), "{e}");
+        for junk in [
+            &b"hello, not an image"[..],
+            b"GIF89a\x02\x00\x02\x00 cut short",
+        ] {
+            let e = decode_grey(junk, 28, 28).unwrap_err();
+            assert!(e.contains("PNG or JPEG"), "{e}");
+        }
         assert!(decode_grey(&[], 28, 28).unwrap_err().contains("empty"));
         let mut truncated = png(40, 40, true);
         truncated.truncate(truncated.len() / 2);
         assert!(decode_grey(&truncated, 28, 28).is_err());
+    }
+
+    /// A header claiming 30,000 x 30,000 pixels (3.6 GB decoded) is refused by the limits
+    /// before anything that size is allocated; the rewritten header itself is valid (a claim
+    /// within the limits decodes as far as its data goes).
+    #[test]
+    fn huge_images_are_refused_before_allocation() {
+        let e = decode_grey(&png_claiming(30_000, 30_000), 28, 28).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = decode_grey(&png_claiming(MAX_SIDE + 1, 4), 28, 28).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        let e = decode_grey(&png_claiming(8, 4), 28, 28).unwrap_err();
+        assert!(!e.contains("too large"), "{e}");
     }
 }

@@ -35,6 +35,8 @@ pub struct DemoApp {
     ui_ms: (usize, f64),
     /// The plots drawn last frame: name and rectangle (for the browser test's checks).
     plots: Vec<(String, egui::Rect)>,
+    /// Where each match (of the query, then of the adversarial image) was drawn last frame.
+    matches: Vec<egui::Rect>,
 }
 
 impl DemoApp {
@@ -48,6 +50,7 @@ impl DemoApp {
             run_button: None,
             ui_ms: (0, 0.0),
             plots: Vec::new(),
+            matches: Vec::new(),
         }
     }
 
@@ -98,6 +101,9 @@ impl DemoApp {
                     name: name.clone(),
                     rect: [r.min.x, r.min.y, r.max.x, r.max.y],
                 })
+                .collect(),
+            matches: (self.matches.iter())
+                .map(|r| [r.min.x, r.min.y, r.max.x, r.max.y])
                 .collect(),
             sweep: self.sweep_summary(),
             sweeping: self.state.sweeping(),
@@ -189,6 +195,9 @@ pub struct Summary {
     pub ui_ms_per_busy_frame: f64,
     /// The plots drawn last frame.
     pub plots: Vec<PlotRect>,
+    /// Where each match was drawn last frame (points: min x, min y, max x, max y), the
+    /// query's ten, then the adversarial image's.
+    pub matches: Vec<[f32; 4]>,
     /// The finished ε sweep: the clean query, then each radius.
     pub sweep: Vec<SweepSummary>,
     /// An ε sweep is running.
@@ -207,6 +216,7 @@ impl eframe::App for DemoApp {
         }
         let frame_start = web_time::Instant::now();
         let mut plots = Vec::new();
+        self.matches.clear();
         self.drain_uploads(&ctx);
         self.state.poll();
         if self.state.revision != self.drawn_revision {
@@ -280,7 +290,7 @@ impl eframe::App for DemoApp {
                     }
                 }
                 ui.label("Top-10 retrieved (Hamming distance d; green = same class, red = other):");
-                self.neighbours_row(ui, &analysis, label);
+                self.neighbours_row(ui, "query-matches", &analysis, label);
                 ui.separator();
                 self.attack_panel(ui);
                 if let Some(adv) = &self.state.adversarial {
@@ -302,20 +312,20 @@ impl eframe::App for DemoApp {
                             .map(|(a, c)| 0.5 + 10.0 * (a - c))
                             .collect()
                     });
-                    ui.horizontal_wrapped(|ui| {
-                        for (t, caption) in [
-                            (&tex, "original"),
-                            (&adv_tex, "adversarial"),
-                            (&pert, "perturbation x10"),
-                        ] {
-                            ui.vertical(|ui| {
-                                ui.add(egui::Image::new(t).fit_to_exact_size(vec2(112.0, 112.0)));
-                                ui.small(caption);
-                            });
-                        }
+                    let shown = [
+                        (&tex, "original"),
+                        (&adv_tex, "adversarial"),
+                        (&pert, "perturbation x10"),
+                    ];
+                    panels::cells(ui, "adversarial-images", shown.len(), 112.0, |ui, i| {
+                        ui.vertical(|ui| {
+                            let (t, caption) = shown[i];
+                            ui.add(egui::Image::new(t).fit_to_exact_size(vec2(112.0, 112.0)));
+                            ui.small(caption);
+                        });
                     });
                     ui.label("Top-10 retrieved for the adversarial image:");
-                    self.neighbours_row(ui, &adv_analysis, label);
+                    self.neighbours_row(ui, "adversarial-matches", &adv_analysis, label);
                 }
                 plots.extend(self.sweep_section(ui).map(|r| ("sweep".to_string(), r)));
                 ui.separator();

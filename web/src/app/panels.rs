@@ -90,6 +90,12 @@ impl DemoApp {
             })
             .collect();
         let ctx = ui.ctx().clone();
+        // Five columns on a desktop window, three on a narrow one (more room for the results).
+        let columns = if ctx.content_rect().width() >= 1000.0 {
+            5
+        } else {
+            3
+        };
         let mut chosen = None;
         egui::Grid::new("gallery")
             .spacing(vec2(4.0, 4.0))
@@ -106,7 +112,7 @@ impl DemoApp {
                     if ui.add(button).on_hover_text(name).clicked() {
                         chosen = Some(i);
                     }
-                    if i % 5 == 4 {
+                    if i % columns == columns - 1 {
                         ui.end_row();
                     }
                 }
@@ -116,9 +122,13 @@ impl DemoApp {
         }
     }
 
+    /// The ten matches of `analysis` as framed thumbnails (green: the query's class, red:
+    /// another) with distance and class, in a grid `id` that fits the window; records where
+    /// each was drawn.
     pub(super) fn neighbours_row(
         &mut self,
         ui: &mut egui::Ui,
+        id: &str,
         analysis: &Analysis,
         query_label: Option<usize>,
     ) {
@@ -130,28 +140,29 @@ impl DemoApp {
             ),
             Err(_) => return,
         };
-        ui.horizontal_wrapped(|ui| {
-            for n in &analysis.neighbours {
-                let tex = self.database_texture(&ctx, n.index);
-                let class = labels[n.index].primary();
-                let same = query_label.is_some() && class == query_label;
-                let colour = if query_label.is_none() {
-                    Color32::GRAY
-                } else if same {
-                    Color32::from_rgb(40, 160, 60)
-                } else {
-                    Color32::from_rgb(200, 50, 50)
-                };
-                ui.vertical(|ui| {
-                    egui::Frame::new()
-                        .stroke(egui::Stroke::new(2.0, colour))
-                        .show(ui, |ui| {
-                            ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(48.0, 48.0)));
-                        });
-                    ui.small(format!("d = {}", n.distance));
-                    ui.small(class.map_or("?", |c| names[c].as_str()));
-                });
-            }
+        let neighbours = &analysis.neighbours;
+        cells(ui, id, neighbours.len(), 52.0, |ui, i| {
+            let n = &neighbours[i];
+            let tex = self.database_texture(&ctx, n.index);
+            let class = labels[n.index].primary();
+            let same = query_label.is_some() && class == query_label;
+            let colour = if query_label.is_none() {
+                Color32::GRAY
+            } else if same {
+                Color32::from_rgb(40, 160, 60)
+            } else {
+                Color32::from_rgb(200, 50, 50)
+            };
+            let cell = ui.vertical(|ui| {
+                egui::Frame::new()
+                    .stroke(egui::Stroke::new(2.0, colour))
+                    .show(ui, |ui| {
+                        ui.add(egui::Image::new(&tex).fit_to_exact_size(vec2(48.0, 48.0)));
+                    });
+                ui.small(format!("d = {}", n.distance));
+                ui.small(class.map_or("?", |c| names[c].as_str()));
+            });
+            self.matches.push(cell.response.rect);
         });
     }
 
@@ -245,6 +256,31 @@ impl DemoApp {
             );
         }
     }
+}
+
+/// Lays `n` cells of about `width` points out in rows that fit the width available (a grid,
+/// so a narrow window gets more rows instead of a row running off its edge); `add` draws cell
+/// `i`.
+pub(super) fn cells(
+    ui: &mut egui::Ui,
+    id: &str,
+    n: usize,
+    width: f32,
+    mut add: impl FnMut(&mut egui::Ui, usize),
+) {
+    let spacing = 6.0;
+    let per_row = (((ui.available_width() + spacing) / (width + spacing)).floor() as usize)
+        .clamp(1, n.max(1));
+    egui::Grid::new(id)
+        .spacing(vec2(spacing, spacing))
+        .show(ui, |ui| {
+            for i in 0..n {
+                add(ui, i);
+                if i % per_row == per_row - 1 {
+                    ui.end_row();
+                }
+            }
+        });
 }
 
 /// A criterion value for display: three decimals, or scientific notation when tiny.

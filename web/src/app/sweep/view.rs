@@ -13,7 +13,7 @@ use crate::app::umcd::{BLUE, GREEN, RED};
 impl DemoApp {
     /// The finished sweep's plot and table, when there is one; returns the plot's rectangle.
     pub(in crate::app) fn sweep_section(&self, ui: &mut egui::Ui) -> Option<egui::Rect> {
-        use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
+        use egui_plot::{Corner, Legend, Line, MarkerShape, Plot, Points};
         let (Some(sweep), Some(q)) = (&self.state.sweep, &self.state.query) else {
             return None;
         };
@@ -65,7 +65,7 @@ impl DemoApp {
             .include_y(100.0)
             .x_axis_label("ε (grey levels of 255)")
             .y_axis_label("%")
-            .legend(Legend::default())
+            .legend(Legend::default().position(Corner::RightBottom))
             .show(ui, move |plot| {
                 plot.line(
                     Line::new("damage to the 10 matches", damage)
