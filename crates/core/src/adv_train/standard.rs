@@ -147,8 +147,10 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
-/// CgAT/SAAT's codes B of every training image, encoded at the first adversarial epoch (and
-/// after a resume) and refreshed with each batch's codes.
+/// CgAT/SAAT's codes B of every training image, encoded at the first adversarial epoch and
+/// refreshed with each batch's codes; checkpointed with the loss state, so a resumed run goes on
+/// with the B it stopped with (re-encoding B from the restored weights would change every row
+/// that has not been refreshed yet, and the run would no longer equal an uninterrupted one).
 struct TrainCodes {
     train: Vec<usize>,
     position: std::collections::HashMap<usize, usize>,
@@ -157,6 +159,16 @@ struct TrainCodes {
 }
 
 impl TrainCodes {
+    /// B as checkpointed: `codes` in `train`'s order.
+    fn restore(codes: PackedCodes, set: &ImageSet, train: &[usize]) -> Self {
+        Self {
+            train: train.to_vec(),
+            position: train.iter().enumerate().map(|(p, &i)| (i, p)).collect(),
+            labels: train.iter().map(|&i| set.labels[i]).collect(),
+            codes,
+        }
+    }
+
     fn encode(model: &HashNet, set: &ImageSet, train: &[usize], device: &Device) -> Result<Self> {
         let f = encode_images(model, set, train, 256, device, |_| {})?;
         Ok(Self {
@@ -166,6 +178,51 @@ impl TrainCodes {
             codes: PackedCodes::from_signs(model.bits(), &f),
         })
     }
+}
+
+/// Tag of a sectioned loss state (see [`Trainer::loss_state`]).
+const LOSS_STATE_MAGIC: &[u8; 8] = b"HGLOSS02";
+
+/// Splits a checkpoint's loss state into DPSH's bank and CgAT/SAAT's codes B; an untagged
+/// state is an older checkpoint's bank alone.
+fn split_loss_state(state: Vec<u8>) -> Result<(Option<Vec<u8>>, Option<PackedCodes>)> {
+    if state.is_empty() {
+        return Ok((None, None));
+    }
+    if !state.starts_with(LOSS_STATE_MAGIC) {
+        return Ok((Some(state), None));
+    }
+    let bad = || {
+        Error::record(
+            "checkpoint",
+            "the loss state is truncated: resume is impossible, retrain or restore the file",
+        )
+    };
+    let mut parts = Vec::new();
+    let mut at = LOSS_STATE_MAGIC.len();
+    for _ in 0..2 {
+        let len = state
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .ok_or_else(bad)?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        let part = state
+            .get(at + 8..at.saturating_add(8).saturating_add(len))
+            .ok_or_else(bad)?;
+        parts.push(part.to_vec());
+        at += 8 + len;
+    }
+    let codes = parts.pop().expect("two parts");
+    let bank = parts.pop().expect("two parts");
+    let codes = if codes.is_empty() {
+        None
+    } else {
+        Some(PackedCodes::from_bytes(
+            &codes,
+            std::path::Path::new("checkpoint (codes B)"),
+        )?)
+    };
+    Ok(((!bank.is_empty()).then_some(bank), codes))
 }
 
 /// Held while a trainer seeds the backend and draws its initial weights.
@@ -188,6 +245,8 @@ pub struct Trainer {
     bank: Option<DpshBank>,
     /// DPSH: a restored checkpoint's bank, loaded when the epoch's training images are known.
     restored_bank: Option<Vec<u8>>,
+    /// CgAT/SAAT's B from a checkpoint, taken up at the next epoch.
+    restored_codes: Option<PackedCodes>,
     /// Data parallelism: the devices besides `device` each batch is split over (autodiff).
     replicas: Vec<Device>,
     /// Statistics of every completed epoch.
@@ -230,6 +289,7 @@ impl Trainer {
             free_delta: None,
             bank: None,
             restored_bank: None,
+            restored_codes: None,
             replicas: Vec::new(),
             history: Vec::new(),
         })
@@ -354,12 +414,14 @@ impl Trainer {
             Some(AdvTraining::CgAt { .. } | AdvTraining::Saat { .. })
         );
         if needs_codes && self.train_codes.as_ref().is_none_or(|c| c.train != train) {
-            self.train_codes = Some(TrainCodes::encode(
-                &self.model().valid(),
-                set,
-                train,
-                &self.inner_device,
-            )?);
+            let restored = self
+                .restored_codes
+                .take()
+                .filter(|c| c.len() == train.len() && c.bits() == self.config.model.bits);
+            self.train_codes = Some(match restored {
+                Some(codes) => TrainCodes::restore(codes, set, train),
+                None => TrainCodes::encode(&self.model().valid(), set, train, &self.inner_device)?,
+            });
         }
         if matches!(self.config.method, HashMethod::Dpsh { .. })
             && self.bank.as_ref().is_none_or(|b| b.train() != train)
@@ -639,13 +701,22 @@ impl Trainer {
         }
     }
 
-    /// State of the loss that a resumed run needs beside the weights (DPSH's bank; empty for
-    /// CSQ and HashNet), for a checkpoint.
+    /// State of the loss that a resumed run needs beside the weights, for a checkpoint: DPSH's
+    /// bank and CgAT/SAAT's codes B (empty when there is neither: CSQ or HashNet without
+    /// CgAT/SAAT). Tagged sections; an untagged state is an older checkpoint's DPSH bank.
     pub fn loss_state(&self) -> Vec<u8> {
-        self.bank
-            .as_ref()
-            .map(DpshBank::to_bytes)
-            .unwrap_or_default()
+        let bank = self.bank.as_ref().map(DpshBank::to_bytes);
+        let codes = self.train_codes.as_ref().map(|c| c.codes.to_bytes());
+        if bank.is_none() && codes.is_none() {
+            return Vec::new();
+        }
+        let mut out = LOSS_STATE_MAGIC.to_vec();
+        for part in [bank, codes] {
+            let part = part.unwrap_or_default();
+            out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            out.extend_from_slice(&part);
+        }
+        out
     }
 
     /// The model and optimiser state as bytes, for a checkpoint.
@@ -675,7 +746,10 @@ impl Trainer {
     ) -> Result<()> {
         self.load_model_bytes(model, "checkpoint")?;
         self.bank = None;
-        self.restored_bank = (!loss_state.is_empty()).then_some(loss_state);
+        self.train_codes = None;
+        let (bank, codes) = split_loss_state(loss_state)?;
+        self.restored_bank = bank;
+        self.restored_codes = codes;
         let fresh = (self.config.optimizer.unwrap_or_default()).init(self.config.weight_decay);
         let optim_state = std::mem::replace(&mut self.optim, fresh);
         self.optim = optim_state
@@ -1017,6 +1091,50 @@ mod tests {
             assert!((p - q).abs() < 1e-6);
         }
         assert!(b.restore(vec![1, 2, 3], vec![], vec![], vec![]).is_err());
+    }
+
+    /// CgAT/SAAT's codes B travel with the checkpoint: the resumed second epoch equals the
+    /// uninterrupted one, and re-encoding B from the restored weights (older checkpoints) does
+    /// not, so the check can fail. Older untagged DPSH states and truncated ones are handled.
+    #[test]
+    fn a_resumed_cgat_run_keeps_its_codes_b() {
+        let set = quadrants(12);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        for method in [AdvTraining::cgat(), AdvTraining::saat()] {
+            let config = tiny_config(2).with_adversarial(Some(method.clone()));
+            let mut first = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            first.train_epoch(&set, &idx, |_| {}).unwrap();
+            let (model, optim) = first.checkpoint().unwrap();
+            let state = first.loss_state();
+            assert!(state.starts_with(LOSS_STATE_MAGIC), "{method:?}");
+            let expected = first.train_epoch(&set, &idx, |_| {}).unwrap().loss;
+            first.history.pop();
+            let second_epoch = |state: Vec<u8>| {
+                let mut resumed = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+                resumed
+                    .restore(model.clone(), optim.clone(), first.history.clone(), state)
+                    .unwrap();
+                resumed.train_epoch(&set, &idx, |_| {}).unwrap().loss
+            };
+            let resumed = second_epoch(state.clone());
+            assert_eq!(resumed, expected, "{method:?}");
+            let cold = second_epoch(Vec::new());
+            assert_ne!(
+                cold, expected,
+                "{method:?}: re-encoded B gave the same epoch"
+            );
+            let mut cut = state;
+            cut.truncate(cut.len() - 3);
+            let mut t = Trainer::new(config.clone(), centres.clone(), &device).unwrap();
+            let err = t
+                .restore(model.clone(), optim.clone(), vec![], cut)
+                .unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{err}");
+        }
+        let (bank, codes) = split_loss_state(vec![7, 8, 9]).unwrap();
+        assert_eq!((bank, codes.is_none()), (Some(vec![7, 8, 9]), true));
     }
 
     #[test]
