@@ -360,6 +360,29 @@ impl RunDir {
 mod tests {
     use super::*;
 
+    /// A write that fails after its bytes went to the temporary file (here the rename, onto
+    /// a directory) reports the path, removes the temporary file and leaves what was there.
+    #[test]
+    fn a_failed_atomic_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("report.json");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("inside"), b"kept").unwrap();
+        let err = write_atomic(&blocked, b"new bytes").unwrap_err();
+        assert!(err.to_string().contains("report.json"), "{err}");
+        assert_eq!(std::fs::read(blocked.join("inside")).unwrap(), b"kept");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["report.json"], "no temporary file left");
+        // And a good write replaces a file whole.
+        let path = dir.path().join("a.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
     /// One writer at a time: a second lock on the same run is refused with the holder's
     /// process id, and the lock is free again once the first is dropped.
     #[test]
