@@ -212,7 +212,7 @@ try {
   new DataView(patched.buffer).setUint32(29, crc32(patched.slice(12, 29)));
   const bad = [
     ["empty.png", [], "empty"],
-    ["truncated.png", png.slice(0, Math.floor(png.length / 2)), "could not decode"],
+    ["truncated.png", png.slice(0, Math.floor(png.length / 2)), "cannot decode"],
     ["30000x30000.png", Array.from(patched), "too large"],
   ];
   const before = (await page.evaluate(() => window.hashguard.state())).query;

@@ -1,17 +1,10 @@
-//! Turning a user's PNG or JPEG (any size, colour or grey) into the model's input: decoded
-//! within size and memory limits (a huge or hostile file is a message, never an out-of-memory
-//! abort of the page), converted to grey, resized to the demo's image size, pixels in `[0, 1]`.
+//! Turning a user's image (PNG or JPEG, any size, colour or grey) into the model's input:
+//! decoded by the library's decoder, which refuses a huge or hostile file before allocating
+//! (never an out-of-memory abort of the page), converted to grey, resized to the demo's image
+//! size, pixels in `[0, 1]`.
 
-use std::io::Cursor;
-
-use image::error::LimitErrorKind;
+use image::DynamicImage;
 use image::imageops::FilterType;
-use image::{ImageError, ImageReader, Limits};
-
-/// Longest side of an upload the demo decodes, in pixels.
-pub const MAX_SIDE: u32 = 8192;
-/// Most memory the decoder may allocate for one upload.
-pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
 /// Decodes `bytes` and resizes to `width` x `height` grey pixels; the error is one line a
 /// person can act on.
@@ -19,33 +12,13 @@ pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
     if bytes.is_empty() {
         return Err("the file is empty: choose a PNG or JPEG image".into());
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("could not read the file ({e}): choose another image"))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        ImageError::Limits(l)
-            if matches!(
-                l.kind(),
-                LimitErrorKind::DimensionError | LimitErrorKind::InsufficientMemory
-            ) =>
-        {
-            format!(
-                "the image is too large to decode here (over {MAX_SIDE} pixels a side or {} MiB): \
-             choose a smaller one",
-                MAX_DECODE_BYTES >> 20
-            )
+    let rgb = hashguard_core::data::decode_bytes(bytes, "upload").map_err(|e| match e {
+        hashguard_core::Error::Format { reason, .. } => {
+            format!("{reason} (a PNG or JPEG image is expected)")
         }
-        e => format!("could not decode the file as PNG or JPEG ({e}): choose another image"),
+        e => format!("{e}: choose a PNG or JPEG image"),
     })?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err("the image has no pixels: choose another image".into());
-    }
-    let grey = img
+    let grey = DynamicImage::ImageRgb8(rgb)
         .resize_exact(width as u32, height as u32, FilterType::Triangle)
         .to_luma8();
     Ok(grey.as_raw().iter().map(|&v| v as f32 / 255.0).collect())
@@ -54,6 +27,7 @@ pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
@@ -134,14 +108,15 @@ mod tests {
         assert!(decode_grey(&truncated, 28, 28).is_err());
     }
 
-    /// A header claiming 30,000 x 30,000 pixels (3.6 GB decoded) is refused by the limits
+    /// A header claiming 30,000 x 30,000 pixels (2.7 GB decoded) is refused by the limits
     /// before anything that size is allocated; the rewritten header itself is valid (a claim
     /// within the limits decodes as far as its data goes).
     #[test]
     fn huge_images_are_refused_before_allocation() {
         let e = decode_grey(&png_claiming(30_000, 30_000), 28, 28).unwrap_err();
         assert!(e.contains("too large"), "{e}");
-        let e = decode_grey(&png_claiming(MAX_SIDE + 1, 4), 28, 28).unwrap_err();
+        let side = hashguard_core::data::MAX_SIDE;
+        let e = decode_grey(&png_claiming(side + 1, 4), 28, 28).unwrap_err();
         assert!(e.contains("too large"), "{e}");
         let e = decode_grey(&png_claiming(8, 4), 28, 28).unwrap_err();
         assert!(!e.contains("too large"), "{e}");

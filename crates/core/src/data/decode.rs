@@ -109,9 +109,25 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|e| Error::format(path, format!("cannot decode: {e}")))?;
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l)
+            if matches!(
+                l.kind(),
+                image::error::LimitErrorKind::DimensionError
+                    | image::error::LimitErrorKind::InsufficientMemory
+            ) =>
+        {
+            Error::format(
+                path,
+                format!(
+                    "too large to decode (over {MAX_SIDE} pixels a side or {} MiB): use a \
+                     smaller image",
+                    MAX_DECODE_BYTES >> 20
+                ),
+            )
+        }
+        e => Error::format(path, format!("cannot decode: {e}")),
+    })?;
     if image.width() == 0 || image.height() == 0 {
         return Err(Error::format(path, "image has no pixels"));
     }
@@ -434,7 +450,10 @@ mod tests {
         png.extend_from_slice(&ihdr);
         png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
         let err = decode_bytes(&png, "huge.png").unwrap_err().to_string();
-        assert!(err.contains("huge.png"), "{err}");
+        assert!(
+            err.contains("huge.png") && err.contains("too large to decode"),
+            "{err}"
+        );
     }
 
     fn crc32(bytes: &[u8]) -> u32 {
