@@ -17,6 +17,9 @@ use crate::retrieval::PackedCodes;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"HGDEMO01";
+/// Most bytes a bundle may decompress to (the shipped one: 1.6 MB); past it the stream is not
+/// followed further.
+pub const MAX_BUNDLE_BYTES: u64 = 256 << 20;
 
 /// Everything about the bundle except the pixels and codes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,8 +161,15 @@ impl DemoBundle {
         };
         let mut raw = Vec::new();
         GzDecoder::new(bytes)
+            .take(MAX_BUNDLE_BYTES + 1)
             .read_to_end(&mut raw)
             .map_err(|e| bad(format!("not a gzip stream ({e})")))?;
+        if raw.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(bad(format!(
+                "decompresses to more than {} MiB",
+                MAX_BUNDLE_BYTES >> 20
+            )));
+        }
         if raw.len() < 8 || &raw[..8] != MAGIC {
             return Err(bad("bad magic".into()));
         }

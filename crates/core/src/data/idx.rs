@@ -20,16 +20,35 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// IDX element type code for unsigned bytes, the only one the data sets use.
 const UBYTE: u8 = 0x08;
 
+/// Most bytes a gzipped IDX file may decompress to (the largest data set file, Fashion-MNIST's
+/// training images, is 47 MB): a small file that inflates past it is refused, not followed.
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// Parses IDX bytes (gzipped or plain); `origin` names the source in error messages.
 pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+    parse_idx_within(bytes, origin, MAX_IDX_BYTES)
+}
+
+/// [`parse_idx`] with a cap on the decompressed size.
+fn parse_idx_within(bytes: &[u8], origin: &Path, cap: u64) -> Result<IdxArray> {
     let raw;
     let bytes = if bytes.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
+            .take(cap + 1)
             .read_to_end(&mut out)
             .map_err(|e| {
                 Error::format(origin, format!("corrupt or truncated gzip stream ({e})"))
             })?;
+        if out.len() as u64 > cap {
+            return Err(Error::format(
+                origin,
+                format!(
+                    "decompresses to more than {cap} bytes: not an IDX file of a supported data \
+                     set"
+                ),
+            ));
+        }
         raw = out;
         &raw[..]
     } else {
@@ -135,5 +154,21 @@ pub(crate) mod tests {
         let gz = encode(&[2, 3], &[1, 2, 3, 4, 5, 6], true);
         assert!(err(&gz[..gz.len() / 2]).contains("gzip"));
         assert!(err(b"hello world, not idx").contains("magic"));
+    }
+
+    /// A gzip stream that inflates past the cap is refused after reading one byte more than
+    /// the cap, whatever its header promises.
+    #[test]
+    fn a_decompression_bomb_is_refused_at_the_cap() {
+        let big = encode(&[64, 1024], &vec![0; 64 * 1024], true);
+        assert!(big.len() < 1024, "{} bytes compressed", big.len());
+        let p = Path::new("bomb.gz");
+        let e = parse_idx_within(&big, p, 32 << 20).unwrap();
+        assert_eq!(e.dims, [64, 1024]);
+        let err = parse_idx_within(&big, p, 1 << 15).unwrap_err().to_string();
+        assert!(
+            err.contains("bomb.gz") && err.contains("decompresses to more than"),
+            "{err}"
+        );
     }
 }
