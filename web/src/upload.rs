@@ -13,6 +13,7 @@ pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>
         return Err("the file is empty: choose a PNG or JPEG image".into());
     }
     let rgb = hashguard_core::data::decode_bytes(bytes, "upload").map_err(|e| match e {
+        hashguard_core::Error::Format { reason, .. } if reason.contains("too large") => reason,
         hashguard_core::Error::Format { reason, .. } => {
             format!("{reason} (a PNG or JPEG image is expected)")
         }
