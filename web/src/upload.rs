@@ -122,4 +122,33 @@ mod tests {
         let e = decode_grey(&png_claiming(8, 4), 28, 28).unwrap_err();
         assert!(!e.contains("too large"), "{e}");
     }
+
+    /// A CMYK JPEG (written by Pillow: `Image.new("CMYK", (40, 30))` with a gradient, quality
+    /// 90) decodes to grey like any photo, and not to a flat image.
+    #[test]
+    fn a_cmyk_jpeg_decodes_to_grey() {
+        let px = decode_grey(include_bytes!("../testdata/cmyk-40x30.jpg"), 28, 28).unwrap();
+        assert_eq!(px.len(), 784);
+        let lo = px.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = px.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+        assert!(hi - lo > 0.1, "flat: {lo}..{hi}");
+    }
+
+    /// An animated GIF is read as its first frame (white here, the second black).
+    #[test]
+    fn an_animated_gif_is_its_first_frame() {
+        use image::codecs::gif::GifEncoder;
+        use image::{Frame, Rgba, RgbaImage};
+        let mut gif = Vec::new();
+        {
+            let mut encoder = GifEncoder::new(&mut gif);
+            for v in [255u8, 0] {
+                let frame = RgbaImage::from_pixel(28, 28, Rgba([v, v, v, 255]));
+                encoder.encode_frame(Frame::new(frame)).unwrap();
+            }
+        }
+        let px = decode_grey(&gif, 28, 28).unwrap();
+        assert!(px.iter().all(|&v| v > 0.95), "not the first (white) frame");
+    }
 }
