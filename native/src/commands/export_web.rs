@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use clap::Args;
-use hashguard_core::demo::{AttackedScores, DemoBundle, DemoHeader, demo_spec};
+use hashguard_core::demo::{DemoBundle, DemoHeader};
 use hashguard_core::detectors::{
     C1Budget, Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k,
 };
-use hashguard_core::experiments::{AttackKind, Images, attack_goals, run_campaign};
-use hashguard_core::model::{HashNet, encode_images, half_precision_record};
+use hashguard_core::model::{encode_images, half_precision_record};
 use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{OpenedRun, write_atomic};
 use rand::SeedableRng;
@@ -22,6 +21,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backend::Selected;
 use crate::progress::bar;
+
+mod roc;
+
+use roc::attacked_scores;
 
 /// Flags of `hashguard export-web`.
 #[derive(Args, Debug)]
@@ -63,13 +66,6 @@ pub struct ExportArgs {
     #[arg(long, default_value_t = 250)]
     roc_queries: usize,
 }
-
-/// The attacks whose UMCD scores the bundle ships: kind, ε in grey levels, steps.
-const ROC_ATTACKS: [(AttackKind, f32, usize); 3] = [
-    (AttackKind::Pgd, 8.0, 100),
-    (AttackKind::Pgd, 32.0, 100),
-    (AttackKind::Dhta, 32.0, 100),
-];
 
 /// Storage precision of the exported weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -277,78 +273,4 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-/// UMCD's scores on `queries` attacked by each of [`ROC_ATTACKS`] exactly as the page attacks
-/// (the demo's spec; DHTA's anchors voted from the shipped database's codes), C1 against the
-/// shipped database.
-fn attacked_scores(
-    model: &HashNet,
-    detector: &Umcd<'_>,
-    queries: &hashguard_core::data::ImageSet,
-    database: &hashguard_core::data::ImageSet,
-    seed: u64,
-    device: &burn::prelude::Device,
-) -> Result<Vec<AttackedScores>> {
-    let shape = queries.shape();
-    let all: Vec<usize> = (0..queries.len()).collect();
-    let pixels = queries.pixels_f32(&all);
-    let total: usize = ROC_ATTACKS.iter().map(|a| a.2).sum();
-    let pb = bar((total * queries.len().div_ceil(128)) as u64, "ROC attacks");
-    let mut out = Vec::new();
-    for (i, &(kind, levels, steps)) in ROC_ATTACKS.iter().enumerate() {
-        let mut spec = demo_spec(kind, levels / 255.0, steps, 0);
-        // A random other class per query, not the page's one fixed target.
-        spec.target.label = None;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(i as u64));
-        let targets = attack_goals(
-            &spec,
-            &queries.labels,
-            detector.index.codes(),
-            &database.labels,
-            &mut rng,
-        )?;
-        let campaign = run_campaign(
-            model,
-            Images {
-                pixels: &pixels,
-                shape,
-            },
-            &spec,
-            targets.as_deref(),
-            128,
-            seed,
-            device,
-            || pb.inc(1),
-        )?;
-        let mut scores = Scores::empty(detector.criteria());
-        let per = shape.len();
-        for start in (0..queries.len()).step_by(128) {
-            let end = (start + 128).min(queries.len());
-            scores.extend(detector.score(
-                model,
-                ImageBatch {
-                    pixels: &campaign.adversarial[start * per..end * per],
-                    shape,
-                    database_positions: None,
-                },
-                device,
-            )?)?;
-        }
-        let name = format!(
-            "{}-{steps}, ε = {levels}/255",
-            if kind == AttackKind::Dhta {
-                "DHTA"
-            } else {
-                "PGD"
-            }
-        );
-        out.push(AttackedScores {
-            name,
-            success_rate: campaign.success_rate(),
-            values: scores.values,
-        });
-    }
-    pb.finish_and_clear();
-    Ok(out)
 }
