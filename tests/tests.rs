@@ -2,3 +2,6 @@
 
 /// The same model gives the same codes on Burn's CPU (Flex) and wgpu backends.
 mod parity;
+
+/// The fuzz targets' seed corpora are accepted by their readers (and can be regenerated).
+mod fuzz_seeds;

@@ -187,7 +187,7 @@ fn take_config_flag(args: Vec<OsString>) -> Result<(Vec<OsString>, Option<PathBu
 
 /// The flags of `file`: a TOML table of flags, or the `invocation` a JSON report saved (which
 /// must be `command`'s).
-fn read_flags(file: &Path, command: &str) -> Result<toml::Table, ConfigError> {
+pub(crate) fn read_flags(file: &Path, command: &str) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| ConfigError(format!("{}: {e}", file.display())))?;
     if text.trim_start().starts_with('{') {

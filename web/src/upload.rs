@@ -3,26 +3,31 @@
 //! (never an out-of-memory abort of the page), converted to grey, resized to the demo's image
 //! size, pixels in `[0, 1]`.
 
-use image::DynamicImage;
-use image::imageops::FilterType;
-
 /// Decodes `bytes` and resizes to `width` x `height` grey pixels; the error is one line a
 /// person can act on.
 pub fn decode_grey(bytes: &[u8], width: usize, height: usize) -> Result<Vec<f32>, String> {
     if bytes.is_empty() {
         return Err("the file is empty: choose a PNG or JPEG image".into());
     }
-    let rgb = hashguard_core::data::decode_bytes(bytes, "upload").map_err(|e| match e {
-        hashguard_core::Error::Format { reason, .. } if reason.contains("too large") => reason,
-        hashguard_core::Error::Format { reason, .. } => {
-            format!("{reason} (a PNG or JPEG image is expected)")
+    let side = |n: usize| u32::try_from(n).map_err(|_| format!("{n} pixels is not a usable size"));
+    hashguard_core::data::decode_grey(bytes, "upload", side(width)?, side(height)?).map_err(|e| {
+        match e {
+            // The library's message names the CLI's flags; the page has none.
+            hashguard_core::Error::Format { reason, .. } if reason.contains("too large") => {
+                let limits = hashguard_core::data::ReadLimits::current();
+                format!(
+                    "the image is too large to decode here (over {} pixels a side or {} MiB): \
+                     choose a smaller one",
+                    limits.max_side,
+                    limits.max_decode_bytes >> 20
+                )
+            }
+            hashguard_core::Error::Format { reason, .. } => {
+                format!("{reason} (a PNG or JPEG image is expected)")
+            }
+            e => format!("{e}: choose a PNG or JPEG image"),
         }
-        e => format!("{e}: choose a PNG or JPEG image"),
-    })?;
-    let grey = DynamicImage::ImageRgb8(rgb)
-        .resize_exact(width as u32, height as u32, FilterType::Triangle)
-        .to_luma8();
-    Ok(grey.as_raw().iter().map(|&v| v as f32 / 255.0).collect())
+    })
 }
 
 #[cfg(test)]
@@ -115,7 +120,7 @@ mod tests {
     #[test]
     fn huge_images_are_refused_before_allocation() {
         let e = decode_grey(&png_claiming(30_000, 30_000), 28, 28).unwrap_err();
-        assert!(e.contains("too large"), "{e}");
+        assert!(e.contains("too large") && !e.contains("--max"), "{e}");
         let side = hashguard_core::data::MAX_SIDE;
         let e = decode_grey(&png_claiming(side + 1, 4), 28, 28).unwrap_err();
         assert!(e.contains("too large"), "{e}");

@@ -28,7 +28,13 @@ const RECORD: usize = 1 + PIXELS;
 /// The file length must be a non-zero multiple of 3,073 bytes and every label below 10.
 pub fn read_cifar10_batch(path: &Path) -> Result<(Vec<u8>, Vec<LabelSet>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    parse_cifar10_batch(&bytes, path)
+}
+
+/// Parses the bytes of one binary batch file (read from `path`, which errors name) into
+/// `(pixels, labels)`, with the checks of [`read_cifar10_batch`].
+pub fn parse_cifar10_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<LabelSet>)> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::format(
             path,
             format!(

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use image::{ImageReader, Limits, RgbImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
+use super::ReadLimits;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
-/// Largest width or height a decoder accepts: a bigger image is refused before its pixels
-/// are allocated (a 1 kB header cannot claim a 10 GB bitmap).
-pub const MAX_SIDE: u32 = 16_384;
-/// Largest allocation a decoder may make for one image.
-pub const MAX_DECODE_BYTES: u64 = 512 << 20;
+/// Largest width or height a decoder accepts by default: a bigger image is refused before its
+/// pixels are allocated (a 1 kB header cannot claim a 10 GB bitmap). [`ReadLimits`] changes it.
+pub const MAX_SIDE: u32 = ReadLimits::DEFAULT.max_side;
+/// Largest allocation a decoder may make for one image by default ([`ReadLimits`]).
+pub const MAX_DECODE_BYTES: u64 = ReadLimits::DEFAULT.max_decode_bytes;
 
 /// How decoded images become the network's input: shorter side resized to `resize`, then the
 /// centre `crop` x `crop` square (torchvision's `Resize(S)` + `CenterCrop(C)`).
@@ -94,6 +95,26 @@ pub fn decode_bytes(bytes: &[u8], name: &str) -> Result<RgbImage> {
     )
 }
 
+/// Decodes an in-memory image like [`decode_bytes`] and resizes it (triangle filter) to
+/// `width` x `height` grey pixels in `[0, 1]`, row-major: a user's upload turned into a
+/// grey model's input (the browser demo's path).
+pub fn decode_grey(bytes: &[u8], name: &str, width: u32, height: u32) -> Result<Vec<f32>> {
+    if width == 0 || height == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "cannot resize {name} to {width}x{height}: both sides must be at least 1"
+        )));
+    }
+    let rgb = decode_bytes(bytes, name)?;
+    let grey = image::DynamicImage::ImageRgb8(rgb)
+        .resize_exact(width, height, image::imageops::FilterType::Triangle)
+        .to_luma8();
+    Ok(grey
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect())
+}
+
 fn decode<R: std::io::BufRead + std::io::Seek>(
     reader: ImageReader<R>,
     path: &Path,
@@ -104,10 +125,11 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     if reader.format().is_none() {
         return Err(Error::format(path, "not an image in a known format"));
     }
+    let caps = ReadLimits::current();
     let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_image_width = Some(caps.max_side);
+    limits.max_image_height = Some(caps.max_side);
+    limits.max_alloc = Some(caps.max_decode_bytes);
     reader.limits(limits);
     let image = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(l)
@@ -120,9 +142,10 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
             Error::format(
                 path,
                 format!(
-                    "too large to decode (over {MAX_SIDE} pixels a side or {} MiB): use a \
-                     smaller image",
-                    MAX_DECODE_BYTES >> 20
+                    "too large to decode (over {} pixels a side or {} MiB): use a smaller \
+                     image, or raise --max-image-side and --max-image-mib if it is genuine",
+                    caps.max_side,
+                    caps.max_decode_bytes >> 20
                 ),
             )
         }

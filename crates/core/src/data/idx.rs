@@ -20,13 +20,18 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// IDX element type code for unsigned bytes, the only one the data sets use.
 const UBYTE: u8 = 0x08;
 
-/// Most bytes a gzipped IDX file may decompress to (the largest data set file, Fashion-MNIST's
-/// training images, is 47 MB): a small file that inflates past it is refused, not followed.
-pub const MAX_IDX_BYTES: u64 = 1 << 30;
+/// Most bytes a gzipped IDX file may decompress to by default (the largest data set file,
+/// Fashion-MNIST's training images, is 47 MB): a small file that inflates past it is refused,
+/// not followed. [`super::ReadLimits`] changes it.
+pub const MAX_IDX_BYTES: u64 = super::ReadLimits::DEFAULT.max_inflate_bytes;
 
 /// Parses IDX bytes (gzipped or plain); `origin` names the source in error messages.
 pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
-    parse_idx_within(bytes, origin, MAX_IDX_BYTES)
+    parse_idx_within(
+        bytes,
+        origin,
+        super::ReadLimits::current().max_inflate_bytes,
+    )
 }
 
 /// [`parse_idx`] with a cap on the decompressed size.
@@ -45,7 +50,7 @@ fn parse_idx_within(bytes: &[u8], origin: &Path, cap: u64) -> Result<IdxArray> {
                 origin,
                 format!(
                     "decompresses to more than {cap} bytes: not an IDX file of a supported data \
-                     set"
+                     set (--max-inflate-mib raises the limit)"
                 ),
             ));
         }

@@ -11,6 +11,7 @@ mod fashion;
 mod folder;
 mod idx;
 mod labels;
+mod limits;
 mod listfile;
 mod mosaic;
 mod source;
@@ -19,15 +20,16 @@ mod store;
 
 pub use batch::{Augment, PREFETCH, batch_pixels, batch_shape, prefetch_batches, to_tensor};
 pub use check::{DataCheckReport, MAX_PROBLEMS, Problem, RoleSummary, check_folder, check_lists};
-pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, read_cifar10_batch};
+pub use cifar::{CIFAR10_CLASSES, load_cifar10_dir, parse_cifar10_batch, read_cifar10_batch};
 pub use decode::{
-    BadImage, ImageGeometry, MAX_DECODE_BYTES, MAX_SIDE, decode_bytes, decode_file, parallel_map,
-    transform,
+    BadImage, ImageGeometry, MAX_DECODE_BYTES, MAX_SIDE, decode_bytes, decode_file, decode_grey,
+    parallel_map, transform,
 };
 pub use fashion::{DataSource, FASHION_CLASSES, load_fashion_mnist, resolve_fashion_source};
 pub use folder::{FolderScan, IMAGE_EXTENSIONS, is_image_file, load_folder, scan_folder};
-pub use idx::{IdxArray, parse_idx};
+pub use idx::{IdxArray, MAX_IDX_BYTES, parse_idx};
 pub use labels::LabelSet;
+pub use limits::ReadLimits;
 pub use listfile::{
     ImageList, LIST_FILES, ListEntry, ListPreset, ListSet, MAX_IN_MEMORY_BYTES, NaturalData,
     load_lists, parse_list, read_list,

@@ -32,6 +32,11 @@ impl std::str::FromStr for TrainSize {
                 "train size `{s}` is neither `all` nor a whole number of images"
             ))
         })?;
+        if total == 0 {
+            return Err(Error::InvalidArgument(
+                "train size 0: train on at least 1 image per class, or `all`".into(),
+            ));
+        }
         Ok(Self::PerClass(total))
     }
 }
@@ -237,5 +242,6 @@ mod tests {
             TrainSize::PerClass(300)
         );
         assert!("lots".parse::<TrainSize>().is_err());
+        assert!("0".parse::<TrainSize>().is_err());
     }
 }

@@ -185,10 +185,19 @@ impl PackedCodes {
         {
             return Err(bad("length does not match the header"));
         }
-        let data = bytes[24..]
+        let data: Vec<u64> = bytes[24..]
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
+        // Bits past the code length must be clear: a set one would count in every distance.
+        let used = bits % 64;
+        if used != 0
+            && let Some(i) = data
+                .chunks_exact(words)
+                .position(|code| code[words - 1] >> used != 0)
+        {
+            return Err(bad(&format!("code {i} has bits set past its {bits} bits")));
+        }
         Ok(Self { bits, words, data })
     }
 }
@@ -233,5 +242,22 @@ mod tests {
         );
         assert!(PackedCodes::from_bytes(&bytes[..bytes.len() - 3], Path::new("c")).is_err());
         assert!(PackedCodes::from_bytes(b"garbage garbage garbage!", Path::new("c")).is_err());
+    }
+
+    /// Found by the `codes` fuzz target: a 46-bit file whose words had bits set past bit 46
+    /// read as codes at Hamming distance 63 from each other (beyond the code length).
+    #[test]
+    fn bits_past_the_code_length_are_refused() {
+        let codes = PackedCodes::from_signs(46, &[1.0; 92]);
+        let mut bytes = codes.to_bytes();
+        assert!(PackedCodes::from_bytes(&bytes, Path::new("c")).is_ok());
+        let last = bytes.len() - 1;
+        bytes[last] |= 0x80;
+        let e = PackedCodes::from_bytes(&bytes, Path::new("c")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("code 1 has bits set past its 46 bits"),
+            "{e}"
+        );
     }
 }

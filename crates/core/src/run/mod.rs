@@ -249,22 +249,7 @@ impl RunDir {
     pub fn read_config(&self) -> Result<RunConfig> {
         let path = self.file("config.json");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let cfg: RunConfig = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::record(&path, format!("unreadable run configuration ({e})")))?;
-        if cfg.version != RUN_VERSION {
-            return Err(Error::record(
-                &path,
-                format!(
-                    "run format {} is not supported (expected {RUN_VERSION})",
-                    cfg.version
-                ),
-            ));
-        }
-        cfg.train
-            .model
-            .validate()
-            .map_err(|e| Error::record(&path, e.to_string()))?;
-        Ok(cfg)
+        RunConfig::from_json(&bytes, &path)
     }
 
     /// Writes `model.bpk` from `model`.
@@ -314,9 +299,40 @@ impl RunDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        Checkpoint::from_bytes(&bytes, &path).map(Some)
+    }
+}
+
+impl RunConfig {
+    /// Parses `config.json`'s bytes (read from `path`, which errors name), checking the format
+    /// version and the model configuration.
+    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
+        let cfg: RunConfig = serde_json::from_slice(bytes)
+            .map_err(|e| Error::record(path, format!("unreadable run configuration ({e})")))?;
+        if cfg.version != RUN_VERSION {
+            return Err(Error::record(
+                path,
+                format!(
+                    "run format {} is not supported (expected {RUN_VERSION})",
+                    cfg.version
+                ),
+            ));
+        }
+        cfg.train
+            .model
+            .validate()
+            .map_err(|e| Error::record(path, e.to_string()))?;
+        Ok(cfg)
+    }
+}
+
+impl Checkpoint {
+    /// Parses `checkpoint.bin`'s bytes (read from `path`, which errors name) into its parts;
+    /// the model and optimiser records are checked when they are loaded.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let corrupt = || {
             Error::record(
-                &path,
+                path,
                 "corrupt checkpoint: delete it to restart training from scratch",
             )
         };
@@ -347,12 +363,12 @@ impl RunDir {
         let optim = parts.pop().expect("three parts");
         let model = parts.pop().expect("three parts");
         let history = serde_json::from_slice(&parts[0]).map_err(|_| corrupt())?;
-        Ok(Some(Checkpoint {
+        Ok(Checkpoint {
             history,
             model,
             optim,
             loss_state,
-        }))
+        })
     }
 }
 
