@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use backend::BackendChoice;
+use hashguard_core::data::ReadLimits;
 
 /// Train deep hashing models, index their binary codes and measure retrieval.
 #[derive(Parser, Debug)]
@@ -33,6 +34,23 @@ struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     #[allow(dead_code)]
     config: Option<std::path::PathBuf>,
+    /// Largest width or height, in pixels, of an image to decode: a larger one is refused from
+    /// its header, before its pixels are allocated.
+    #[arg(long, global = true, value_name = "PIXELS",
+          default_value_t = ReadLimits::DEFAULT.max_side,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_image_side: u32,
+    /// Most memory, in MiB, a decoder may allocate for one image.
+    #[arg(long, global = true, value_name = "MIB",
+          default_value_t = ReadLimits::DEFAULT.max_decode_bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_image_mib: u64,
+    /// Most bytes, in MiB, a gzipped data file may inflate to (a small file that inflates past
+    /// it is refused, not followed).
+    #[arg(long, global = true, value_name = "MIB",
+          default_value_t = ReadLimits::DEFAULT.max_inflate_bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_inflate_mib: u64,
 
     #[command(subcommand)]
     command: Command,
@@ -94,6 +112,12 @@ fn main() -> ExitCode {
     };
     config::record(&definition, &matches);
     let result = (|| {
+        ReadLimits {
+            max_side: cli.max_image_side,
+            max_decode_bytes: cli.max_image_mib << 20,
+            max_inflate_bytes: cli.max_inflate_mib << 20,
+        }
+        .install()?;
         if let Command::Data(command) = cli.command {
             return commands::data::run(command);
         }
@@ -154,5 +178,78 @@ mod tests {
         // Clap's own checks (duplicate flag names, defaults its parsers reject, …) run only in
         // debug builds when a command is parsed; this runs them for every subcommand.
         Cli::command().debug_assert();
+    }
+
+    /// Flags whose value may be 0 (a seed, a class number, or 0 meaning "none" as its help
+    /// says).
+    const ZERO_ALLOWED: [&str; 18] = [
+        "seed",
+        "target",
+        "device",
+        "cw-search",
+        "apgd-restarts",
+        "apgd-steps",
+        "hag-beta",
+        "cw-kappa",
+        "lambda1",
+        "lambda2",
+        "table4-lambda1",
+        "blur-tolerance",
+        "weight-decay",
+        "at-weight-decay",
+        "lambda",
+        "label-smoothing",
+        "saat-lambda",
+        "saat-mu",
+    ];
+
+    /// Every numeric flag of every subcommand refuses NaN, infinities and negative numbers, and
+    /// zero unless zero means something ([`ZERO_ALLOWED`]), while clap parses the command line:
+    /// before any file is opened or any work starts. A flag is numeric when `1` parses and
+    /// `abc` does not.
+    #[test]
+    fn numeric_flags_refuse_bad_values_at_parse_time() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut numeric = 0;
+        let mut wrong = Vec::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name().to_string();
+            // Required flags get a value each parser takes (paths take anything).
+            let mut base = vec!["hashguard".to_string(), name.clone()];
+            for arg in sub.get_arguments().filter(|a| a.is_required_set()) {
+                base.push(format!("--{}", arg.get_long().unwrap()));
+                base.push("1".into());
+            }
+            let parses = |flag: &str, value: &str| {
+                let mut args = base.clone();
+                args.extend([format!("--{flag}"), value.to_string()]);
+                cli.clone().try_get_matches_from(args).is_ok()
+            };
+            for arg in sub.get_arguments() {
+                let Some(flag) = arg.get_long() else { continue };
+                if !arg.get_action().takes_values() || arg.is_required_set() {
+                    continue;
+                }
+                if !parses(flag, "1") || parses(flag, "abc") {
+                    continue;
+                }
+                numeric += 1;
+                for bad in ["NaN", "inf", "-inf", "-1", "1e999"] {
+                    if parses(flag, bad) {
+                        wrong.push(format!("{name} --{flag} {bad}"));
+                    }
+                }
+                if !ZERO_ALLOWED.contains(&flag) && parses(flag, "0") {
+                    wrong.push(format!("{name} --{flag} 0"));
+                }
+            }
+        }
+        assert!(numeric >= 40, "only {numeric} numeric flags found");
+        assert!(
+            wrong.is_empty(),
+            "accepted at parse time:\n{}",
+            wrong.join("\n")
+        );
     }
 }

@@ -269,6 +269,58 @@ fn an_image_folder_trains_with_bad_images_skipped_and_counted() {
     );
 }
 
+/// The read limits are flags: an image wider than `--max-image-side` is a problem that names
+/// the flag, a gzipped IDX file inflating past `--max-inflate-mib` is refused before any work,
+/// and a zero limit is a flag error.
+#[test]
+fn read_limits_are_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    for c in 0..2 {
+        for i in 0..3 {
+            write_image(&root.join(format!("class{c}/{i}.png")), c, i);
+        }
+    }
+    let check = |extra: &[&str]| {
+        let mut args = vec!["data", "check", "--dataset", "folder", "--data", s(&root)];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    ok(&check(&[]));
+    let out = check(&["--max-image-side", "8"]);
+    failed_with(&out, "6 problems");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("too large") && listed.contains("--max-image-side"),
+        "{listed}"
+    );
+    let out = check(&["--max-image-side", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-image-side"));
+
+    // Fashion-MNIST's test images inflate to 7.8 MB: past a 1 MiB cap.
+    let fashion = dir.path().join("fashion");
+    std::fs::create_dir_all(&fashion).unwrap();
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/core/assets/fashion-mnist");
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(assets.join(f), fashion.join(f)).unwrap();
+    }
+    let out = run(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--data",
+        s(&fashion),
+        "--out",
+        s(&dir.path().join("run")),
+        "--epochs",
+        "1",
+        "--max-inflate-mib",
+        "1",
+    ]);
+    failed_with(&out, "--max-inflate-mib");
+}
+
 #[test]
 fn bad_lists_and_flags_get_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();

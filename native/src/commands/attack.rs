@@ -36,17 +36,17 @@ pub struct AttackArgs {
     #[arg(long, default_value = "1/255", value_parser = pixel_budget)]
     step: f32,
     /// Iterations (default 100; 500 Adam steps for CW).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     steps: Option<usize>,
     /// Start PGD from a uniform random point of the L∞ ball.
     #[arg(long)]
     random_start: bool,
     /// PGD family: independent runs per image (needs --random-start); each image keeps the run
     /// that did best on the attack's success measure.
-    #[arg(long, default_value_t = 1)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 1)]
     restarts: usize,
     /// Attack only this many queries (a seeded random subset); default all.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     queries: Option<usize>,
     /// DHTA: attack towards this class (it must be in the database; queries of that class are
     /// left out); default a random class each query does not have.
@@ -54,7 +54,7 @@ pub struct AttackArgs {
     target: Option<usize>,
     /// Targeted attacks: database codes voting for the anchor (default 9 for DHTA, 1 — one
     /// benign image's code — for the white-box attacker).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     n_t: Option<usize>,
     /// PGD family: relax f = tanh(α z) with α ramped from 0.1 to 1 over the steps (DHTA's
     /// schedule; also keeps gradients alive where tanh saturates).
@@ -62,18 +62,18 @@ pub struct AttackArgs {
     alpha_schedule: bool,
     /// Relaxation α in (0, 1]: objectives see tanh(α z) instead of f = tanh(z). Values below 1
     /// keep gradients alive where a confident model's tanh saturates; 1 is the papers' form.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::commands::positive::<f32>, long, default_value_t = 1.0)]
     relax: f32,
     /// HAG: weight of the bit-balance term.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, default_value_t = 1.0)]
     hag_beta: f32,
     /// CW: weight c of the hashing term (with the logit margin, c below ~100 rarely flips
     /// K/2 bits of a confident model in 500 steps; docs/results.md).
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(value_parser = crate::commands::positive::<f32>, long, default_value_t = 1000.0)]
     cw_c: f32,
     /// CW: margin κ (on f·h/K for `--cw-margin relaxed`, on the chosen bits' logit margins for
     /// `logits`).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, default_value_t = 0.1)]
     cw_kappa: f32,
     /// CW: hashing term — `logits` (CW's logit margin over the K/2 + 1 cheapest bits) or
     /// `relaxed` (f·h/K on tanh codes, which saturate on confident models).
@@ -83,23 +83,23 @@ pub struct AttackArgs {
     #[arg(long, default_value_t = 0)]
     cw_search: usize,
     /// CW: Adam learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(value_parser = crate::commands::positive::<f32>, long, default_value_t = 0.01)]
     cw_lr: f32,
     /// White-box attacker: weight λ1 of its quantisation term (UMCD eq. 13).
-    #[arg(long, default_value_t = 0.0075)]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, default_value_t = 0.0075)]
     lambda1: f32,
     /// White-box attacker: weight λ2 of its blurred-copy term.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, default_value_t = 3.0)]
     lambda2: f32,
     /// White-box attacker: side of the mean blur it anticipates (UMCD's C3 window).
-    #[arg(long, default_value_t = 2)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2)]
     adaptive_blur: usize,
     /// White-box attacker: APGD with this many random restarts instead of the paper's fixed
     /// steps (0).
     #[arg(long, default_value_t = 0)]
     apgd_restarts: usize,
     /// Images per attack batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 64)]
     batch_size: usize,
     /// Seed of the query subset, targets, anchors and random starts.
     #[arg(long, default_value_t = 0)]

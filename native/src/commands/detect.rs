@@ -30,26 +30,26 @@ pub struct DetectionArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Test on this many queries (a seeded random subset); default all of the split's queries.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     pub queries: Option<usize>,
     /// Benign calibration images, drawn from the database (disjoint from the queries).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2000)]
     pub calibration: usize,
     /// Target false-positive rate of every detector.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(value_parser = crate::commands::positive::<f64>, long, default_value_t = 0.05)]
     pub fpr: f64,
     /// UMCD's C1: retrieved codes averaged. Default: chosen on the calibration set (README).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     pub k: Option<usize>,
     /// UMCD's C3 (and MeanBlur): side of the mean-blur window. Default: chosen on the
     /// calibration set (README).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     pub blur: Option<usize>,
     /// Largest drop of benign precision@100 a blur may cost when choosing --blur.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long, default_value_t = 0.02)]
     pub blur_tolerance: f64,
     /// UMCD: shares of the FPR budget for C1,C2,C3 (e.g. `1,2,1`); default equal.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = crate::commands::positive::<f64>)]
     pub fpr_weights: Option<Vec<f64>>,
     /// UMCD: how the FPR budget is shared. `shares`: by --fpr-weights, as the paper states;
     /// `point-mass`: a criterion whose benign scores mostly sit on one value (C1 = 0) fires on
@@ -57,10 +57,10 @@ pub struct DetectionArgs {
     #[arg(long, default_value = "shares", value_parser = budget_rule)]
     pub budget: BudgetRule,
     /// LID: neighbours per estimate.
-    #[arg(long, default_value_t = 20)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 20)]
     pub lid_k: usize,
     /// LID: benign reference mini-batch size (database images, disjoint from calibration).
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 100)]
     pub lid_reference: usize,
     /// L∞ budget of PGD and DHTA (pixel units; 8/255 as in the paper).
     #[arg(long, default_value = "8/255", value_parser = pixel_budget)]
@@ -69,27 +69,27 @@ pub struct DetectionArgs {
     #[arg(long, default_value = "1/255", value_parser = pixel_budget)]
     pub step: f32,
     /// Iterations of PGD and DHTA.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 100)]
     pub steps: usize,
     /// CW: Adam steps.
-    #[arg(long, default_value_t = 500)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 500)]
     pub cw_steps: usize,
     /// CW: weight c of the hashing term (as `hashguard attack`: with the logit margin, c below
     /// ~100 rarely flips K/2 bits of a confident model in 500 steps).
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(value_parser = crate::commands::positive::<f32>, long, default_value_t = 1000.0)]
     pub cw_c: f32,
     /// CW: hashing term — `logits` (CW's logit margin over the K/2 + 1 cheapest bits) or
     /// `relaxed` (f·h/K on tanh codes, which saturate on confident models).
     #[arg(long, default_value = "logits", value_parser = margin)]
     pub cw_margin: CwMargin,
     /// CW: Adam learning rate (the paper: 0.01).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(value_parser = crate::commands::positive::<f32>, long, default_value_t = 0.01)]
     pub cw_lr: f32,
     /// DHTA: database codes voting for each anchor.
-    #[arg(long, default_value_t = 9)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 9)]
     pub n_t: usize,
     /// Images per batch (attacks and scoring).
-    #[arg(long, default_value_t = 64)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 64)]
     pub batch_size: usize,
     /// Seed of the calibration draw, query subset, targets and random starts.
     #[arg(long, default_value_t = 0)]

@@ -26,7 +26,7 @@ pub struct EvalArgs {
     data: Option<PathBuf>,
     /// Cut-offs k for mAP@k and precision@k (besides mAP over the whole ranking); default
     /// 1000,100. Cut-offs given here must not exceed the run's database.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, value_delimiter = ',')]
     k: Vec<usize>,
 }
 

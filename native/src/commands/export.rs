@@ -45,7 +45,7 @@ pub struct ExportArgs {
     /// Exact nearest database rows written per query as ground truth (`query_neighbours.npy`,
     /// `query_distances.npy`: ties in database order), e.g. for an approximate index's recall;
     /// 0 writes none.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 100)]
     neighbours: usize,
     /// Replace the output directory if it exists.
     #[arg(long)]

@@ -37,19 +37,19 @@ pub struct ExportArgs {
     #[arg(long, default_value = "web/assets")]
     out: PathBuf,
     /// Database images to ship (a seeded sample of the run's database).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2000)]
     database: usize,
     /// Gallery query images per class (from the run's queries).
-    #[arg(long, default_value_t = 3)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 3)]
     gallery_per_class: usize,
     /// UMCD's C1 neighbours; default: chosen on the shipped database by the Theorem-1 rule.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     k: Option<usize>,
     /// UMCD's C3 mean-blur window (Table 1 chose 2 on Fashion-MNIST).
-    #[arg(long, default_value_t = 2)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2)]
     blur: usize,
     /// FPR used to choose k.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(value_parser = crate::commands::positive::<f64>, long, default_value_t = 0.05)]
     fpr: f64,
     /// Seed of the samples.
     #[arg(long, default_value_t = 0)]
@@ -63,7 +63,7 @@ pub struct ExportArgs {
     precision: Precision,
     /// Queries (outside the gallery) attacked per attack for the page's ROC: PGD-100 at 8/255
     /// and 32/255 and DHTA-100 at 32/255 towards a random other class, as the page runs them.
-    #[arg(long, default_value_t = 250)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 250)]
     roc_queries: usize,
 }
 

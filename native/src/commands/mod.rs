@@ -27,6 +27,48 @@ pub fn pixel_budget(s: &str) -> Result<f32, String> {
     parse_fraction(s).map_err(|e| e.to_string())
 }
 
+/// Counts, rates and weights: a finite number above 0 (NaN, infinities, 0 and negative values
+/// are refused while the command line is parsed).
+pub fn positive<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::fmt::Display,
+{
+    let v = finite::<T>(s)?;
+    if v > T::default() {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be above 0"))
+    }
+}
+
+/// Weights and counts where 0 means "none": a finite number, 0 or above.
+pub fn non_negative<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::fmt::Display,
+{
+    let v = finite::<T>(s)?;
+    if v >= T::default() {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be 0 or above"))
+    }
+}
+
+/// `s` as a `T`, refusing NaN and infinities (which float types parse).
+fn finite<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let v = s.trim().parse::<T>().map_err(|e| format!("{s:?}: {e}"))?;
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(v),
+        _ => Err(format!("{s} is not a finite number")),
+    }
+}
+
 /// `--method`/`--attack`: `pgd`, `hag`, `dhta` or `cw`.
 pub fn kind(s: &str) -> Result<AttackKind, String> {
     s.parse().map_err(|e: hashguard_core::Error| e.to_string())

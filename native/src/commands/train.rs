@@ -46,10 +46,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     lists: Option<PathBuf>,
     /// Side of the square network input for natural images (centre crop; default 224).
-    #[arg(long, value_name = "C")]
+    #[arg(value_parser = crate::commands::positive::<u32>, long, value_name = "C")]
     image_size: Option<u32>,
     /// Shorter side natural images are resized to before the crop (default: C x 8/7).
-    #[arg(long, value_name = "S")]
+    #[arg(value_parser = crate::commands::positive::<u32>, long, value_name = "S")]
     resize: Option<u32>,
     /// Leave unreadable images out (and count them) instead of stopping at the first.
     #[arg(long)]
@@ -60,10 +60,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
     /// Query images per class of the drawn split (default 100; not for list files).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     query_per_class: Option<usize>,
     /// Code length K in bits.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     bits: Option<usize>,
     /// Network: `alexnet`, `vgg11`, `vgg16`, `resnet18` or `resnet50` (torchvision's layout,
     /// colour images of at least 32x32, 63x63 for AlexNet); default: the small CNN.
@@ -75,16 +75,16 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pretrained: Option<PathBuf>,
     /// Training epochs.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     epochs: Option<usize>,
     /// Images per optimiser step.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long)]
     batch_size: Option<usize>,
     /// Base learning rate (cosine schedule).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<f64>, long)]
     lr: Option<f64>,
     /// L2 weight decay added to the optimiser's gradient (default 1e-4).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long)]
     weight_decay: Option<f64>,
     /// Optimiser: `adam` (the default) or `sgd` with momentum 0.9 (the CgAT/SAAT reference
     /// code's; e.g. `--optimizer sgd --lr 0.01 --weight-decay 5e-4`), or `sgd:M` for momentum M.
@@ -103,13 +103,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "METHOD", value_parser = flags::parse_loss)]
     loss: Option<HashMethod>,
     /// DPSH's quantisation weight or HashNet's inner-product scale (both 0.1 by default).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::positive::<f64>, long)]
     alpha: Option<f64>,
     /// Weight of CSQ's quantisation term.
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long)]
     lambda: Option<f64>,
     /// Label smoothing ε of CSQ's BCE targets (0 = CSQ as published; README: why 0.1).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long)]
     label_smoothing: Option<f64>,
     /// Start from this trained run's weights (adversarial fine-tuning, as CgAT's reference
     /// code does); data, split, network and hash centres are then the run's own.

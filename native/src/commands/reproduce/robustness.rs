@@ -24,15 +24,15 @@ use crate::progress::Bars;
 #[derive(Args, Debug, Clone)]
 pub struct RobustnessArgs {
     /// Table 3: FreeAT replays m to train and compare (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, value_delimiter = ',', default_value = "2,4,8,16")]
     freeat_m: Vec<usize>,
     /// Table 3: cost of each FreeAT row in passes over the training set; FreeAT m runs
     /// ⌈budget / m⌉ epochs of m replays (Shafahi et al. keep the cost of standard training).
-    #[arg(long, default_value_t = 16)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 16)]
     freeat_budget: usize,
     /// Table 3: epochs of PGD-AT, CgAT and SAAT (each costs about 5 passes: 7 PGD steps on the
     /// inference copy plus the training pass).
-    #[arg(long, default_value_t = 3)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 3)]
     at_epochs: usize,
     /// Table 3: whether to train PGD-AT's reference row (Madry et al.: PGD away from the hash
     /// centres, trained on those images alone; --at-epochs epochs).
@@ -41,17 +41,17 @@ pub struct RobustnessArgs {
     /// Table 3: also train every adversarial row from scratch (random weights on the base
     /// run's split) with this budget: FreeAT m ⌈B / m⌉ epochs, the others B epochs, each with
     /// the --at-* optimiser, learning rate and weight decay.
-    #[arg(long, value_name = "B")]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, value_name = "B")]
     scratch_budget: Option<usize>,
     /// Table 3: base learning rate of the adversarial fine-tuning (Adam, cosine decay).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(value_parser = crate::commands::positive::<f64>, long, default_value_t = 3e-4)]
     at_lr: f64,
     /// Table 3: L∞ radius of the adversarial training (pixel units; the paper: 8/255). CgAT's
     /// and SAAT's inner step scales with it (eps/4), FreeAT's step is eps.
     #[arg(long, default_value = "8/255", value_parser = pixel_budget)]
     at_eps: f32,
     /// Table 3: PGD iterations to evaluate (comma-separated; the last also feeds UMCD).
-    #[arg(long, value_delimiter = ',', default_value = "8,40,100")]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, value_delimiter = ',', default_value = "8,40,100")]
     pgd_steps: Vec<usize>,
     /// Table 3: CgAT's and SAAT's alignment terms, a row pair each: `tanh` (the papers'),
     /// `logit` (BCE on the adversarial logits), or `tanh,logit` for the ablation.
@@ -63,11 +63,11 @@ pub struct RobustnessArgs {
     at_optimizer: Optimizer,
     /// Table 3: weight decay of the adversarial rows (default: the base run's; the CgAT/SAAT
     /// reference code's SGD uses 5e-4).
-    #[arg(long)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long)]
     at_weight_decay: Option<f64>,
     /// Table 3: train every adversarial row this many times (seeds base, base + 1, …); the
     /// table reports mean ± std.
-    #[arg(long, default_value_t = 1)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 1)]
     at_seeds: usize,
     /// Table 3: radii of the masking-proof block — PGD from random starts with --robust-restarts,
     /// DHTA, and PGD crafted on the no-AT model (transfer) at each (comma-separated; `none`
@@ -75,10 +75,10 @@ pub struct RobustnessArgs {
     #[arg(long, value_delimiter = ',', default_value = "8/255,16/255", value_parser = robust_radius)]
     robust_eps: Vec<Option<f32>>,
     /// Table 3: iterations of the masking-proof PGD.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 100)]
     robust_steps: usize,
     /// Table 3: runs per image of the masking-proof PGD, each from its own random start.
-    #[arg(long, default_value_t = 5)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 5)]
     robust_restarts: usize,
 }
 

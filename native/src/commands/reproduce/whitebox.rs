@@ -25,23 +25,23 @@ pub struct WhiteboxArgs {
     #[arg(long, default_value = "32/255", value_parser = pixel_budget)]
     whitebox_eps: f32,
     /// White-box: λ1 values swept (weight of L2 = −‖h(x') − f(x')‖₁; the paper: 0 … 0.03).
-    #[arg(
+    #[arg(value_parser = crate::commands::non_negative::<f32>,
         long,
         value_delimiter = ',',
         default_value = "0,0.0025,0.005,0.0075,0.01,0.02,0.03"
     )]
     lambda1: Vec<f32>,
     /// White-box: λ2 values (weight of L3, the blurred copy's code distance; the paper: 0.3, 3).
-    #[arg(long, value_delimiter = ',', default_value = "0.3,3")]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, value_delimiter = ',', default_value = "0.3,3")]
     lambda2: Vec<f32>,
     /// White-box: λ1 of Table 4 (the paper: 0.0075); added to the sweep if absent.
-    #[arg(long, default_value_t = 0.0075)]
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, default_value_t = 0.0075)]
     table4_lambda1: f32,
     /// White-box: iterations of the stronger APGD attacker at Table 4's λ1 (0 skips it).
     #[arg(long, default_value_t = 200)]
     apgd_steps: usize,
     /// White-box: random restarts of the APGD attacker (each image keeps its lowest loss).
-    #[arg(long, default_value_t = 2)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2)]
     restarts: usize,
 }
 

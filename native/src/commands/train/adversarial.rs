@@ -37,7 +37,7 @@ pub struct AdvTrainArgs {
     method: AdvMethod,
     /// FreeAT: replays m of each mini-batch. Without --epochs, FreeAT runs ⌈30/m⌉ epochs so
     /// that its cost matches 30 epochs of standard training (Shafahi et al.).
-    #[arg(long = "m", default_value_t = 8)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long = "m", default_value_t = 8)]
     replays: usize,
     /// L∞ radius of the inner PGD, and of FreeAT's δ (pixel units).
     #[arg(long, default_value = "8/255", value_parser = crate::commands::pixel_budget)]
@@ -46,13 +46,13 @@ pub struct AdvTrainArgs {
     #[arg(long, default_value = "2/255", value_parser = crate::commands::pixel_budget)]
     step: f32,
     /// Iterations of the inner PGD.
-    #[arg(long, default_value_t = 7)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 7)]
     inner_steps: usize,
     /// SAAT: weight λ of the mainstay alignment term.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long, default_value_t = 1.0)]
     saat_lambda: f64,
     /// SAAT: weight μ of the quantisation term.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(value_parser = crate::commands::non_negative::<f64>, long, default_value_t = 1e-4)]
     saat_mu: f64,
     /// CgAT/SAAT: form of the alignment term: `tanh` (the papers' −mean(tanh(z_adv) ⊙ c)) or
     /// `logit` (BCE of the adversarial logits against the code as {0, 1} targets: bits the
