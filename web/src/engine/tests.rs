@@ -4,6 +4,7 @@
 use super::*;
 use hashguard_core::detectors::Detector;
 use hashguard_core::model::encode_images;
+use hashguard_core::retrieval::hamming;
 
 /// The shipped weights are f16 (`export-web --precision f16`); the bundle's codes and benign
 /// scores were computed with the run's f32 weights. The app must retrieve and calibrate as
