@@ -180,8 +180,9 @@ impl DemoBundle {
                 .get(at..at + 8)
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
                 .ok_or_else(|| bad("truncated".into()))?;
-            let part = raw
-                .get(at + 8..at + 8 + len)
+            let part = (at + 8)
+                .checked_add(len)
+                .and_then(|end| raw.get(at + 8..end))
                 .ok_or_else(|| bad("truncated".into()))?;
             parts.push(part);
             at += 8 + len;
@@ -323,6 +324,14 @@ mod tests {
         let mut wrong = bundle();
         wrong.header.benign[0][3] = f32::NAN;
         assert!(DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).is_err());
+        // Found by the `demo_bundle` fuzz target: a part length near u64::MAX overflowed the
+        // end offset (a panic in debug builds).
+        let mut raw = MAGIC.to_vec();
+        raw.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let e = DemoBundle::from_bytes(&gz.finish().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
         let mut wrong = bundle();
         wrong.header.bits = 16;
         let e = DemoBundle::from_bytes(&wrong.to_bytes().unwrap()).unwrap_err();

@@ -342,9 +342,10 @@ impl Trainer {
     /// record is unreadable or does not fit.
     fn load_model_bytes(&mut self, bytes: Vec<u8>, what: &str) -> Result<()> {
         let fresh = self.model.take().expect("model present between steps");
-        let record =
+        let record = crate::model::check_model_record(&bytes, what).and_then(|()| {
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-                .map_err(|e| Error::record(what, format!("model record unreadable: {e}")));
+                .map_err(|e| Error::record(what, format!("model record unreadable: {e}")))
+        });
         let loaded = record.and_then(|record| {
             fresh.clone().try_load_record(record).map_err(|e| {
                 Error::record(
@@ -744,6 +745,7 @@ impl Trainer {
         history: Vec<EpochStats>,
         loss_state: Vec<u8>,
     ) -> Result<()> {
+        crate::model::check_optimizer_record(&optim, "checkpoint")?;
         self.load_model_bytes(model, "checkpoint")?;
         self.bank = None;
         self.train_codes = None;
@@ -1051,6 +1053,40 @@ mod tests {
         let back: TrainConfig =
             serde_json::from_value(serde_json::to_value(&sgd).unwrap()).unwrap();
         assert_eq!(back.optimizer, sgd.optimizer);
+    }
+
+    #[test]
+    fn a_damaged_optimiser_record_is_an_error_not_a_panic() {
+        let set = quadrants(8);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let device = Device::flex();
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut a = Trainer::new(tiny_config(1), centres.clone(), &device).unwrap();
+        a.train_epoch(&set, &idx, |_| {}).unwrap();
+        let (model, optim) = a.checkpoint().unwrap();
+        // Found by the `checkpoint` fuzz target: a tensor without its parameter id made
+        // Burn's optimiser loader panic.
+        let tensors = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(optim))
+            .and_then(burn_pack::Reader::into_tensors)
+            .unwrap();
+        assert!(!tensors.is_empty());
+        let stripped: Vec<burn_pack::Tensor> = tensors
+            .into_iter()
+            .map(|mut t| {
+                t.param_id = None;
+                t
+            })
+            .collect();
+        let damaged = burn_pack::Writer::new(stripped)
+            .into_bytes()
+            .unwrap()
+            .to_vec();
+        let mut b = Trainer::new(tiny_config(1), centres, &device).unwrap();
+        let e = b
+            .restore(model, damaged, a.history.clone(), Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("no parameter id"), "{e}");
+        assert_eq!(b.epochs_done(), 0, "nothing restored");
     }
 
     #[test]

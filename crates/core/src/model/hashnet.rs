@@ -192,6 +192,7 @@ impl HashNetConfig {
     /// names the record in errors.
     pub fn load(&self, bytes: Vec<u8>, device: &Device, origin: &str) -> Result<HashNet> {
         self.validate()?;
+        crate::model::check_model_record(&bytes, origin)?;
         let record =
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
                 .map_err(|e| {
@@ -307,6 +308,46 @@ mod tests {
 
     fn record_bytes(model: HashNet) -> Vec<u8> {
         model.valid().into_record().into_bytes().unwrap().to_vec()
+    }
+
+    /// Found by the `model_record` fuzz target: a record with a NaN weight loaded silently
+    /// and gave NaN logits (so codes that mean nothing).
+    #[test]
+    fn a_record_with_non_finite_weights_is_refused() {
+        let device = Device::flex();
+        let config = HashNetConfig::new(16, 1)
+            .with_widths(vec![4, 8])
+            .with_convs_per_stage(1)
+            .with_hidden(16);
+        let bytes = record_bytes(config.init(&device));
+        assert!(config.load(bytes.clone(), &device, "ok").is_ok());
+        let tensors = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .and_then(burn_pack::Reader::into_tensors)
+            .unwrap();
+        let poisoned: Vec<burn_pack::Tensor> = tensors
+            .into_iter()
+            .map(|t| {
+                if t.dtype != burn::tensor::DType::F32 || !t.name.ends_with("weight") {
+                    return t;
+                }
+                let (name, dtype, shape, id, data) = t.into_parts().unwrap();
+                let mut data = data.to_vec();
+                data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+                burn_pack::Tensor::new(
+                    name,
+                    dtype,
+                    shape,
+                    id,
+                    burn::tensor::Bytes::from_bytes_vec(data),
+                )
+            })
+            .collect();
+        let bad = burn_pack::Writer::new(poisoned)
+            .into_bytes()
+            .unwrap()
+            .to_vec();
+        let e = config.load(bad, &device, "model.bpk").unwrap_err();
+        assert!(e.to_string().contains("NaN or infinite weights"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod hashnet;
 mod precision;
 #[cfg(feature = "import")]
 mod pretrained;
+mod records;
 
 pub use backbones::{AlexNet, Backbone, BackboneKind, Block, ConvBn, ResNet, Vgg};
 pub use encode::encode_images;
@@ -16,6 +17,7 @@ pub use hashnet::{HashNet, HashNetConfig};
 pub use precision::{HalfSummary, half_precision_record};
 #[cfg(feature = "import")]
 pub use pretrained::{ImportSummary, import_torchvision};
+pub(crate) use records::{check_model_record, check_optimizer_record};
 
 use burn::prelude::*;
 

@@ -1,0 +1,120 @@
+//! Checks on serialised records before Burn loads them. Burn's loaders trust what they read: a
+//! model record with a NaN weight loads silently (and every code it gives is garbage), and an
+//! optimiser tensor without its parameter id panics. These read the record once more, on the
+//! host, and refuse such files with an error that says what to do.
+
+use burn::tensor::{Bytes, DType};
+
+use crate::{Error, Result};
+
+/// The tensors of a burnpack record, each with as many bytes as its shape and type claim.
+fn tensors(bytes: &[u8], what: &str, origin: &str) -> Result<Vec<burn_pack::Tensor>> {
+    let corrupt = |e: String| {
+        Error::record(
+            origin,
+            format!("corrupt {what} ({e}); retrain or restore it"),
+        )
+    };
+    let tensors = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .and_then(burn_pack::Reader::into_tensors)
+        .map_err(|e| corrupt(e.to_string()))?;
+    for t in &tensors {
+        let elements = t
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| corrupt(format!("tensor {} has an impossible shape", t.name)))?;
+        let expected = match t.dtype {
+            DType::QFloat(_) => continue,
+            dtype => elements.checked_mul(dtype.size()),
+        };
+        if expected != Some(t.byte_len()) {
+            return Err(corrupt(format!(
+                "tensor {} holds {} bytes, its shape {:?} needs {}",
+                t.name,
+                t.byte_len(),
+                t.shape.as_slice(),
+                expected.map_or("more than memory".into(), |n| n.to_string())
+            )));
+        }
+    }
+    Ok(tensors)
+}
+
+/// Whether every value of a float tensor's little-endian bytes is finite (other types: true).
+fn all_finite(dtype: DType, bytes: &[u8]) -> bool {
+    match dtype {
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .all(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")).is_finite()),
+        DType::F32 | DType::Flex32 => bytes
+            .chunks_exact(4)
+            .all(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")).is_finite()),
+        // Half types are infinite or NaN exactly when all their exponent bits are set.
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7C00 != 0x7C00),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7F80 != 0x7F80),
+        _ => true,
+    }
+}
+
+/// Refuses a model record (`model.bpk` or a checkpoint's model) that is not a whole burnpack
+/// file or holds a NaN or infinite weight.
+pub(crate) fn check_model_record(bytes: &[u8], origin: &str) -> Result<()> {
+    for t in tensors(bytes, "model record", origin)? {
+        let (name, dtype, _, _, data) = t
+            .into_parts()
+            .map_err(|e| Error::record(origin, format!("corrupt model record ({e})")))?;
+        if !all_finite(dtype, &data) {
+            return Err(Error::record(
+                origin,
+                format!(
+                    "model record holds NaN or infinite weights in {name}: the run diverged or \
+                     the file is damaged; retrain or restore it"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an optimiser record (a checkpoint's) that is not a whole burnpack file or has a
+/// tensor without the parameter id Burn's loader needs.
+pub(crate) fn check_optimizer_record(bytes: &[u8], origin: &str) -> Result<()> {
+    for t in tensors(bytes, "optimiser record", origin)? {
+        if t.param_id.is_none() {
+            return Err(Error::record(
+                origin,
+                format!(
+                    "corrupt optimiser record (tensor {} has no parameter id); delete the \
+                     checkpoint to restart training from scratch",
+                    t.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_types_are_checked_by_their_exponent_bits() {
+        let bits = |v: &[u16]| v.iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>();
+        // f16: 1.5, -65504 (the largest), then NaN and infinity.
+        assert!(all_finite(DType::F16, &bits(&[0x3E00, 0xFBFF])));
+        assert!(!all_finite(DType::F16, &bits(&[0x3E00, 0x7E00])));
+        assert!(!all_finite(DType::F16, &bits(&[0x7C00])));
+        // bf16: 3.0e38, then -infinity.
+        assert!(all_finite(DType::BF16, &bits(&[0x7F61])));
+        assert!(!all_finite(DType::BF16, &bits(&[0xFF80])));
+        assert!(!all_finite(DType::F32, &f32::NAN.to_le_bytes()));
+        assert!(all_finite(DType::F32, &1.0f32.to_le_bytes()));
+        assert!(all_finite(DType::I64, &[0xFF; 8]));
+    }
+}
