@@ -1,7 +1,9 @@
 //! The fuzz targets' generated seed corpora (`fuzz/seeds/<target>/`): real Fashion-MNIST images
 //! in every format a reader takes, and records of the tiny model the targets read. Each seed
 //! must be accepted by its reader, so fuzzing starts deep in every format; with
-//! `HASHGUARD_WRITE_SEEDS=1` the test writes them afresh first (after a format change).
+//! `HASHGUARD_WRITE_SEEDS=1` the test writes them afresh first (after a format change). And
+//! every input a fuzzer crashed a reader with (`fuzz/regressions/<target>/`) is read again
+//! without a panic, refused when its name says so.
 
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -284,6 +286,32 @@ fn every_fuzz_seed_is_accepted_by_its_reader() {
     assert!(
         checked >= 20,
         "only {checked} seeds under {}",
+        root.display()
+    );
+}
+
+/// The inputs that crashed a reader under fuzzing (`fuzz/regressions/<target>/<name>`): each is
+/// read without a panic, and refused when its name starts with `refused-`.
+#[test]
+fn every_fuzz_finding_is_read_without_a_panic() {
+    let root = seeds_dir().join("../regressions");
+    let mut checked = 0;
+    for target in std::fs::read_dir(&root).unwrap() {
+        let target = target.unwrap().path();
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        for input in std::fs::read_dir(&target).unwrap() {
+            let input = input.unwrap().path();
+            let result = accepted(&name, &std::fs::read(&input).unwrap());
+            let file = input.file_name().unwrap().to_string_lossy().into_owned();
+            if file.starts_with("refused-") {
+                assert!(result.is_err(), "{} was accepted", input.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 6,
+        "only {checked} findings under {}",
         root.display()
     );
 }

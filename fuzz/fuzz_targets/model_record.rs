@@ -1,27 +1,36 @@
-//! Model records (`model.bpk`, f32 or half precision): any bytes give a model that encodes an
-//! image to finite outputs, or an error; the half-precision rewriter refuses or rewrites them
-//! into a record that loads.
+//! Model records (`model.bpk`, f32 or half precision): any bytes give an error, or a model
+//! whose encoding of an image is `BITS` finite values or an error (never NaN codes); the
+//! half-precision rewriter refuses them or writes a record it can rewrite again.
 
 #![no_main]
 
 use burn::prelude::*;
-use hashguard_core::model::half_precision_record;
+use hashguard_core::data::{ImageSet, LabelSet};
+use hashguard_core::model::{encode_images, half_precision_record};
 use libfuzzer_sys::fuzz_target;
 
 mod common;
 
+thread_local! {
+    static IMAGE: ImageSet = ImageSet::new(
+        "one",
+        "fuzz",
+        [1, 28, 28],
+        (0..784).map(|i| (i % 251) as u8).collect(),
+        vec![LabelSet::single(0)],
+        vec!["class 0".into()],
+    )
+    .expect("a valid image set");
+}
+
 fuzz_target!(|data: &[u8]| {
     let device = Device::flex();
     if let Ok(model) = common::tiny_model().load(data.to_vec(), &device, "model.bpk") {
-        let image = Tensor::<4>::full([1, 1, 28, 28], 0.5, &device);
-        let out: Vec<f32> = model
-            .valid()
-            .logits(image)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert_eq!(out.len(), common::BITS);
-        assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
+        let encoded = IMAGE.with(|set| encode_images(&model, set, &[0], 1, &device, |_| {}));
+        if let Ok(values) = encoded {
+            assert_eq!(values.len(), common::BITS);
+            assert!(values.iter().all(|v| v.is_finite()), "{values:?}");
+        }
     }
     if let Ok((half, _)) = half_precision_record(data.to_vec(), "model.bpk") {
         // What the rewriter accepts as a record it can also halve again (a fixed point).
