@@ -257,6 +257,22 @@ fn pretrained_weights_that_do_not_fit_are_refused_before_the_data_loads() {
     assert!(!out_dir.exists(), "a refused run leaves nothing behind");
 }
 
+/// `train` of a 16-bit model on five images per class of `data` into `out`: the small runs the
+/// interruption tests make.
+fn tiny_train_args<'a>(out: &'a Path, data: &'a Path) -> [&'a str; 9] {
+    [
+        "train",
+        "--out",
+        s(out),
+        "--data",
+        s(data),
+        "--bits",
+        "16",
+        "--train-size",
+        "5",
+    ]
+}
+
 #[test]
 fn a_killed_training_resumes_from_its_last_checkpoint() {
     let data = tiny_data();
@@ -264,17 +280,7 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
     let run_dir = work.path().join("run");
     let epochs = 60;
     let mut child = hashguard()
-        .args([
-            "train",
-            "--out",
-            s(&run_dir),
-            "--data",
-            s(data.path()),
-            "--bits",
-            "16",
-            "--train-size",
-            "5",
-        ])
+        .args(tiny_train_args(&run_dir, data.path()))
         .args(["--epochs", &epochs.to_string()])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -2068,4 +2074,60 @@ fn a_full_disk_keeps_the_last_checkpoint_and_says_so() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(epoch_losses(&moved), epoch_losses(&reference));
+}
+
+/// Read-only: on a file system remounted read-only under a finished run, `encode` (which writes
+/// `database.codes`) and `train --resume` (which takes the run's lock) fail with one line naming
+/// the file and the read-only file system, and every file of the run is left byte for byte.
+/// Skipped (with a note) where the test may not mount a tmpfs.
+#[test]
+fn a_read_only_disk_is_an_error_that_changes_nothing() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&work.path().join("disk"), 64 << 20) else {
+        eprintln!("skipped: this process may not mount a tmpfs");
+        return;
+    };
+    let run_dir = disk.0.join("run");
+    let mut args = tiny_train_args(&run_dir, data.path()).to_vec();
+    args.extend(["--epochs", "1"]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snapshot = || {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&run_dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot();
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro", s(&disk.0)])
+        .status()
+        .is_ok_and(|st| st.success());
+    assert!(remounted, "remounting the tmpfs read-only");
+    for args in [
+        vec!["encode", "--run", s(&run_dir)],
+        vec!["train", "--out", s(&run_dir), "--resume"],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded on a read-only disk"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains("Read-only file system"), "{args:?}: {stderr}");
+    }
+    assert!(snapshot() == before, "a file of the run changed");
 }
