@@ -53,12 +53,17 @@ mod web {
     /// The app's state as JSON (see `DemoApp::summary`), for tests driving the page.
     #[wasm_bindgen]
     pub fn demo_state() -> String {
+        with_app(|app| app.summary())
+            .and_then(|summary| serde_json::to_string(&summary).ok())
+            .unwrap_or_else(|| "null".into())
+    }
+
+    /// Runs `f` on the running app; `None` before it has started.
+    fn with_app<R>(f: impl FnOnce(&mut DemoApp) -> R) -> Option<R> {
         RUNNER.with(|r| {
-            r.borrow()
-                .as_ref()
-                .and_then(|runner| runner.app_mut::<DemoApp>().map(|app| app.summary()))
-                .and_then(|summary| serde_json::to_string(&summary).ok())
-                .unwrap_or_else(|| "null".into())
+            let runner = r.borrow();
+            let mut app = runner.as_ref()?.app_mut::<DemoApp>()?;
+            Some(f(&mut app))
         })
     }
 
@@ -74,34 +79,16 @@ mod web {
         let kind: hashguard_core::experiments::AttackKind = method
             .parse()
             .map_err(|e: hashguard_core::Error| e.to_string())?;
-        RUNNER.with(|r| {
-            let runner = r.borrow();
-            let mut app = runner
-                .as_ref()
-                .and_then(|runner| runner.app_mut::<DemoApp>())
-                .ok_or("the app is not running")?;
-            app.set_attack(crate::engine::demo_spec(
-                kind,
-                eps_levels / 255.0,
-                steps,
-                target.unwrap_or(0),
-            ));
-            Ok(())
-        })
+        let spec = crate::engine::demo_spec(kind, eps_levels / 255.0, steps, target.unwrap_or(0));
+        with_app(|app| app.set_attack(spec)).ok_or("the app is not running")?;
+        Ok(())
     }
 
     /// Starts the ε sweep of the chosen attack (see `demo_choose_attack`) on the current query.
     #[wasm_bindgen]
     pub fn demo_sweep() -> Result<(), JsValue> {
-        RUNNER.with(|r| {
-            let runner = r.borrow();
-            let mut app = runner
-                .as_ref()
-                .and_then(|runner| runner.app_mut::<DemoApp>())
-                .ok_or("the app is not running")?;
-            app.demo_mut().start_sweep();
-            Ok(())
-        })
+        with_app(|app| app.demo_mut().start_sweep()).ok_or("the app is not running")?;
+        Ok(())
     }
 
     /// Queries the app with a file the page read (PNG or JPEG bytes).

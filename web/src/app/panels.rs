@@ -283,6 +283,22 @@ pub(super) fn cells(
         });
 }
 
+/// A plot that only shows (no zoom, drag or scroll: the page scrolls over it), `height` points
+/// tall and as wide as the panel allows, up to 640 points.
+pub(super) fn static_plot<'a>(
+    id: impl egui::AsIdSalt,
+    ui: &egui::Ui,
+    height: f32,
+) -> egui_plot::Plot<'a> {
+    egui_plot::Plot::new(id)
+        .height(height)
+        .width(ui.available_width().min(640.0))
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+}
+
 /// A criterion value for display: three decimals, or scientific notation when tiny.
 pub(super) fn num(v: f32) -> String {
     if v != 0.0 && v.abs() < 0.01 {

@@ -6,7 +6,7 @@ use eframe::egui;
 use egui::{Color32, RichText};
 
 use super::DemoApp;
-use super::panels::num;
+use super::panels::{num, static_plot};
 use crate::engine::{Analysis, Verdict};
 
 impl DemoApp {
@@ -83,7 +83,7 @@ impl DemoApp {
     /// The detection ROC of the shipped calibration: UMCD's union calibrated at each budget
     /// on the shipped benign images, against queries attacked as the page attacks them.
     fn roc_section(&self, ui: &mut egui::Ui) -> Option<egui::Rect> {
-        use egui_plot::{Corner, Legend, Line, LineStyle, Plot, VLine};
+        use egui_plot::{Corner, Legend, Line, LineStyle, VLine};
         let Ok(engine) = &self.state.engine else {
             return None;
         };
@@ -132,13 +132,7 @@ impl DemoApp {
                 (r.name.clone(), xy, colour)
             })
             .collect();
-        let shown = Plot::new("umcd-roc")
-            .height(220.0)
-            .width(ui.available_width().min(640.0))
-            .allow_zoom(false)
-            .allow_drag(false)
-            .allow_scroll(false)
-            .allow_boxed_zoom(false)
+        let shown = static_plot("umcd-roc", ui, 220.0)
             .include_x(0.0)
             .include_x(50.0)
             .include_y(0.0)
@@ -256,7 +250,7 @@ fn distribution_plot(
     values: &[f32],
     marks: &[Option<(&'static str, f32, Color32)>],
 ) -> egui::Rect {
-    use egui_plot::{Bar, BarChart, Legend, LineStyle, Plot, VLine};
+    use egui_plot::{Bar, BarChart, Legend, LineStyle, VLine};
     let at: Vec<f32> = marks.iter().flatten().map(|m| m.1).collect();
     let (lo, width, counts) = histogram(values, &at);
     let bars: Vec<Bar> = counts
@@ -265,13 +259,7 @@ fn distribution_plot(
         .map(|(b, &n)| Bar::new(lo + (b as f64 + 0.5) * width, n as f64).width(width))
         .collect();
     let marks: Vec<(&'static str, f32, Color32)> = marks.iter().flatten().copied().collect();
-    let shown = Plot::new(format!("umcd-c{}", i + 1))
-        .height(110.0)
-        .width(ui.available_width().min(640.0))
-        .allow_zoom(false)
-        .allow_drag(false)
-        .allow_scroll(false)
-        .allow_boxed_zoom(false)
+    let shown = static_plot(format!("umcd-c{}", i + 1), ui, 110.0)
         .show_y(false)
         .y_axis_label("benign images")
         .legend(Legend::default())

@@ -7,13 +7,13 @@ use egui::{Color32, RichText};
 
 use super::Sweep;
 use crate::app::DemoApp;
-use crate::app::panels::num;
+use crate::app::panels::{num, static_plot};
 use crate::app::umcd::{BLUE, GREEN, RED};
 
 impl DemoApp {
     /// The finished sweep's plot and table, when there is one; returns the plot's rectangle.
     pub(in crate::app) fn sweep_section(&self, ui: &mut egui::Ui) -> Option<egui::Rect> {
-        use egui_plot::{Corner, Legend, Line, MarkerShape, Plot, Points};
+        use egui_plot::{Corner, Legend, Line, MarkerShape, Points};
         let (Some(sweep), Some(q)) = (&self.state.sweep, &self.state.query) else {
             return None;
         };
@@ -53,13 +53,7 @@ impl DemoApp {
                 passed.push(at);
             }
         }
-        let shown = Plot::new("sweep")
-            .height(200.0)
-            .width(ui.available_width().min(640.0))
-            .allow_zoom(false)
-            .allow_drag(false)
-            .allow_scroll(false)
-            .allow_boxed_zoom(false)
+        let shown = static_plot("sweep", ui, 200.0)
             .include_x(0.0)
             .include_y(0.0)
             .include_y(100.0)
