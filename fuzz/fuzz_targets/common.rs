@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use hashguard_core::adv_train::TrainConfig;
-use hashguard_core::data::Augment;
+use hashguard_core::data::{Augment, ReadLimits};
 use hashguard_core::loss::{CsqLossConfig, HashCentres};
 use hashguard_core::model::HashNetConfig;
 
@@ -49,4 +49,18 @@ pub fn gzipped(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).expect("writing to memory");
     enc.finish().expect("writing to memory")
+}
+
+/// Read limits for the image targets: 2,048 pixels a side, 64 MiB per image. Under the
+/// defaults (16,384 and 512 MiB) a 411-byte JPEG may claim 10,240 x 7,680 CMYK pixels and
+/// take seconds to decode, which stalls the fuzzer without finding anything; the same checks
+/// run at a smaller scale (the limits themselves have unit tests).
+pub fn fuzzing_limits() {
+    ReadLimits {
+        max_side: 2048,
+        max_decode_bytes: 64 << 20,
+        ..ReadLimits::DEFAULT
+    }
+    .install()
+    .expect("positive limits");
 }

@@ -7,11 +7,16 @@
 use hashguard_core::data::{ImageGeometry, decode_bytes, transform};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(rgb) = decode_bytes(data, "fuzz image") else {
-        return;
-    };
-    assert!(rgb.width() > 0 && rgb.height() > 0);
-    let geometry = ImageGeometry::new(8, Some(10)).expect("a valid geometry");
-    assert_eq!(transform(&rgb, geometry).len(), 3 * 8 * 8);
-});
+mod common;
+
+fuzz_target!(
+    init: common::fuzzing_limits(),
+    |data: &[u8]| {
+        let Ok(rgb) = decode_bytes(data, "fuzz image") else {
+            return;
+        };
+        assert!(rgb.width() > 0 && rgb.height() > 0);
+        let geometry = ImageGeometry::new(8, Some(10)).expect("a valid geometry");
+        assert_eq!(transform(&rgb, geometry).len(), 3 * 8 * 8);
+    }
+);

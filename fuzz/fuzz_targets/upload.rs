@@ -6,9 +6,14 @@
 use hashguard_core::data::decode_grey;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(pixels) = decode_grey(data, "upload", 28, 28) {
-        assert_eq!(pixels.len(), 28 * 28);
-        assert!(pixels.iter().all(|p| (0.0..=1.0).contains(p)));
+mod common;
+
+fuzz_target!(
+    init: common::fuzzing_limits(),
+    |data: &[u8]| {
+        if let Ok(pixels) = decode_grey(data, "upload", 28, 28) {
+            assert_eq!(pixels.len(), 28 * 28);
+            assert!(pixels.iter().all(|p| (0.0..=1.0).contains(p)));
+        }
     }
-});
+);
