@@ -76,6 +76,16 @@ pub(crate) fn check_model_record(bytes: &[u8], origin: &str) -> Result<()> {
         let (name, dtype, _, _, data) = t
             .into_parts()
             .map_err(|e| Error::record(origin, format!("corrupt model record ({e})")))?;
+        // Every parameter of the network is a float tensor: Burn's loader panics on another.
+        if !(dtype.is_float() || matches!(dtype, DType::QFloat(_))) {
+            return Err(Error::record(
+                origin,
+                format!(
+                    "corrupt model record ({name} holds {dtype:?} values where the network has \
+                     float weights); retrain or restore it"
+                ),
+            ));
+        }
         if !all_finite(dtype, &data) {
             return Err(Error::record(
                 origin,
