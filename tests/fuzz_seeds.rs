@@ -216,6 +216,19 @@ fn subset(set: &ImageSet, range: std::ops::Range<usize>) -> ImageSet {
     .unwrap()
 }
 
+/// Every file under `root/<target>/`, with its target's name.
+fn files_by_target(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(root).unwrap() {
+        let dir = dir.unwrap().path();
+        let target = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            files.push((target.clone(), file.unwrap().path()));
+        }
+    }
+    files
+}
+
 /// Whether `target`'s reader accepts `bytes` (as the fuzz target feeds them).
 fn accepted(target: &str, bytes: &[u8]) -> Result<(), String> {
     let device = Device::flex();
@@ -270,19 +283,13 @@ fn every_fuzz_seed_is_accepted_by_its_reader() {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
     }
-    let mut checked = 0;
-    for target in std::fs::read_dir(&root).unwrap() {
-        let target = target.unwrap().path();
-        let name = target.file_name().unwrap().to_string_lossy().into_owned();
-        for seed in std::fs::read_dir(&target).unwrap() {
-            let seed = seed.unwrap().path();
-            let bytes = std::fs::read(&seed).unwrap();
-            if let Err(e) = accepted(&name, &bytes) {
-                panic!("{} is refused: {e}", seed.display());
-            }
-            checked += 1;
+    let seeds = files_by_target(&root);
+    for (target, seed) in &seeds {
+        if let Err(e) = accepted(target, &std::fs::read(seed).unwrap()) {
+            panic!("{} is refused: {e}", seed.display());
         }
     }
+    let checked = seeds.len();
     assert!(
         checked >= 20,
         "only {checked} seeds under {}",
@@ -295,20 +302,15 @@ fn every_fuzz_seed_is_accepted_by_its_reader() {
 #[test]
 fn every_fuzz_finding_is_read_without_a_panic() {
     let root = seeds_dir().join("../regressions");
-    let mut checked = 0;
-    for target in std::fs::read_dir(&root).unwrap() {
-        let target = target.unwrap().path();
-        let name = target.file_name().unwrap().to_string_lossy().into_owned();
-        for input in std::fs::read_dir(&target).unwrap() {
-            let input = input.unwrap().path();
-            let result = accepted(&name, &std::fs::read(&input).unwrap());
-            let file = input.file_name().unwrap().to_string_lossy().into_owned();
-            if file.starts_with("refused-") {
-                assert!(result.is_err(), "{} was accepted", input.display());
-            }
-            checked += 1;
+    let findings = files_by_target(&root);
+    for (target, input) in &findings {
+        let result = accepted(target, &std::fs::read(input).unwrap());
+        let file = input.file_name().unwrap().to_string_lossy();
+        if file.starts_with("refused-") {
+            assert!(result.is_err(), "{} was accepted", input.display());
         }
     }
+    let checked = findings.len();
     assert!(
         checked >= 6,
         "only {checked} findings under {}",
