@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_im2col, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -65,6 +65,10 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // hashguard patch: one GEMM per image over an NCHW im2col (conv_im2col.rs).
+        if let Some(out) = conv_im2col::try_conv2d(&x, &weight, bias.as_ref(), &options) {
+            return out;
+        }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
@@ -73,6 +77,32 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    // hashguard patch: both gradients of conv2d on the im2col GEMM kernel (conv_im2col.rs);
+    // the shapes it does not cover take Burn's default route, restated here because a trait
+    // override cannot call the default it replaces.
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        if let Some(grad) = conv_im2col::try_conv2d_x_backward(&x, &weight, &output_grad, &options)
+        {
+            return grad;
+        }
+        conv_im2col::default_conv2d_x_backward(x, weight, output_grad, options)
+    }
+
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        conv_im2col::try_conv2d_weight_backward(&x, &weight, &output_grad, &options)
+            .expect("conv2d_weight_backward: inconsistent shapes or dtypes")
     }
 
     fn deform_conv2d(

@@ -1,0 +1,212 @@
+//! Burn's Flex backend with hashguard's convolution patch (third_party/burn-flex/PATCH.md):
+//! `conv2d` and both of its gradients, taken through Burn's public API and autodiff, against a
+//! direct loop in f64, over the shapes the patch covers and the ones it hands back to upstream.
+
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+
+/// One convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in / groups, kh, kw]`.
+struct Case {
+    x: [usize; 4],
+    w: [usize; 4],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    padding: [(usize, usize); 2],
+    groups: usize,
+}
+
+impl Case {
+    fn out(&self) -> [usize; 4] {
+        let len = |i: usize| {
+            let (pb, pe) = self.padding[i];
+            (self.x[2 + i] + pb + pe - self.dilation[i] * (self.w[2 + i] - 1) - 1) / self.stride[i]
+                + 1
+        };
+        [self.x[0], self.w[0], len(0), len(1)]
+    }
+
+    /// `y[b, co, oy, ox] = sum x[b, ci, iy, ix] * w[co, c, ky, kx]` with every index spelt out.
+    fn for_each_term(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let [batch, c_in, h, w] = self.x;
+        let [c_out, ci_g, kh, kw] = self.w;
+        let [_, _, oh, ow] = self.out();
+        let co_g = c_out / self.groups;
+        for b in 0..batch {
+            for co in 0..c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let y = ((b * c_out + co) * oh + oy) * ow + ox;
+                        for c in 0..ci_g {
+                            let ci = co / co_g * ci_g + c;
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * self.stride[0] + ky * self.dilation[0])
+                                        .checked_sub(self.padding[0].0);
+                                    let ix = (ox * self.stride[1] + kx * self.dilation[1])
+                                        .checked_sub(self.padding[1].0);
+                                    let (Some(iy), Some(ix)) = (iy, ix) else {
+                                        continue;
+                                    };
+                                    if iy >= h || ix >= w {
+                                        continue;
+                                    }
+                                    let xi = ((b * c_in + ci) * h + iy) * w + ix;
+                                    let wi = ((co * ci_g + c) * kh + ky) * kw + kx;
+                                    f(y, xi, wi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104_729) % 23) as f32 / 8.0 - 1.4)
+        .collect()
+}
+
+fn close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{what}[{i}]: {g} against {w}"
+        );
+    }
+}
+
+#[test]
+fn flex_conv2d_and_its_gradients_match_a_direct_loop() {
+    let case = |x, w, stride, dilation, padding, groups| Case {
+        x,
+        w,
+        stride,
+        dilation,
+        padding,
+        groups,
+    };
+    let cases = [
+        // The small CNN's layers (3x3, padding 1), the first with one input channel.
+        case(
+            [3, 1, 9, 9],
+            [4, 1, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
+        case(
+            [2, 5, 8, 7],
+            [6, 5, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
+        // AlexNet's stem (11x11, stride 4), a strided ResNet layer, dilation, asymmetric padding.
+        case(
+            [2, 3, 23, 23],
+            [4, 3, 11, 11],
+            [4, 4],
+            [1, 1],
+            [(2, 2), (2, 2)],
+            1,
+        ),
+        case(
+            [2, 4, 9, 9],
+            [5, 4, 3, 3],
+            [2, 2],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
+        case(
+            [2, 3, 10, 9],
+            [2, 3, 3, 2],
+            [1, 1],
+            [2, 1],
+            [(2, 0), (1, 1)],
+            1,
+        ),
+        // Kept on upstream's forward paths: 1x1, grouped and depthwise, a single row.
+        case(
+            [2, 6, 5, 5],
+            [4, 6, 1, 1],
+            [1, 1],
+            [1, 1],
+            [(0, 0), (0, 0)],
+            1,
+        ),
+        case(
+            [2, 4, 7, 6],
+            [6, 2, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 2), (2, 1)],
+            2,
+        ),
+        case(
+            [2, 3, 6, 6],
+            [3, 1, 3, 3],
+            [2, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            3,
+        ),
+        case(
+            [2, 4, 1, 12],
+            [3, 4, 1, 3],
+            [1, 1],
+            [1, 1],
+            [(0, 0), (0, 0)],
+            1,
+        ),
+    ];
+    let device = Device::flex();
+    for (n, c) in cases.iter().enumerate() {
+        let (xs, ws, dys) = (
+            values(c.x.iter().product(), 1),
+            values(c.w.iter().product(), 2),
+            values(c.out().iter().product(), 3),
+        );
+        let x = Tensor::<4>::from_data(TensorData::new(xs.clone(), c.x), &device)
+            .autodiff()
+            .require_grad();
+        let w = Tensor::<4>::from_data(TensorData::new(ws.clone(), c.w), &device)
+            .autodiff()
+            .require_grad();
+        let dy = Tensor::<4>::from_data(TensorData::new(dys.clone(), c.out()), &device).autodiff();
+        let options = ConvOptions::new_with_padding(c.stride, c.padding, c.dilation, c.groups);
+        let y = conv2d(x.clone(), w.clone(), None, options);
+        assert_eq!(y.dims(), c.out(), "case {n}: output shape");
+        let grads = (y.clone() * dy).sum().backward();
+        let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+
+        let (mut want_y, mut want_dx, mut want_dw) = (
+            vec![0f64; dys.len()],
+            vec![0f64; xs.len()],
+            vec![0f64; ws.len()],
+        );
+        c.for_each_term(|yi, xi, wi| {
+            want_y[yi] += xs[xi] as f64 * ws[wi] as f64;
+            want_dx[xi] += dys[yi] as f64 * ws[wi] as f64;
+            want_dw[wi] += dys[yi] as f64 * xs[xi] as f64;
+        });
+        close(&read(y.inner()), &want_y, &format!("case {n}: output"));
+        close(
+            &read(x.grad(&grads).unwrap()),
+            &want_dx,
+            &format!("case {n}: input gradient"),
+        );
+        close(
+            &read(w.grad(&grads).unwrap()),
+            &want_dw,
+            &format!("case {n}: weight gradient"),
+        );
+    }
+}
