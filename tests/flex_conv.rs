@@ -210,3 +210,80 @@ fn flex_conv2d_and_its_gradients_match_a_direct_loop() {
         );
     }
 }
+
+/// Batch normalisation (training: batch statistics; inference: given ones) against the same
+/// formula composed from tensor operations, whose gradient autodiff derives op by op.
+#[test]
+fn flex_batch_norm_and_its_gradients_match_the_composed_formula() {
+    use burn::tensor::module::{batch_norm, batch_norm_train};
+    let device = Device::flex();
+    let shape = [3, 4, 5, 6];
+    let eps = 1e-5;
+    let tensor =
+        |n: usize, seed: usize| Tensor::<1>::from_floats(values(n, seed).as_slice(), &device);
+    let n = shape.iter().product();
+    let x = tensor(n, 4).reshape(shape).autodiff().require_grad();
+    let gamma = tensor(4, 5).autodiff().require_grad();
+    let beta = tensor(4, 6).autodiff().require_grad();
+    let dy = tensor(n, 7).reshape(shape).autodiff();
+
+    let fused = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), eps);
+    let per_channel = |t: Tensor<1>| t.reshape([1, 4, 1, 1]);
+    let swapped = |t: Tensor<4>| t.swap_dims(0, 1).reshape([4, n / 4]);
+    let mean = swapped(x.clone()).mean_dim(1).reshape([1, 4, 1, 1]);
+    let centred = x.clone() - mean.clone();
+    let variance = swapped(centred.clone() * centred.clone())
+        .mean_dim(1)
+        .reshape([1, 4, 1, 1]);
+    let composed = centred / (variance.clone() + eps).sqrt() * per_channel(gamma.clone())
+        + per_channel(beta.clone());
+
+    let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let read1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    let near = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} against {y}"
+            );
+        }
+    };
+    near(
+        &read(fused.output.clone().inner()),
+        &read(composed.clone().inner()),
+        "output",
+    );
+    near(&read1(fused.mean.inner()), &read(mean.inner()), "mean");
+    near(
+        &read1(fused.variance.inner()),
+        &read(variance.inner()),
+        "variance",
+    );
+
+    let g_fused = (fused.output * dy.clone()).sum().backward();
+    let g_composed = (composed * dy).sum().backward();
+    near(
+        &read(x.grad(&g_fused).unwrap()),
+        &read(x.grad(&g_composed).unwrap()),
+        "input gradient",
+    );
+    near(
+        &read1(gamma.grad(&g_fused).unwrap()),
+        &read1(gamma.grad(&g_composed).unwrap()),
+        "gamma gradient",
+    );
+    near(
+        &read1(beta.grad(&g_fused).unwrap()),
+        &read1(beta.grad(&g_composed).unwrap()),
+        "beta gradient",
+    );
+
+    // Inference with given statistics, on the plain (non-autodiff) device.
+    let (xi, g, b) = (x.inner(), gamma.inner(), beta.inner());
+    let (m, v) = (tensor(4, 8), tensor(4, 9).abs() + 0.5);
+    let fused = batch_norm(xi.clone(), g.clone(), b.clone(), m.clone(), v.clone(), eps);
+    let composed =
+        (xi - per_channel(m)) / (per_channel(v) + eps).sqrt() * per_channel(g) + per_channel(b);
+    near(&read(fused), &read(composed), "inference output");
+}

@@ -96,6 +96,7 @@ pub mod cat;
 pub mod comparison;
 #[macro_use]
 mod conv_common;
+mod batch_norm;
 pub mod conv;
 mod conv_im2col;
 pub mod conv_transpose;
