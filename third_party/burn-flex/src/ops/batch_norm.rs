@@ -40,11 +40,7 @@ impl Real for f64 {
 fn dims(x: &FlexTensor) -> (usize, usize, usize) {
     let s = x.layout().shape();
     let (batch, channels) = (s[0], s[1]);
-    let spatial = if batch * channels == 0 {
-        0
-    } else {
-        s.num_elements() / (batch * channels)
-    };
+    let spatial = s.num_elements().checked_div(batch * channels).unwrap_or(0);
     (batch, channels, spatial)
 }
 

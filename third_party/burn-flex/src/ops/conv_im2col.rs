@@ -540,8 +540,8 @@ fn geometry(
     if xs.num_dims() != 4
         || ws.num_dims() != 4
         || groups == 0
-        || xs[1] % groups != 0
-        || ws[0] % groups != 0
+        || !xs[1].is_multiple_of(groups)
+        || !ws[0].is_multiple_of(groups)
         || xs[1] / groups != ws[1]
     {
         return None;
