@@ -108,6 +108,15 @@ fn flex_conv2d_and_its_gradients_match_a_direct_loop() {
             [(1, 1), (1, 1)],
             1,
         ),
+        // A plane smaller than the kernel: ResNet-18's last stage on small images.
+        case(
+            [2, 3, 1, 1],
+            [4, 3, 3, 3],
+            [1, 1],
+            [1, 1],
+            [(1, 1), (1, 1)],
+            1,
+        ),
         // AlexNet's stem (11x11, stride 4), a strided ResNet layer, dilation, asymmetric padding.
         case(
             [2, 3, 23, 23],

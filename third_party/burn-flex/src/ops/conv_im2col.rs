@@ -178,8 +178,12 @@ fn im2col<T: Copy>(
                     let lo = (-start).clamp(0, block.len() as isize) as usize;
                     let hi = (plane.len() as isize - start).clamp(lo as isize, block.len() as isize)
                         as usize;
-                    let src0 = (start + lo as isize) as usize;
-                    block[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
+                    if lo < hi {
+                        // Only then is `start + lo` inside the plane (a tiny plane, e.g. 1x1
+                        // under a 3x3 kernel, can leave the block empty or all padding).
+                        let src0 = (start + lo as isize) as usize;
+                        block[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
+                    }
                     block[..lo].fill(zero);
                     block[hi..].fill(zero);
                     for r in block.chunks_exact_mut(ow) {
@@ -813,6 +817,10 @@ mod tests {
             g(2, 8, 6, 3, 3, 3, [1, 1], [2, 2], [2, 2], [2, 2], 1),
             g(2, 7, 5, 2, 3, 3, [1, 1], [1, 1], [2, 0], [0, 2], 1),
             g(3, 4, 9, 2, 5, 3, [1, 1], [1, 1], [1, 1], [3, 1], 1),
+            // Planes smaller than the kernel (ResNet's last stage on small images).
+            g(2, 1, 1, 3, 3, 3, [1, 1], [1, 1], [1, 1], [1, 1], 1),
+            g(2, 2, 1, 2, 5, 3, [1, 1], [1, 1], [2, 1], [2, 1], 1),
+            g(1, 1, 2, 2, 3, 3, [1, 1], [2, 2], [2, 2], [2, 2], 1),
         ]
     }
 
