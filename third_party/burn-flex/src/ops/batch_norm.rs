@@ -13,7 +13,16 @@ use burn_std::{Bytes, Shape, bf16, f16};
 use crate::{Flex, FlexTensor, Layout};
 
 /// The float types computed natively.
-trait Real: Copy + Send + Sync + bytemuck::Pod + burn_backend::Element {
+trait Real:
+    Copy
+    + Send
+    + Sync
+    + bytemuck::Pod
+    + burn_backend::Element
+    + core::ops::Add<Output = Self>
+    + core::ops::Sub<Output = Self>
+    + core::ops::Mul<Output = Self>
+{
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
 }
@@ -98,22 +107,19 @@ fn per_channel<R: Send>(channels: usize, f: impl Fn(usize) -> R + Sync + Send) -
     }
 }
 
-/// Writes `out[b, c, s] = f(c, b * channels * spatial + c * spatial + s)` per (image, channel)
-/// run, in parallel over the runs.
+/// Fills the output one (image, channel) run at a time, in parallel over the runs:
+/// `f(c, range, run)` writes the run of channel `c` that sits at `range` in the NCHW data.
+/// Each run is a plain slice loop, which the compiler vectorises.
 fn map_runs<T: Real>(
     (batch, channels, spatial): (usize, usize, usize),
-    f: impl Fn(usize, usize) -> T + Sync + Send,
+    f: impl Fn(usize, core::ops::Range<usize>, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
     let mut out = alloc::vec![T::from_f64(0.0); batch * channels * spatial];
     if spatial == 0 {
         return out;
     }
-    let run = |(i, chunk): (usize, &mut [T])| {
-        let (c, base) = (i % channels, i * spatial);
-        for (s, o) in chunk.iter_mut().enumerate() {
-            *o = f(c, base + s);
-        }
-    };
+    let run =
+        |(i, chunk): (usize, &mut [T])| f(i % channels, i * spatial..(i + 1) * spatial, chunk);
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
@@ -124,18 +130,31 @@ fn map_runs<T: Real>(
     out
 }
 
-/// Sum over a channel's runs of `f(index)`, in f64.
-fn channel_sum(
+/// Sum over a channel's runs of `f(a[i], b[i])`, in f64, with eight partial sums so that the
+/// loop vectorises (a single running sum would chain every addition on the one before).
+fn channel_sum<T: Real>(
     c: usize,
     (batch, channels, spatial): (usize, usize, usize),
-    f: impl Fn(usize) -> f64,
+    (a, b): (&[T], &[T]),
+    f: impl Fn(f64, f64) -> f64,
 ) -> f64 {
-    let mut sum = 0.0;
-    for b in 0..batch {
-        let base = (b * channels + c) * spatial;
-        sum += (base..base + spatial).map(&f).sum::<f64>();
+    const LANES: usize = 8;
+    let mut partial = [0.0f64; LANES];
+    let mut tail = 0.0;
+    for image in 0..batch {
+        let run = (image * channels + c) * spatial..(image * channels + c + 1) * spatial;
+        let (a, b) = (&a[run.clone()], &b[run]);
+        let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for (x, y) in a8.remainder().iter().zip(b8.remainder()) {
+            tail += f(x.to_f64(), y.to_f64());
+        }
+        for (x, y) in a8.zip(b8) {
+            for lane in 0..LANES {
+                partial[lane] += f(x[lane].to_f64(), y[lane].to_f64());
+            }
+        }
     }
-    sum
+    partial.iter().sum::<f64>() + tail
 }
 
 fn channel_values<T: Real>(t: &FlexTensor) -> Vec<f64> {
@@ -158,11 +177,20 @@ fn inference<T: Real>(
         channel_values::<T>(mean),
         channel_values::<T>(variance),
     );
-    let scale: Vec<f64> = (0..d.1).map(|c| g[c] / (v[c] + epsilon).sqrt()).collect();
-    let shift: Vec<f64> = (0..d.1).map(|c| b[c] - m[c] * scale[c]).collect();
     let xs = x.storage::<T>();
-    let out = map_runs::<T>(d, |c, i| T::from_f64(xs[i].to_f64() * scale[c] + shift[c]));
+    let out = map_runs::<T>(d, |c, run, out| {
+        let scale = g[c] / (v[c] + epsilon).sqrt();
+        normalise(&xs[run], (m[c], scale, b[c]), out);
+    });
     tensor(out, x.layout().shape().clone(), x.dtype())
+}
+
+/// `out = (x - mean) * scale + shift`, in `T` (the per-channel constants computed in f64).
+fn normalise<T: Real>(x: &[T], (mean, scale, shift): (f64, f64, f64), out: &mut [T]) {
+    let (mean, scale, shift) = (T::from_f64(mean), T::from_f64(scale), T::from_f64(shift));
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = (x - mean) * scale + shift;
+    }
 }
 
 /// The batch's own statistics (mean and biased variance per channel) and the normalised output.
@@ -176,18 +204,17 @@ fn train<T: Real>(
     let n = (d.0 * d.2).max(1) as f64;
     let xs = x.storage::<T>();
     let stats: Vec<(f64, f64)> = per_channel(d.1, |c| {
-        let mean = channel_sum(c, d, |i| xs[i].to_f64()) / n;
-        let var = channel_sum(c, d, |i| (xs[i].to_f64() - mean).powi(2)) / n;
+        let mean = channel_sum(c, d, (xs, xs), |x, _| x) / n;
+        let var = channel_sum(c, d, (xs, xs), |x, _| (x - mean) * (x - mean)) / n;
         (mean, var)
     });
     let mean: Vec<T> = stats.iter().map(|s| T::from_f64(s.0)).collect();
     let variance: Vec<T> = stats.iter().map(|s| T::from_f64(s.1)).collect();
     let (g, b) = (channel_values::<T>(gamma), channel_values::<T>(beta));
-    let scale: Vec<f64> = (0..d.1)
-        .map(|c| g[c] / (stats[c].1 + epsilon).sqrt())
-        .collect();
-    let shift: Vec<f64> = (0..d.1).map(|c| b[c] - stats[c].0 * scale[c]).collect();
-    let out = map_runs::<T>(d, |c, i| T::from_f64(xs[i].to_f64() * scale[c] + shift[c]));
+    let out = map_runs::<T>(d, |c, run, out| {
+        let (mean, var) = stats[c];
+        normalise(&xs[run], (mean, g[c] / (var + epsilon).sqrt(), b[c]), out);
+    });
     let dtype = x.dtype();
     (
         tensor(out, x.layout().shape().clone(), dtype),
@@ -216,16 +243,20 @@ fn train_backward<T: Real>(
     );
     let inv_std: Vec<f64> = v.iter().map(|v| 1.0 / (v + epsilon).sqrt()).collect();
     let sums: Vec<(f64, f64)> = per_channel(d.1, |c| {
-        let dy_sum = channel_sum(c, d, |i| dys[i].to_f64());
-        let dy_xhat = channel_sum(c, d, |i| {
-            dys[i].to_f64() * (xs[i].to_f64() - m[c]) * inv_std[c]
-        });
-        (dy_sum, dy_xhat)
+        let dy_sum = channel_sum(c, d, (dys, dys), |dy, _| dy);
+        let dy_centred = channel_sum(c, d, (dys, xs), |dy, x| dy * (x - m[c]));
+        (dy_sum, dy_centred * inv_std[c])
     });
-    let dx = map_runs::<T>(d, |c, i| {
-        let xhat = (xs[i].to_f64() - m[c]) * inv_std[c];
+    // x' = a * dy + b * (x - mean) + k per channel, with a = gamma / std,
+    // b = -a * mean(dy * xhat) / std and k = -a * mean(dy).
+    let dx = map_runs::<T>(d, |c, run, out| {
         let (dy_sum, dy_xhat) = sums[c];
-        T::from_f64(g[c] * inv_std[c] * (dys[i].to_f64() - dy_sum / n - xhat * dy_xhat / n))
+        let a = g[c] * inv_std[c];
+        let [a, b, k, mean] =
+            [a, -a * inv_std[c] * dy_xhat / n, -a * dy_sum / n, m[c]].map(T::from_f64);
+        for ((o, &dy), &x) in out.iter_mut().zip(&dys[run.clone()]).zip(&xs[run]) {
+            *o = a * dy + b * (x - mean) + k;
+        }
     });
     let dtype = x.dtype();
     let channel = |f: fn(&(f64, f64)) -> f64| -> FlexTensor {

@@ -243,6 +243,17 @@ where
     T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
 {
     let x = x.to_contiguous();
+    if let Some(pool) = DensePool2d::new(
+        x.layout().shape(),
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+    ) {
+        let (output, indices) = pool.run::<T, true>(&x, dtype, neg_inf);
+        return (output, indices.expect("indices were asked for"));
+    }
     let x_shape = x.layout().shape();
 
     let batch_size = x_shape[0];
@@ -387,7 +398,16 @@ pub fn max_pool3d_f32(
     dilation: [usize; 3],
     ceil_mode: bool,
 ) -> FlexTensor {
-    max_pool3d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
+    max_pool3d_values_impl::<f32>(
+        x,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        DType::F32,
+        f32::NEG_INFINITY,
+    )
 }
 
 /// 3D max pooling (without returning indices) for f64.
@@ -399,7 +419,16 @@ pub fn max_pool3d_f64(
     dilation: [usize; 3],
     ceil_mode: bool,
 ) -> FlexTensor {
-    max_pool3d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode).0
+    max_pool3d_values_impl::<f64>(
+        x,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        DType::F64,
+        f64::NEG_INFINITY,
+    )
 }
 
 /// 3D max pooling (without returning indices) for f16.
@@ -411,7 +440,16 @@ pub fn max_pool3d_f16(
     dilation: [usize; 3],
     ceil_mode: bool,
 ) -> FlexTensor {
-    max_pool3d_with_indices_f16(x, kernel_size, stride, padding, dilation, ceil_mode).0
+    max_pool3d_values_impl::<f16>(
+        x,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        DType::F16,
+        f16::NEG_INFINITY,
+    )
 }
 
 /// 3D max pooling (without returning indices) for bf16.
@@ -424,6 +462,257 @@ pub fn max_pool3d_bf16(
     ceil_mode: bool,
 ) -> FlexTensor {
     max_pool3d_with_indices_bf16(x, kernel_size, stride, padding, dilation, ceil_mode).0
+}
+
+/// One output row of a `2x2 / 2` max pooling: `rows` holds the two input rows (`in_w` wide,
+/// the first at `first` in its plane). The window is read in the general path's order (top
+/// left, top right, bottom left, bottom right) with its rule, as selects the compiler can
+/// vectorise.
+fn pool_2x2_row<T, const INDICES: bool>(
+    rows: &[T],
+    in_w: usize,
+    first: usize,
+    out: &mut [T],
+    idx: &mut [i64],
+) where
+    T: Copy + PartialOrd + num_traits::Float,
+{
+    let n = out.len();
+    let (top, bottom) = rows.split_at(in_w);
+    let (top, bottom) = (&top[..2 * n], &bottom[..2 * n]);
+    for j in 0..n {
+        let (a, b, c, d) = (top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]);
+        let mut best = a;
+        let mut at = 2 * j;
+        for (v, pos) in [(b, 2 * j + 1), (c, in_w + 2 * j), (d, in_w + 2 * j + 1)] {
+            let take = (v > best) | v.is_nan();
+            best = if take { v } else { best };
+            at = if take { pos } else { at };
+        }
+        out[j] = best;
+        if INDICES {
+            idx[j] = (first + at) as i64;
+        }
+    }
+}
+
+/// 3D max pooling without indices: the dense 2-D path when it applies (no index buffer is
+/// written), the general path otherwise.
+#[allow(clippy::too_many_arguments)]
+fn max_pool3d_values_impl<T>(
+    x: FlexTensor,
+    kernel_size: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    dilation: [usize; 3],
+    ceil_mode: bool,
+    dtype: DType,
+    neg_inf: T,
+) -> FlexTensor
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
+{
+    let x = x.to_contiguous();
+    match DensePool2d::new(
+        x.layout().shape(),
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+    ) {
+        Some(pool) => pool.run::<T, false>(&x, dtype, neg_inf).0,
+        None => {
+            max_pool3d_with_indices_impl(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode,
+                dtype,
+                neg_inf,
+            )
+            .0
+        }
+    }
+}
+
+/// A 2-D max pooling (depth 1) whose windows all lie inside the input: no padding, no
+/// dilation, no partial ceil-mode window. CNNs' `2x2 / 2` pooling is one. It runs as direct
+/// loops over each plane, without the general path's per-window range arithmetic (six
+/// integer divisions per output element), with the same values, the same indices and the
+/// same NaN rule (a NaN wins; the last NaN's index is reported).
+struct DensePool2d {
+    planes: usize,
+    shape: [usize; 5],
+    in_w: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out: [usize; 2],
+}
+
+impl DensePool2d {
+    /// The dense geometry of this pooling over a `[batch, channels, depth, height, width]`
+    /// input, or `None` when the general path must run.
+    fn new(
+        shape: &[usize],
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        dilation: [usize; 3],
+        ceil_mode: bool,
+    ) -> Option<Self> {
+        let &[batch, channels, in_d, in_h, in_w] = shape else {
+            return None;
+        };
+        if in_d != 1 || kernel[0] != 1 || padding.iter().any(|&p| p != 0) {
+            return None;
+        }
+        if dilation.iter().any(|&d| d != 1) {
+            return None;
+        }
+        let mut out = [0; 2];
+        for (axis, input) in [in_h, in_w].into_iter().enumerate() {
+            let (k, s) = (kernel[axis + 1], stride[axis + 1]);
+            if k == 0 || s == 0 {
+                return None;
+            }
+            let n = pool_output_size(input, k, 0, s, 1, ceil_mode);
+            // Every window, a ceil-mode last one included, must end inside the input.
+            if n == 0 || (n - 1) * s + k > input {
+                return None;
+            }
+            out[axis] = n;
+        }
+        Some(Self {
+            planes: batch * channels,
+            shape: [batch, channels, 1, out[0], out[1]],
+            in_w,
+            kernel: [kernel[1], kernel[2]],
+            stride: [stride[1], stride[2]],
+            out,
+        })
+    }
+
+    /// Pools a contiguous input; the indices (into each input plane, as the general path
+    /// reports them) only when `INDICES`.
+    fn run<T, const INDICES: bool>(
+        &self,
+        x: &FlexTensor,
+        dtype: DType,
+        neg_inf: T,
+    ) -> (FlexTensor, Option<FlexTensor>)
+    where
+        T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
+    {
+        let x_data: &[T] = x.storage();
+        let plane_in = x_data.len() / self.planes.max(1);
+        let plane_out = self.out[0] * self.out[1];
+        let mut output = vec![neg_inf; self.planes * plane_out];
+        let mut indices = vec![0i64; if INDICES { output.len() } else { 0 }];
+        let pool_plane = |p: usize, out: &mut [T], idx: &mut [i64]| {
+            self.pool_plane::<T, INDICES>(&x_data[p * plane_in..(p + 1) * plane_in], out, idx)
+        };
+
+        #[cfg(feature = "rayon")]
+        let parallel = x_data.len() >= crate::ops::PARALLEL_THRESHOLD && self.planes > 1;
+        #[cfg(not(feature = "rayon"))]
+        let parallel = false;
+        if plane_out > 0 && parallel {
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                if INDICES {
+                    output
+                        .par_chunks_mut(plane_out)
+                        .zip(indices.par_chunks_mut(plane_out))
+                        .enumerate()
+                        .for_each(|(p, (out, idx))| pool_plane(p, out, idx));
+                } else {
+                    output
+                        .par_chunks_mut(plane_out)
+                        .enumerate()
+                        .for_each(|(p, out)| pool_plane(p, out, &mut []));
+                }
+            }
+        } else if plane_out > 0 {
+            for p in 0..self.planes {
+                let range = p * plane_out..(p + 1) * plane_out;
+                let idx: &mut [i64] = if INDICES {
+                    &mut indices[range.clone()]
+                } else {
+                    &mut []
+                };
+                pool_plane(p, &mut output[range], idx);
+            }
+        }
+
+        let shape = Shape::from(self.shape.to_vec());
+        let output = FlexTensor::new(
+            Bytes::from_elems(output),
+            Layout::contiguous(shape.clone()),
+            dtype,
+        );
+        let indices = INDICES.then(|| {
+            FlexTensor::new(
+                Bytes::from_elems(indices),
+                Layout::contiguous(shape),
+                DType::I64,
+            )
+        });
+        (output, indices)
+    }
+
+    /// One plane: each window scanned row by row, the first element taken, then any larger
+    /// one or any NaN, exactly as the general path's rule. The choices are selects, not
+    /// branches: on real activations a branch on `v > best` is mispredicted about half the
+    /// time.
+    fn pool_plane<T, const INDICES: bool>(&self, x: &[T], out: &mut [T], idx: &mut [i64])
+    where
+        T: Copy + PartialOrd + num_traits::Float,
+    {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [out_h, out_w] = self.out;
+        if [kh, kw, sh, sw] == [2; 4] {
+            for oh in 0..out_h {
+                let top = 2 * oh * self.in_w;
+                pool_2x2_row::<T, INDICES>(
+                    &x[top..top + 2 * self.in_w],
+                    self.in_w,
+                    top,
+                    &mut out[oh * out_w..(oh + 1) * out_w],
+                    if INDICES {
+                        &mut idx[oh * out_w..(oh + 1) * out_w]
+                    } else {
+                        &mut []
+                    },
+                );
+            }
+            return;
+        }
+        for oh in 0..out_h {
+            let row_out = oh * out_w;
+            for ow in 0..out_w {
+                let start = oh * sh * self.in_w + ow * sw;
+                let mut best = x[start];
+                let mut at = start;
+                for r in 0..kh {
+                    let row = start + r * self.in_w;
+                    for (c, &v) in x[row..row + kw].iter().enumerate() {
+                        let take = (v > best) | v.is_nan();
+                        best = if take { v } else { best };
+                        at = if take { row + c } else { at };
+                    }
+                }
+                out[row_out + ow] = best;
+                if INDICES {
+                    idx[row_out + ow] = at as i64;
+                }
+            }
+        }
+    }
 }
 
 // ============================================================================
@@ -1789,6 +2078,113 @@ mod tests {
         // Without: 1.0 / 1 = 1.0
         assert!((out_include[0] - 0.25).abs() < 1e-5);
         assert!((out_exclude[0] - 1.0).abs() < 1e-5);
+    }
+
+    /// Max pooling by its definition, window by window: padding skipped, the first element
+    /// taken, then any larger one or any NaN. Returns values and indices into each plane.
+    #[allow(clippy::too_many_arguments)]
+    fn max_pool2d_reference(
+        x: &[f32],
+        planes: usize,
+        [h, w]: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        ceil_mode: bool,
+    ) -> (Vec<f32>, Vec<i64>) {
+        let oh = pool_output_size(h, kernel[0], padding[0], stride[0], dilation[0], ceil_mode);
+        let ow = pool_output_size(w, kernel[1], padding[1], stride[1], dilation[1], ceil_mode);
+        let (mut vals, mut idxs) = (Vec::new(), Vec::new());
+        for p in 0..planes {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut best: Option<(f32, i64)> = None;
+                    for a in 0..kernel[0] {
+                        for b in 0..kernel[1] {
+                            let r =
+                                (i * stride[0] + a * dilation[0]) as isize - padding[0] as isize;
+                            let c =
+                                (j * stride[1] + b * dilation[1]) as isize - padding[1] as isize;
+                            if r < 0 || c < 0 || r >= h as isize || c >= w as isize {
+                                continue;
+                            }
+                            let at = r as usize * w + c as usize;
+                            let v = x[p * h * w + at];
+                            if best.is_none_or(|(m, _)| v > m || v.is_nan()) {
+                                best = Some((v, at as i64));
+                            }
+                        }
+                    }
+                    let (v, at) = best.unwrap_or((f32::NEG_INFINITY, -1));
+                    vals.push(v);
+                    idxs.push(at);
+                }
+            }
+        }
+        (vals, idxs)
+    }
+
+    #[test]
+    fn max_pool2d_matches_its_definition_on_dense_and_general_geometries() {
+        // (batch, channels, h, w, kernel, stride, padding, ceil_mode): the first six take
+        // the dense path (every window inside the input), the last three the general one.
+        type Case = (
+            usize,
+            usize,
+            usize,
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            bool,
+        );
+        let cases: [Case; 9] = [
+            (2, 3, 28, 28, [2, 2], [2, 2], [0, 0], false),
+            (2, 3, 7, 7, [2, 2], [2, 2], [0, 0], false),
+            (1, 2, 7, 9, [3, 3], [2, 2], [0, 0], true),
+            (1, 2, 6, 5, [2, 3], [1, 2], [0, 0], false),
+            (1, 1, 4, 4, [1, 1], [1, 1], [0, 0], false),
+            (2, 32, 64, 64, [2, 2], [2, 2], [0, 0], false),
+            (2, 3, 7, 7, [2, 2], [2, 2], [0, 0], true),
+            (1, 2, 8, 8, [3, 3], [2, 2], [1, 1], false),
+            (1, 2, 5, 6, [3, 2], [1, 1], [1, 0], true),
+        ];
+        for (n, c, h, w, kernel, stride, padding, ceil) in cases {
+            let len = n * c * h * w;
+            // Few distinct values, so windows hold ties; a NaN every 97 elements.
+            let x: Vec<f32> = (0..len)
+                .map(|i| {
+                    if i % 97 == 13 {
+                        f32::NAN
+                    } else {
+                        ((i * 7919) % 11) as f32
+                    }
+                })
+                .collect();
+            let want =
+                max_pool2d_reference(&x, n * c, [h, w], kernel, stride, padding, [1, 1], ceil);
+            let input = FlexTensor::from_data(TensorData::new(x, vec![n, c, h, w]));
+            let (vals, idxs) =
+                max_pool2d_with_indices_f32(input.clone(), kernel, stride, padding, [1, 1], ceil);
+            let only_vals = max_pool2d_f32(input, kernel, stride, padding, [1, 1], ceil);
+            let vals: Vec<f32> = vals.into_data().to_vec().unwrap();
+            let idxs: Vec<i64> = idxs.into_data().to_vec().unwrap();
+            let only_vals: Vec<f32> = only_vals.into_data().to_vec().unwrap();
+            let same = |a: &[f32], b: &[f32]| {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+            };
+            let case = (n, c, h, w, kernel, stride, padding, ceil);
+            assert!(same(&vals, &want.0), "values differ for {case:?}");
+            assert!(
+                same(&only_vals, &want.0),
+                "values without indices differ for {case:?}"
+            );
+            assert_eq!(idxs, want.1, "indices differ for {case:?}");
+        }
     }
 
     #[test]
