@@ -1,6 +1,6 @@
-//! Burn's Flex backend with hashguard's convolution patch (third_party/burn-flex/PATCH.md):
-//! `conv2d` and both of its gradients, taken through Burn's public API and autodiff, against a
-//! direct loop in f64, over the shapes the patch covers and the ones it hands back to upstream.
+//! Burn's CPU backend as hashguard patches it (third_party/*/PATCH.md), through Burn's public
+//! API: `conv2d` and both of its gradients against a direct loop in f64, and batch norm (Flex's
+//! fused kernels, autodiff's one-operation inference) against its composed formula.
 
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
@@ -295,4 +295,70 @@ fn flex_batch_norm_and_its_gradients_match_the_composed_formula() {
     let composed =
         (xi - per_channel(m)) / (per_channel(v) + eps).sqrt() * per_channel(g) + per_channel(b);
     near(&read(fused), &read(composed), "inference output");
+}
+
+/// Inference batch normalisation on the autodiff device (the patched `burn-autodiff`, see
+/// third_party/burn-autodiff/PATCH.md): with only the input tracked it is one operation whose
+/// gradient scales per channel; with a statistic or parameter tracked it is recorded as the
+/// composition. Both against the composed formula, differentiated op by op.
+#[test]
+fn autodiff_inference_batch_norm_matches_the_composed_formula() {
+    use burn::tensor::module::batch_norm;
+    let device = Device::flex();
+    let shape = [3, 4, 5, 6];
+    let eps = 1e-5;
+    let n: usize = shape.iter().product();
+    let tensor =
+        |n: usize, seed: usize| Tensor::<1>::from_floats(values(n, seed).as_slice(), &device);
+    let per_channel = |t: Tensor<1>| t.reshape([1, 4, 1, 1]);
+    let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let read1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    let near = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} against {y}"
+            );
+        }
+    };
+    for track_all in [false, true] {
+        let what = |s: &str| format!("{s} (statistics tracked: {track_all})");
+        let leaf = |t: Tensor<1>| {
+            let t = t.autodiff();
+            if track_all { t.require_grad() } else { t }
+        };
+        let x = tensor(n, 4).reshape(shape).autodiff().require_grad();
+        let (g, b) = (leaf(tensor(4, 5)), leaf(tensor(4, 6)));
+        let (m, v) = (leaf(tensor(4, 8)), leaf(tensor(4, 9).abs() + 0.5));
+        let dy = tensor(n, 7).reshape(shape).autodiff();
+        let fused = batch_norm(x.clone(), g.clone(), b.clone(), m.clone(), v.clone(), eps);
+        let composed = (x.clone() - per_channel(m.clone())) / (per_channel(v.clone()) + eps).sqrt()
+            * per_channel(g.clone())
+            + per_channel(b.clone());
+        near(
+            &read(fused.clone().inner()),
+            &read(composed.clone().inner()),
+            &what("output"),
+        );
+        let g_fused = (fused * dy.clone()).sum().backward();
+        let g_composed = (composed * dy).sum().backward();
+        near(
+            &read(x.grad(&g_fused).unwrap()),
+            &read(x.grad(&g_composed).unwrap()),
+            &what("input gradient"),
+        );
+        for (name, t) in [("gamma", &g), ("beta", &b), ("mean", &m), ("variance", &v)] {
+            match (t.grad(&g_fused), t.grad(&g_composed)) {
+                (Some(f), Some(c)) => near(&read1(f), &read1(c), &what(name)),
+                (None, None) => assert!(!track_all, "{}", what(name)),
+                (f, c) => panic!(
+                    "{}: gradient {:?} against {:?}",
+                    what(name),
+                    f.is_some(),
+                    c.is_some()
+                ),
+            }
+        }
+    }
 }

@@ -6,16 +6,88 @@ use crate::graph::NodeId;
 use crate::ops::{Backward, Ops, unary};
 use crate::tensor::AutodiffTensor;
 
+use burn_backend::Scalar;
 use burn_backend::TensorMetadata;
 use burn_backend::ops::attention::attention_fallback;
 use burn_backend::ops::*;
 use burn_backend::tensor::{FloatTensor, IntTensor};
 use burn_backend::{Backend, get_or_init_device_settings};
-use burn_std::IntDType;
+use burn_std::{IntDType, Shape};
 
 use super::OpsKind;
 
 impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B, C> {
+    fn batch_norm(
+        x: AutodiffTensor<B>,
+        gamma: AutodiffTensor<B>,
+        beta: AutodiffTensor<B>,
+        mean: AutodiffTensor<B>,
+        variance: AutodiffTensor<B>,
+        epsilon: f64,
+    ) -> AutodiffTensor<B> {
+        // Inference with fixed statistics, differentiated for the input only (an adversarial
+        // attack's case, or a frozen layer's): one backend operation, whose gradient is the
+        // output gradient scaled per channel by `gamma / sqrt(variance + epsilon)`. The
+        // composition the trait's default records instead costs four broadcast passes forward
+        // and three backward.
+        if gamma.is_tracked() || beta.is_tracked() || mean.is_tracked() || variance.is_tracked() {
+            return batch_norm_composed::<Self>(x, gamma, beta, mean, variance, epsilon);
+        }
+
+        #[derive(Debug)]
+        struct BatchNormInference;
+
+        impl<B: Backend> Backward<B, 1> for BatchNormInference {
+            // The per-channel scale, shaped to broadcast over the input.
+            type State = B::FloatTensorPrimitive;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let scale = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::float_mul(grad, scale)
+                });
+            }
+        }
+
+        let (x, gamma, beta, mean, variance) = (
+            x,
+            gamma.primitive,
+            beta.primitive,
+            mean.primitive,
+            variance.primitive,
+        );
+        match BatchNormInference
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let mut dims = alloc::vec![1; x.primitive.shape().num_dims()];
+                dims[1] = gamma.shape()[0];
+                let std = B::float_sqrt(B::float_add_scalar(
+                    variance.clone(),
+                    Scalar::Float(epsilon),
+                ));
+                let scale = B::float_reshape(B::float_div(gamma.clone(), std), Shape::from(dims));
+                let output = B::batch_norm(x.primitive, gamma, beta, mean, variance, epsilon);
+                prep.finish(scale, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::batch_norm(
+                x.primitive,
+                gamma,
+                beta,
+                mean,
+                variance,
+                epsilon,
+            )),
+        }
+    }
+
     fn batch_norm_train(
         x: AutodiffTensor<B>,
         gamma: AutodiffTensor<B>,
@@ -2194,4 +2266,25 @@ impl<B: Backend> Backward<B, 1> for MaxPool2D {
             grads.register::<B>(node.id, grad.x_grad);
         }
     }
+}
+
+/// Inference batch normalisation composed from tensor operations, as `ModuleOps::batch_norm`'s
+/// default does: what [`ModuleOps::batch_norm`] records when a statistic or an affine parameter
+/// takes part in the backward pass.
+fn batch_norm_composed<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    let mut dims = alloc::vec![1; x.shape().num_dims()];
+    dims[1] = x.shape()[1];
+    let shape = Shape::from(dims);
+    let [gamma, beta, mean, variance] =
+        [gamma, beta, mean, variance].map(|t| B::float_reshape(t, shape.clone()));
+    let std = B::float_sqrt(B::float_add_scalar(variance, Scalar::Float(epsilon)));
+    let normalized = B::float_div(B::float_sub(x, mean), std);
+    B::float_add(B::float_mul(normalized, gamma), beta)
 }
