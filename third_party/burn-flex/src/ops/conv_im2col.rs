@@ -216,42 +216,57 @@ fn im2col<T: Copy>(
     }
 }
 
-/// `dst[m x n] (+)= lhs[m x k] @ rhs[k x n]` with explicit (column, row) strides.
+/// `dst[m x n] (+)= lhs[m x k] @ rhs[k x n]`, each matrix a slice read with explicit
+/// (column, row) strides (`dst`'s column stride is 1).
+///
+/// # Panics
+/// If a matrix does not lie whole inside its slice: that check is what makes the call into
+/// `gemm` (which takes raw pointers and strides) sound.
 #[allow(clippy::too_many_arguments)]
 fn gemm_strided<T: Copy + 'static>(
-    dims: [usize; 3],
-    dst: *mut T,
+    [m, k, n]: [usize; 3],
+    dst: &mut [T],
     dst_rs: usize,
     accumulate: bool,
-    lhs: *const T,
-    lhs_cs: usize,
-    lhs_rs: usize,
-    rhs: *const T,
-    rhs_cs: usize,
-    rhs_rs: usize,
+    (lhs, lhs_cs, lhs_rs): (&[T], usize, usize),
+    (rhs, rhs_cs, rhs_rs): (&[T], usize, usize),
     one: T,
     parallel: bool,
 ) {
-    let [m, k, n] = dims;
+    if m == 0 || n == 0 {
+        return;
+    }
+    // The largest element offset a strided matrix reaches (none when it is empty).
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows > 0 && cols > 0).then(|| (rows - 1) * rs + (cols - 1) * cs)
+    };
+    let fits = |len: usize, last: Option<usize>| last.is_none_or(|i| i < len);
+    assert!(
+        fits(dst.len(), last(m, n, dst_rs, 1))
+            && fits(lhs.len(), last(m, k, lhs_rs, lhs_cs))
+            && fits(rhs.len(), last(k, n, rhs_rs, rhs_cs)),
+        "conv2d: a GEMM operand does not lie inside its buffer"
+    );
     let parallelism = if parallel && m * n * k >= 192 * 192 * 192 {
         gemm_parallelism()
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the callers pass pointers to buffers holding the strided matrices whole.
+    // SAFETY: the assertion above keeps every element `gemm` reads or writes inside its
+    // slice; `dst` is borrowed mutably, so it does not alias `lhs` or `rhs`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst,
+            dst.as_mut_ptr(),
             1,
             dst_rs as isize,
             accumulate,
-            lhs,
+            lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
-            rhs,
+            rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
             one,
@@ -261,6 +276,29 @@ fn gemm_strided<T: Copy + 'static>(
             false,
             parallelism,
         );
+    }
+}
+
+/// Cuts one image's output rows into tiles of [`Conv2dGeometry::rows_per_tile`] rows, fills
+/// `cols` with each tile's im2col (`col_len x width`), and calls `f(first_row, width, cols)`.
+fn for_each_tile<T: Copy>(
+    x: &[T],
+    g: &Conv2dGeometry,
+    (oh, ow): (usize, usize),
+    cols: &mut Vec<T>,
+    zero: T,
+    mut f: impl FnMut(usize, usize, &[T]),
+) {
+    let cl = g.col_len();
+    let rows = g.rows_per_tile(ow);
+    let mut y0 = 0;
+    while y0 < oh {
+        let y1 = (y0 + rows).min(oh);
+        let width = (y1 - y0) * ow;
+        cols.resize(cl * width, zero);
+        im2col(x, g, ow, y0, y1, zero, cols);
+        f(y0, width, cols);
+        y0 = y1;
     }
 }
 
@@ -301,34 +339,22 @@ fn conv_image<T: Copy + 'static>(
     one: T,
     parallel_gemm: bool,
 ) {
-    let cl = g.col_len();
-    let rows = g.rows_per_tile(ow);
     let sp = oh * ow;
-    let mut y0 = 0;
-    while y0 < oh {
-        let y1 = (y0 + rows).min(oh);
-        let width = (y1 - y0) * ow;
-        cols.resize(cl * width, zero);
-        im2col(x, g, ow, y0, y1, zero, cols);
-        let (cl_g, co_g) = g.group_dims();
+    let (cl_g, co_g) = g.group_dims();
+    for_each_tile(x, g, (oh, ow), cols, zero, |y0, width, cols| {
         for grp in 0..g.groups {
             gemm_strided(
                 [co_g, cl_g, width],
-                out[grp * co_g * sp + y0 * ow..].as_mut_ptr(),
+                &mut out[grp * co_g * sp + y0 * ow..],
                 sp,
                 false,
-                weight[grp * co_g * cl_g..].as_ptr(),
-                1,
-                cl_g,
-                cols[grp * cl_g * width..].as_ptr(),
-                1,
-                width,
+                (&weight[grp * co_g * cl_g..], 1, cl_g),
+                (&cols[grp * cl_g * width..], 1, width),
                 one,
                 parallel_gemm,
             );
         }
-        y0 = y1;
-    }
+    });
 }
 
 /// Forward 2D convolution of a contiguous NCHW batch with a contiguous
@@ -431,36 +457,24 @@ fn weight_grad_image<T: Copy + 'static>(
     one: T,
     parallel_gemm: bool,
 ) {
-    let cl = g.col_len();
-    let rows = g.rows_per_tile(ow);
     let sp = oh * ow;
-    let mut y0 = 0;
-    while y0 < oh {
-        let y1 = (y0 + rows).min(oh);
-        let width = (y1 - y0) * ow;
-        cols.resize(cl * width, zero);
-        im2col(x, g, ow, y0, y1, zero, cols);
+    let (cl_g, co_g) = g.group_dims();
+    for_each_tile(x, g, (oh, ow), cols, zero, |y0, width, cols| {
         // Per group, lhs: dy's columns y0*ow.. (c_out/groups x width, row stride sp);
         // rhs: the group's rows of cols, transposed (width x cl/groups).
-        let (cl_g, co_g) = g.group_dims();
         for grp in 0..g.groups {
             gemm_strided(
                 [co_g, width, cl_g],
-                dw[grp * co_g * cl_g..].as_mut_ptr(),
+                &mut dw[grp * co_g * cl_g..],
                 cl_g,
                 true,
-                dy[grp * co_g * sp + y0 * ow..].as_ptr(),
-                1,
-                sp,
-                cols[grp * cl_g * width..].as_ptr(),
-                width,
-                1,
+                (&dy[grp * co_g * sp + y0 * ow..], 1, sp),
+                (&cols[grp * cl_g * width..], width, 1),
                 one,
                 parallel_gemm,
             );
         }
-        y0 = y1;
-    }
+    });
 }
 
 /// Weight gradient `[c_out, c_in / groups * kh * kw]` of a convolution from its input

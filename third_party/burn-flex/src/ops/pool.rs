@@ -273,13 +273,20 @@ where
 
     let spatial_out = out_d * out_h * out_w;
     let x_data: &[T] = x.storage();
+    // Each axis' window ranges, once per output coordinate rather than once per output element
+    // (each costs two integer divisions).
+    let ranges = |out: usize, kernel: usize, stride: usize, pad: usize, dilation: usize, input| {
+        (0..out)
+            .map(|o| valid_range_maxpool(o, kernel, stride, pad, dilation, input))
+            .collect::<Vec<_>>()
+    };
+    let d_ranges = ranges(out_d, kernel_d, stride_d, pad_d, dilation_d, in_d);
+    let h_ranges = ranges(out_h, kernel_h, stride_h, pad_h, dilation_h, in_h);
+    let w_ranges = ranges(out_w, kernel_w, stride_w, pad_w, dilation_w, in_w);
     let kernel = |od: usize, oh: usize, ow: usize, x_offset: usize| {
-        let (kd_start, kd_end) =
-            valid_range_maxpool(od, kernel_d, stride_d, pad_d, dilation_d, in_d);
-        let (kh_start, kh_end) =
-            valid_range_maxpool(oh, kernel_h, stride_h, pad_h, dilation_h, in_h);
-        let (kw_start, kw_end) =
-            valid_range_maxpool(ow, kernel_w, stride_w, pad_w, dilation_w, in_w);
+        let (kd_start, kd_end) = d_ranges[od];
+        let (kh_start, kh_end) = h_ranges[oh];
+        let (kw_start, kw_end) = w_ranges[ow];
 
         let mut max_val = neg_inf;
         let mut max_idx: i64 = -1;
@@ -300,11 +307,15 @@ where
                     let val = x_data[x_idx];
 
                     // NaN always wins, so it propagates like in PyTorch, which also
-                    // reports the index of the last NaN in the window.
-                    if max_idx < 0 || val > max_val || val.is_nan() {
-                        max_val = val;
-                        max_idx = (id_base + ih_base + iw) as i64;
-                    }
+                    // reports the index of the last NaN in the window. Selects, not a
+                    // branch: the comparison's outcome is close to random on activations.
+                    let take = (max_idx < 0) | (val > max_val) | val.is_nan();
+                    max_val = if take { val } else { max_val };
+                    max_idx = if take {
+                        (id_base + ih_base + iw) as i64
+                    } else {
+                        max_idx
+                    };
                 }
             }
         }
