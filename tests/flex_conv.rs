@@ -80,6 +80,22 @@ fn close(got: &[f32], want: &[f64], what: &str) {
     }
 }
 
+/// A tensor's values as f32.
+fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// Asserts `a` equals `b` element by element within 1e-4 relative (plus 1e-4 absolute).
+fn near(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: length");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}[{i}]: {x} against {y}"
+        );
+    }
+}
+
 #[test]
 fn flex_conv2d_and_its_gradients_match_a_direct_loop() {
     let case = |x, w, stride, dilation, padding, groups| Case {
@@ -247,25 +263,14 @@ fn flex_batch_norm_and_its_gradients_match_the_composed_formula() {
     let composed = centred / (variance.clone() + eps).sqrt() * per_channel(gamma.clone())
         + per_channel(beta.clone());
 
-    let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
-    let read1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-    let near = |a: &[f32], b: &[f32], what: &str| {
-        assert_eq!(a.len(), b.len(), "{what}: length");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} against {y}"
-            );
-        }
-    };
     near(
         &read(fused.output.clone().inner()),
         &read(composed.clone().inner()),
         "output",
     );
-    near(&read1(fused.mean.inner()), &read(mean.inner()), "mean");
+    near(&read(fused.mean.inner()), &read(mean.inner()), "mean");
     near(
-        &read1(fused.variance.inner()),
+        &read(fused.variance.inner()),
         &read(variance.inner()),
         "variance",
     );
@@ -278,13 +283,13 @@ fn flex_batch_norm_and_its_gradients_match_the_composed_formula() {
         "input gradient",
     );
     near(
-        &read1(gamma.grad(&g_fused).unwrap()),
-        &read1(gamma.grad(&g_composed).unwrap()),
+        &read(gamma.grad(&g_fused).unwrap()),
+        &read(gamma.grad(&g_composed).unwrap()),
         "gamma gradient",
     );
     near(
-        &read1(beta.grad(&g_fused).unwrap()),
-        &read1(beta.grad(&g_composed).unwrap()),
+        &read(beta.grad(&g_fused).unwrap()),
+        &read(beta.grad(&g_composed).unwrap()),
         "beta gradient",
     );
 
@@ -311,17 +316,6 @@ fn autodiff_inference_batch_norm_matches_the_composed_formula() {
     let tensor =
         |n: usize, seed: usize| Tensor::<1>::from_floats(values(n, seed).as_slice(), &device);
     let per_channel = |t: Tensor<1>| t.reshape([1, 4, 1, 1]);
-    let read = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
-    let read1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
-    let near = |a: &[f32], b: &[f32], what: &str| {
-        assert_eq!(a.len(), b.len(), "{what}: length");
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} against {y}"
-            );
-        }
-    };
     for track_all in [false, true] {
         let what = |s: &str| format!("{s} (statistics tracked: {track_all})");
         let leaf = |t: Tensor<1>| {
@@ -350,7 +344,7 @@ fn autodiff_inference_batch_norm_matches_the_composed_formula() {
         );
         for (name, t) in [("gamma", &g), ("beta", &b), ("mean", &m), ("variance", &v)] {
             match (t.grad(&g_fused), t.grad(&g_composed)) {
-                (Some(f), Some(c)) => near(&read1(f), &read1(c), &what(name)),
+                (Some(f), Some(c)) => near(&read(f), &read(c), &what(name)),
                 (None, None) => assert!(!track_all, "{}", what(name)),
                 (f, c) => panic!(
                     "{}: gradient {:?} against {:?}",
