@@ -17,7 +17,7 @@ use hashguard_core::data::{
 use hashguard_core::demo::{DemoBundle, DemoHeader};
 use hashguard_core::detectors::UmcdConfig;
 use hashguard_core::experiments::robustness::RowReport;
-use hashguard_core::model::half_precision_record;
+use hashguard_core::model::{half_precision_record, int8_record};
 use hashguard_core::retrieval::PackedCodes;
 use hashguard_core::run::{Checkpoint, RunConfig, RunDir};
 
@@ -154,6 +154,11 @@ fn generated() -> Vec<(&'static str, String, Vec<u8>)> {
         "model_record",
         "tiny-half.bpk",
         half_precision_record(model.clone(), "tiny").unwrap().0,
+    );
+    add(
+        "model_record",
+        "tiny-int8.bpk",
+        int8_record(model.clone(), "tiny").unwrap().0,
     );
     let run = tempfile::tempdir().unwrap();
     let dir = RunDir::new(run.path());

@@ -1,12 +1,12 @@
-//! Model records (`model.bpk`, f32 or half precision): any bytes give an error, or a model
+//! Model records (`model.bpk`, f32, half precision or int8): any bytes give an error, or a model
 //! whose encoding of an image is `BITS` finite values or an error (never NaN codes); the
-//! half-precision rewriter refuses them or writes a record it can rewrite again.
+//! half-precision and int8 rewriters refuse them or write a record they can rewrite again.
 
 #![no_main]
 
 use burn::prelude::*;
 use hashguard_core::data::{ImageSet, LabelSet};
-use hashguard_core::model::{encode_images, half_precision_record};
+use hashguard_core::model::{encode_images, half_precision_record, int8_record};
 use libfuzzer_sys::fuzz_target;
 
 mod common;
@@ -35,5 +35,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((half, _)) = half_precision_record(data.to_vec(), "model.bpk") {
         // What the rewriter accepts as a record it can also halve again (a fixed point).
         half_precision_record(half, "halved").expect("a halved record is a record");
+    }
+    if let Ok((int8, _)) = int8_record(data.to_vec(), "model.bpk") {
+        // An int8 record holds no large f32 tensor any more: quantising again changes nothing.
+        let (again, summary) =
+            int8_record(int8.clone(), "int8").expect("an int8 record is a record");
+        assert_eq!(summary.converted, 0, "{summary:?}");
+        assert_eq!(again.len(), int8.len());
     }
 });

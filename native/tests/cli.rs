@@ -1399,12 +1399,12 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
 }
 
 #[test]
-fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
+fn export_web_ships_smaller_weights_that_encode_like_the_run_s() {
     let work = tempfile::tempdir().unwrap();
     let run_dir = detection_run(work.path());
     let trained = std::fs::metadata(run_dir.join("model.bpk")).unwrap().len();
     let mut sizes = Vec::new();
-    for precision in ["f16", "f32"] {
+    for precision in ["f16", "f32", "int8"] {
         let out_dir = work.path().join(format!("web-{precision}"));
         let out = run(&[
             "export-web",
@@ -1446,16 +1446,18 @@ fn export_web_ships_half_precision_weights_that_encode_like_the_run_s() {
             assert!(stderr.contains(&format!("{}: ", a.name)), "{stderr}");
         }
         assert!(bundle.header.union_roc(2, &[0.05]).is_ok());
-        // The f16 export re-encodes the shipped database and reports the bits that changed.
+        // The f16 and int8 exports re-encode the shipped database and report the bits that
+        // changed.
         assert_eq!(
             stderr.contains("code bits flipped"),
-            precision == "f16",
+            precision != "f32",
             "{stderr}"
         );
         sizes.push(std::fs::metadata(out_dir.join("model.bpk")).unwrap().len());
     }
     assert_eq!(sizes[1], trained, "f32 ships the run's record as is");
     assert!(sizes[0] < trained * 6 / 10, "{sizes:?} vs {trained}");
+    assert!(sizes[2] < trained * 3 / 10, "{sizes:?} vs {trained}");
     assert_rejected(
         &run(&["export-web", "--run", s(&run_dir), "--precision", "f8"]),
         "f8",

@@ -1,5 +1,5 @@
 //! `hashguard export-web`: writes what the browser demo loads — the run's model (`model.bpk`,
-//! f16 by default, and `model.json`) and a bundle of real database images with their codes,
+//! int8 by default, and `model.json`) and a bundle of real database images with their codes,
 //! gallery queries, UMCD's parameters, benign calibration scores and, for the page's ROC, UMCD's
 //! scores on queries attacked as the page attacks (`demo.bin`).
 
@@ -12,7 +12,7 @@ use hashguard_core::demo::{DemoBundle, DemoHeader};
 use hashguard_core::detectors::{
     C1Budget, Detector, ImageBatch, Scores, Umcd, UmcdConfig, select_k,
 };
-use hashguard_core::model::{encode_images, half_precision_record};
+use hashguard_core::model::{encode_images, half_precision_record, int8_record};
 use hashguard_core::retrieval::{HammingIndex, PackedCodes, hamming};
 use hashguard_core::run::{OpenedRun, write_atomic};
 use rand::SeedableRng;
@@ -37,7 +37,7 @@ pub struct ExportArgs {
     #[arg(long, default_value = "web/assets")]
     out: PathBuf,
     /// Database images to ship (a seeded sample of the run's database).
-    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2000)]
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 1000)]
     database: usize,
     /// Gallery query images per class (from the run's queries).
     #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 3)]
@@ -57,9 +57,10 @@ pub struct ExportArgs {
     /// Read the images from this directory instead of the one the run was trained on.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Precision of the shipped weights: f16 halves the download (checked on export: the
-    /// f16 model must give the f32 model's database codes), f32 ships the run's record as is.
-    #[arg(long, value_enum, default_value_t = Precision::F16)]
+    /// Precision of the shipped weights: int8 (per-slice scales) quarters the download and f16
+    /// halves it (checked on export: the smaller model must give the f32 model's database
+    /// codes), f32 ships the run's record as is.
+    #[arg(long, value_enum, default_value_t = Precision::Int8)]
     precision: Precision,
     /// Queries (outside the gallery) attacked per attack for the page's ROC: PGD-100 at 8/255
     /// and 32/255 and DHTA-100 at 32/255 towards a random other class, as the page runs them.
@@ -74,10 +75,13 @@ pub enum Precision {
     F16,
     /// The run's record unchanged.
     F32,
+    /// Large weight tensors as int8 with one f32 scale per slice of the first dimension; small
+    /// ones and batch-norm statistics f32.
+    Int8,
 }
 
-/// Bits of the database codes the f16 model may flip, as a share of all bits, before the
-/// export is refused (a flip needs a logit within f16's rounding of zero).
+/// Bits of the database codes the shipped (f16 or int8) model may flip, as a share of all bits,
+/// before the export is refused (a flip needs a logit within the rounding's reach of zero).
 const MAX_FLIPPED: f64 = 1e-3;
 
 /// Runs `hashguard export-web`.
@@ -206,14 +210,22 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
     let mut model_bytes =
         std::fs::read(run.dir.file("model.bpk")).context("reading the run's model.bpk")?;
     let mut agreement = String::new();
-    if args.precision == Precision::F16 {
-        let (half, summary) = half_precision_record(model_bytes, "model.bpk")?;
+    let shrunk = match args.precision {
+        Precision::F32 => None,
+        Precision::F16 => Some((
+            "f16",
+            half_precision_record(model_bytes.clone(), "model.bpk")?,
+        )),
+        Precision::Int8 => Some(("int8", int8_record(model_bytes.clone(), "model.bpk")?)),
+    };
+    if let Some((name, (shrunk, summary))) = shrunk {
         // The shipped weights must retrieve what the trained ones do: encode the shipped
-        // database again with the f16 model and count the code bits that changed.
-        let shipped = config
-            .train
-            .model
-            .load(half.clone(), &selected.device, "f16 record")?;
+        // database again with the smaller model and count the code bits that changed.
+        let shipped =
+            config
+                .train
+                .model
+                .load(shrunk.clone(), &selected.device, &format!("{name} record"))?;
         let shipped = shipped.valid();
         let again = encode_images(
             &shipped,
@@ -230,18 +242,18 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
         let share = flipped as f64 / (again.len() * bits) as f64;
         if share > MAX_FLIPPED {
             bail!(
-                "the f16 weights flip {flipped} of the database's code bits ({:.3} %): export \
-                 with --precision f32",
+                "the {name} weights flip {flipped} of the database's code bits ({:.3} %): export \
+                 with a wider --precision",
                 100.0 * share
             );
         }
         agreement = format!(
-            ", f16: {} tensors halved, {} kept, {flipped} of {} code bits flipped",
-            summary.halved,
+            ", {name}: {} tensors converted, {} kept, {flipped} of {} code bits flipped",
+            summary.converted,
             summary.kept,
             again.len() * bits
         );
-        model_bytes = half;
+        model_bytes = shrunk;
     }
     write_atomic(&args.out.join("model.bpk"), &model_bytes)?;
     write_atomic(

@@ -188,10 +188,11 @@ impl HashNetConfig {
     }
 
     /// Builds the network on `device` with the weights of a serialised record (`model.bpk`
-    /// bytes, f32 or with tensors halved by [`crate::model::half_precision_record`]); `origin`
-    /// names the record in errors.
+    /// bytes, f32 or with tensors shrunk by [`crate::model::half_precision_record`] or
+    /// [`crate::model::int8_record`]); `origin` names the record in errors.
     pub fn load(&self, bytes: Vec<u8>, device: &Device, origin: &str) -> Result<HashNet> {
         self.validate()?;
+        let bytes = crate::model::precision::dequantised_record(bytes, origin)?;
         crate::model::check_model_record(&bytes, origin)?;
         let record =
             burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))

@@ -14,7 +14,7 @@ mod records;
 pub use backbones::{AlexNet, Backbone, BackboneKind, Block, ConvBn, ResNet, Vgg};
 pub use encode::encode_images;
 pub use hashnet::{HashNet, HashNetConfig};
-pub use precision::{HalfSummary, half_precision_record};
+pub use precision::{INT8_SCALE_SUFFIX, ShrinkSummary, half_precision_record, int8_record};
 #[cfg(feature = "import")]
 pub use pretrained::{ImportSummary, import_torchvision};
 pub(crate) use records::{check_model_record, check_optimizer_record};

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 /// The tensors of a burnpack record, each with as many bytes as its shape and type claim, and
 /// its scalars.
-fn tensors(
+pub(super) fn tensors(
     bytes: &[u8],
     what: &str,
     origin: &str,
