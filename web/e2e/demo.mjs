@@ -3,8 +3,9 @@
 // egui "Run attack" button runs to the end, UMCD flags a targeted adversarial image, the ε
 // sweep runs, and every plot (criteria, ROC, sweep) is drawn inside the window with something
 // on it. Screenshots saved. Usage: node demo.mjs URL SCREENSHOT.png [--webgpu]
-// --webgpu starts Chromium with WebGPU on SwiftShader's Vulkan and expects the WebGPU backend;
-// without it Chromium has no WebGPU and the page must fall back to Burn's CPU backend.
+// The page always starts the CPU-only module first. --webgpu starts Chromium with WebGPU on
+// SwiftShader's Vulkan and expects the page to move the app onto the WebGPU module it fetches in
+// the background; without it Chromium has no WebGPU and the page stays on Burn's CPU backend.
 import { chromium } from "playwright-core";
 
 const [url = "http://127.0.0.1:8080/", shot = "demo.png"] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -31,13 +32,17 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? 
 try {
   const page = await browser.newPage({ viewport: { width: vw, height: vh } });
   page.on("console", (m) => logs.push(m.text()));
-  // Bytes on the wire (as served, compressed where the server had a copy) until the app is ready.
-  let wire = 0;
+  // Bytes on the wire (as served, compressed where the server had a copy) per file.
+  const wireBytes = new Map();
   const encodings = new Set();
   page.on("response", (r) => {
-    wire += Number(r.headers()["content-length"] ?? 0);
+    wireBytes.set(new URL(r.url()).pathname, Number(r.headers()["content-length"] ?? 0));
     encodings.add(r.headers()["content-encoding"] ?? "identity");
   });
+  // What the page needs before the demo can be used: everything but the WebGPU module, which
+  // the page fetches in the background once the CPU app runs.
+  const webgpuModule = (path) => /\/hashguard_web(_bg\.wasm|\.js)$/.test(path) && !path.includes("/cpu/");
+  const wireBefore = () => [...wireBytes].filter(([p]) => !webgpuModule(p)).reduce((s, [, n]) => s + n, 0);
   const t0 = Date.now();
   await page.goto(url);
   await page.waitForFunction(() => window.hashguardReady !== undefined || window.hashguardError !== undefined,
@@ -47,8 +52,19 @@ try {
   if (error) throw new Error(error);
   const load = await page.evaluate(() => window.hashguardLoad);
   check("a progress bar counts the download", load && load.updates > 2 && load.total > 0,
-    `${load?.updates} updates over ${((load?.total ?? 0) / 1e6).toFixed(2)} MB; ${(wire / 1e6).toFixed(2)} MB on the wire ` +
+    `${load?.updates} updates over ${((load?.total ?? 0) / 1e6).toFixed(2)} MB; ${(wireBefore() / 1e6).toFixed(2)} MB on the wire ` +
     `(${[...encodings].join(", ")}) before the app was ready, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const first = await page.evaluate(() => window.hashguardFirstBackend);
+  check("the demo is first usable on the CPU module", typeof first === "string" && first.startsWith("CPU"), first);
+  if (webgpu) {
+    // The page moves the untouched app onto the WebGPU module it fetches in the background.
+    await page.waitForFunction(() => window.hashguardUpgraded !== undefined || window.hashguardUpgradeError !== undefined,
+      null, { timeout: 300_000 });
+    const [upgraded, upgradeError] = await page.evaluate(() => [window.hashguardUpgraded, window.hashguardUpgradeError]);
+    const moduleBytes = [...wireBytes].filter(([p]) => webgpuModule(p)).reduce((s, [, n]) => s + n, 0);
+    check("the app moves onto the WebGPU module", upgraded !== undefined,
+      upgradeError ?? `${(upgraded / 1000).toFixed(1)} s after page load; ${(moduleBytes / 1e6).toFixed(2)} MB fetched after the demo was ready`);
+  }
   // The first retrieval is awaited on the page (WebGPU compiles its shaders first).
   await page.waitForFunction(() => window.hashguard.state().retrieved.length > 0 || window.hashguard.state().message,
     null, { timeout: 600_000, polling: 200 });

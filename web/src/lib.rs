@@ -104,16 +104,31 @@ mod web {
             .is_some_and(|q| q.contains("backend=cpu"))
     }
 
-    /// The CPU-only module (built without `webgpu`, which the page loads when the browser
-    /// offers no WebGPU adapter or `?backend=cpu` asks for the CPU): Burn's CPU backend.
+    /// The CPU-only module (built without `webgpu`, which the page always starts first):
+    /// Burn's CPU backend. The page says why in `window.hashguardCpuReason` (no adapter,
+    /// `?backend=cpu`, or the WebGPU module still loading in the background).
     #[cfg(not(feature = "webgpu"))]
     async fn choose_device() -> (Device, String) {
-        let why = if cpu_forced() {
-            "asked for by ?backend=cpu"
-        } else {
-            "this browser offers no WebGPU adapter"
-        };
+        let why = web_sys::window()
+            .and_then(|w| js_sys::Reflect::get(&w, &"hashguardCpuReason".into()).ok())
+            .and_then(|v| v.as_string())
+            .unwrap_or_else(|| {
+                if cpu_forced() {
+                    "asked for by ?backend=cpu".into()
+                } else {
+                    "this browser offers no WebGPU adapter".into()
+                }
+            });
         (Device::flex(), format!("CPU (burn-flex, wasm; {why})"))
+    }
+
+    /// Stops the running app (the page then starts the WebGPU module's app on a fresh canvas);
+    /// does nothing when none runs.
+    #[wasm_bindgen]
+    pub fn stop() {
+        if let Some(runner) = RUNNER.with(|r| r.borrow_mut().take()) {
+            runner.destroy();
+        }
     }
 
     /// WebGPU through Burn's wgpu runtime when the browser offers an adapter, else Burn's CPU
@@ -193,7 +208,10 @@ mod web {
             .start(
                 canvas,
                 eframe::WebOptions::default(),
-                Box::new(move |_cc| Ok(Box::new(app))),
+                Box::new(move |cc| {
+                    crate::app::install_fonts(&cc.egui_ctx);
+                    Ok(Box::new(app))
+                }),
             )
             .await?;
         RUNNER.with(|r| *r.borrow_mut() = Some(runner));

@@ -21,7 +21,10 @@ fn main() -> eframe::Result {
     eframe::run_native(
         "hashguard",
         options,
-        Box::new(|_cc| Ok(Box::new(DemoApp::new(engine, Uploads::default())))),
+        Box::new(|cc| {
+            hashguard_web::app::install_fonts(&cc.egui_ctx);
+            Ok(Box::new(DemoApp::new(engine, Uploads::default())))
+        }),
     )
 }
 

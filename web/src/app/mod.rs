@@ -11,11 +11,13 @@ use hashguard_core::experiments::{AttackKind, AttackSpec};
 
 use crate::engine::Engine;
 
+mod fonts;
 mod panels;
 mod state;
 mod sweep;
 mod umcd;
 
+pub use fonts::install_fonts;
 pub use state::{Adversarial, DemoState, PendingQuery, Query, Running, Stage};
 pub use sweep::{SWEEP_LEVELS, Sweep, SweepPoint};
 

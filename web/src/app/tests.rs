@@ -26,7 +26,10 @@ fn the_first_gallery_image_is_retrieved_at_start() {
 fn clicking_run_attack_steps_dhta_until_umcd_flags_it_by_c2() {
     let mut harness = Harness::builder()
         .with_size(vec2(1200.0, 900.0))
-        .build_eframe(|_| app());
+        .build_eframe(|cc| {
+            install_fonts(&cc.egui_ctx);
+            app()
+        });
     harness.run_steps(2);
     harness
         .state_mut()
@@ -72,7 +75,10 @@ fn a_bad_upload_is_a_message_not_a_crash() {
 
 /// Runs a DHTA attack to its end in a window of `size` points.
 fn attacked(size: egui::Vec2) -> Harness<'static, DemoApp> {
-    let mut harness = Harness::builder().with_size(size).build_eframe(|_| app());
+    let mut harness = Harness::builder().with_size(size).build_eframe(|cc| {
+        install_fonts(&cc.egui_ctx);
+        app()
+    });
     harness.run_steps(2);
     harness
         .state_mut()
@@ -185,7 +191,10 @@ fn ordinals_read_as_english() {
 fn an_eps_sweep_plots_damage_and_umcd_s_verdict_per_radius() {
     let mut harness = Harness::builder()
         .with_size(vec2(1280.0, 800.0))
-        .build_eframe(|_| app());
+        .build_eframe(|cc| {
+            install_fonts(&cc.egui_ctx);
+            app()
+        });
     harness.run_steps(2);
     harness
         .state_mut()
