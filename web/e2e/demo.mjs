@@ -253,6 +253,32 @@ try {
   }
   check("an uploaded query is retrieved and timed", times.length === 3 && times.every((t) => t > 0),
     `encode + retrieve + detect ${times.map((t) => t.toFixed(1)).join(", ")} ms (median ${[...times].sort((a, b) => a - b)[1].toFixed(1)} ms)`);
+
+  if (webgpu) {
+    // A demo touched before the WebGPU module arrives stays on the CPU until the bar's button
+    // is pressed. The module's response is held back until the canvas has been clicked.
+    const touched = await browser.newPage({ viewport: { width: vw, height: vh } });
+    let release;
+    const clicked = new Promise((resolve) => { release = resolve; });
+    await touched.route((u) => webgpuModule(u.pathname) && u.pathname.endsWith(".wasm"), async (route) => {
+      await clicked;
+      await route.continue();
+    });
+    await touched.goto(url);
+    await touched.waitForFunction(() => window.hashguardReady !== undefined, null, { timeout: 180_000 });
+    await touched.mouse.click(vw / 2, vh / 2);
+    release();
+    const button = touched.getByRole("button", { name: /onto WebGPU/ });
+    await button.waitFor({ timeout: 300_000 });
+    const still = await touched.evaluate(() => [window.hashguardUpgraded, window.hashguard.state().backend]);
+    await button.click();
+    await touched.waitForFunction(() => window.hashguardUpgraded !== undefined, null, { timeout: 300_000 });
+    await touched.waitForFunction(() => window.hashguard.state().retrieved.length > 0, null, { timeout: 300_000, polling: 200 });
+    const moved = await touched.evaluate(() => window.hashguard.state().backend);
+    await touched.close();
+    check("a touched demo stays on the CPU until the button moves it onto WebGPU",
+      still[0] === undefined && still[1].startsWith("CPU") && moved.startsWith("WebGPU"), `before: ${still[1]}; after: ${moved}`);
+  }
 } catch (e) {
   failed += 1;
   console.log(`FAIL ${e.message}`);
