@@ -181,8 +181,11 @@ def main():
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
         gb = lambda v: f"{v:.1f}" if v else "n/a"
         for r in rows:
-            goal = ">= 50% at 1M" if r["database"] == "1M" else ""
-            ok = met(r["of_bound"] and r["of_bound"] >= 0.5) if goal else ""
+            # Issue 22's bound is mbw-style memory bandwidth; the same-size read (from the caches
+            # at 1M codes) is printed beside it as the stricter reference.
+            goal = ">= 50% of memory bw at 1M" if r["database"] == "1M" else ""
+            share = r["one_query_gbps"] / r["dram_gbps"] if r["one_query_gbps"] and r["dram_gbps"] else None
+            ok = met(share is not None and share >= 0.5) if goal else ""
             pct = lambda v: f"{100 * v:.0f} %" if v else "n/a"
             of_mem = lambda v: pct(v / r["dram_gbps"]) if v and r["dram_gbps"] else "n/a"
             print(f"| {r['bits']} | {r['database']} | {ms(r['one_query_ms'])} | {gb(r['one_query_gbps'])} | "
