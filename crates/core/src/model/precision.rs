@@ -210,21 +210,52 @@ mod tests {
     use burn::module::Module;
     use burn::prelude::*;
 
-    #[test]
-    fn a_half_record_loads_into_the_f32_model_and_encodes_alike() {
+    /// A record rewriter: [`half_precision_record`] or [`int8_record`].
+    type Rewriter = fn(Vec<u8>, &str) -> Result<(Vec<u8>, ShrinkSummary)>;
+
+    /// A seeded model with its f32 record and the record a rewriter made of it.
+    struct Shrunk {
+        config: HashNetConfig,
+        model: crate::model::HashNet,
+        bytes: Vec<u8>,
+        small: Vec<u8>,
+        summary: ShrinkSummary,
+    }
+
+    /// A seeded model, its f32 record and the record `shrink` wrote, which must have converted
+    /// some tensors, kept others and be under `tenths` tenths of the f32 record's bytes.
+    fn shrunk(seed: u64, shrink: Rewriter, tenths: usize) -> Shrunk {
         let device = Device::flex();
-        device.seed(3);
+        device.seed(seed);
         let config = HashNetConfig::new(32, 1).with_dropout(0.0);
         let model = config.init(&device).valid();
         let bytes = model.clone().into_record().into_bytes().unwrap().to_vec();
-        let (half, summary) = half_precision_record(bytes.clone(), "test").unwrap();
+        let (small, summary) = shrink(bytes.clone(), "test").unwrap();
         assert!(summary.converted > 0 && summary.kept > 0, "{summary:?}");
         assert!(
-            half.len() < bytes.len() * 6 / 10,
+            small.len() < bytes.len() * tenths / 10,
             "{} -> {} bytes",
             bytes.len(),
-            half.len()
+            small.len()
         );
+        Shrunk {
+            config,
+            model,
+            bytes,
+            small,
+            summary,
+        }
+    }
+
+    #[test]
+    fn a_half_record_loads_into_the_f32_model_and_encodes_alike() {
+        let device = Device::flex();
+        let Shrunk {
+            config,
+            model,
+            small: half,
+            ..
+        } = shrunk(3, half_precision_record, 6);
         let loaded = config.load(half, &device, "half").unwrap().valid();
         let (worst, scale) = logit_error(&model, &loaded);
         // f16 keeps 11 significant bits: the logits move by well under 1 %.
@@ -258,18 +289,13 @@ mod tests {
     #[test]
     fn an_int8_record_loads_into_the_f32_model_within_its_rounding() {
         let device = Device::flex();
-        device.seed(5);
-        let config = HashNetConfig::new(32, 1).with_dropout(0.0);
-        let model = config.init(&device).valid();
-        let bytes = model.clone().into_record().into_bytes().unwrap().to_vec();
-        let (int8, summary) = int8_record(bytes.clone(), "test").unwrap();
-        assert!(summary.converted > 0 && summary.kept > 0, "{summary:?}");
-        assert!(
-            int8.len() < bytes.len() * 3 / 10,
-            "{} -> {} bytes",
-            bytes.len(),
-            int8.len()
-        );
+        let Shrunk {
+            config,
+            model,
+            bytes,
+            small: int8,
+            summary,
+        } = shrunk(5, int8_record, 3);
         // Every restored weight lies within half a step of its slice's scale of the original.
         let restored = dequantised_record(int8.clone(), "test").unwrap();
         let original = super::super::records::tensors(&bytes, "model record", "test")
