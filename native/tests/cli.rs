@@ -689,10 +689,10 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     let union = paper[8]["held_out_benign_fpr"].as_f64().unwrap();
     let c1 = paper[5]["held_out_benign_fpr"].as_f64().unwrap();
     assert!(union >= c1, "the union flags at least what C1 alone does");
-    // Six detectors, UMCD again under the other budget rule and with a two-sided C3, and
-    // supervised LID.
+    // Six detectors, UMCD again under the other two budget rules and with a two-sided C3,
+    // and supervised LID.
     let rows = r["table1"].as_array().unwrap();
-    assert_eq!(rows.len(), 9 * 2);
+    assert_eq!(rows.len(), 10 * 2);
     for o in rows.iter().filter(|o| o["detector"] == "LID (supervised)") {
         let fpr = o["held_out_benign_fpr"].as_f64().unwrap();
         assert!((0.0..=0.5).contains(&fpr), "{o}");
@@ -722,11 +722,24 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
             "MeanBlur",
             "UMCD",
             "UMCD (point mass)",
+            "UMCD (Fisher)",
             "UMCD (two-sided C3)"
         ]
     );
+    // Fisher's rule: one threshold on the combined statistic, within the target too.
+    let fisher = &r["detectors"][7]["calibration"];
+    assert_eq!(fisher["rule"], "Fisher");
+    assert!(
+        fisher["fisher_threshold"].as_f64().unwrap() > 0.0,
+        "{fisher}"
+    );
+    assert!(
+        r["detectors"][6]["calibration"]
+            .get("fisher_threshold")
+            .is_none()
+    );
     // The two-sided C3 is C3 flagged low as well, with C3's share of the budget split.
-    let two = &r["detectors"][7];
+    let two = &r["detectors"][8];
     let criteria: Vec<(&str, &str)> = two["criteria"]
         .as_array()
         .unwrap()

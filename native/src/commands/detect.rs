@@ -53,7 +53,8 @@ pub struct DetectionArgs {
     pub fpr_weights: Option<Vec<f64>>,
     /// UMCD: how the FPR budget is shared. `shares`: by --fpr-weights, as the paper states;
     /// `point-mass`: a criterion whose benign scores mostly sit on one value (C1 = 0) fires on
-    /// anything above it, and the rest of the budget is shared by the others.
+    /// anything above it, and the rest of the budget is shared by the others; `fisher`: one
+    /// threshold on Fisher's combination of the criteria's benign p-values (README).
     #[arg(long, default_value = "shares", value_parser = budget_rule)]
     pub budget: BudgetRule,
     /// LID: neighbours per estimate.
@@ -187,8 +188,9 @@ fn budget_rule(s: &str) -> Result<BudgetRule, String> {
     match s {
         "shares" => Ok(BudgetRule::Shares),
         "point-mass" => Ok(BudgetRule::PointMass),
+        "fisher" => Ok(BudgetRule::Fisher),
         _ => Err(format!(
-            "{s} is not a budget rule: use shares or point-mass"
+            "{s} is not a budget rule: use shares, point-mass or fisher"
         )),
     }
 }

@@ -2,7 +2,8 @@
 //! budget is shared by weights: criterion `i` may flag a share `w_i·γ` of benign samples, and
 //! `γ` is the largest value whose union ("reject if any criterion fires", UMCD §3.4) stays
 //! within the target on the calibration set. The point-mass rule first gives a criterion whose
-//! benign scores mostly sit on one value (C1 = 0) a threshold just beyond that value.
+//! benign scores mostly sit on one value (C1 = 0) a threshold just beyond that value; Fisher's
+//! rule instead thresholds one statistic that combines every criterion's benign p-value.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,10 @@ pub struct Calibration {
     /// Per criterion: whether its threshold sits just beyond a benign point mass (the
     /// point-mass rule) rather than at its share of the budget.
     pub point_mass: Vec<bool>,
+    /// Under [`BudgetRule::Fisher`]: the threshold on the combined statistic `S` (flag at or
+    /// above it); `None` under the other rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fisher_threshold: Option<f32>,
     #[serde(skip)]
     sorted: Vec<Vec<f32>>,
 }
@@ -59,6 +64,14 @@ pub enum BudgetRule {
     /// fires on anything beyond that value when the samples beyond it fit in the budget; the
     /// rest of the budget is shared by the other criteria's weights. Uses benign data only.
     PointMass,
+    /// Fisher's combination (weighted as Good's, by the criteria's weights): every criterion's
+    /// benign p-value `p_i` — the share of calibration samples at least as extreme, counting
+    /// the sample itself — enters one statistic `S = Σ_i w_i·(−2 ln p_i)` (weights normalised
+    /// to mean 1), and a sample is flagged when `S` reaches the value that flags the target
+    /// share of the calibration set. A sample somewhat unusual on two criteria is caught where
+    /// neither alone would fire, and a point mass (C1 = 0) adds nothing. Uses benign data
+    /// only; each criterion's threshold is where it alone reaches `S`'s.
+    Fisher,
 }
 
 /// Fits thresholds on benign `scores` so that at most `target_fpr` of them are flagged.
@@ -112,6 +125,9 @@ pub fn calibrate_with(
         })
         .collect();
     let allowed = (target_fpr * n as f64 + 1e-9).floor() as usize;
+    if rule == BudgetRule::Fisher {
+        return Ok(fisher(scores, target_fpr, weights, sorted));
+    }
     // The point-mass rule: criteria whose benign mass sits on their lowest oriented value get
     // the first value above it as threshold, while their union stays within the budget.
     let mut fixed: Vec<Option<f32>> = vec![None; m];
@@ -145,6 +161,7 @@ pub fn calibrate_with(
         samples: n,
         rule,
         point_mass: fixed.iter().map(Option::is_some).collect(),
+        fisher_threshold: None,
         sorted,
     };
     // The other criteria share what is left: their weights renormalised over them.
@@ -190,6 +207,54 @@ pub fn calibrate_with(
     let flagged = cal.decide(scores).iter().filter(|d| d.adversarial).count();
     cal.calibration_fpr = flagged as f64 / n as f64;
     Ok(cal)
+}
+
+/// [`BudgetRule::Fisher`]'s calibration: the threshold on `S` that flags at most the target
+/// share of the calibration samples (each scored leave-one-out, as a fresh sample would be),
+/// and each criterion's threshold where it alone reaches it.
+fn fisher(
+    scores: &Scores,
+    target_fpr: f64,
+    weights: Vec<f64>,
+    sorted: Vec<Vec<f32>>,
+) -> Calibration {
+    let (m, n) = (scores.criteria.len(), scores.len());
+    let mut cal = Calibration {
+        criteria: scores.criteria.clone(),
+        weights,
+        target_fpr,
+        gamma: 0.0,
+        thresholds: Vec::new(),
+        calibration_fpr: 0.0,
+        samples: n,
+        rule: BudgetRule::Fisher,
+        point_mass: vec![false; m],
+        fisher_threshold: None,
+        sorted,
+    };
+    let own = cal.fisher_statistics(scores, true);
+    let tau = threshold_at_fpr(&own, target_fpr);
+    cal.fisher_threshold = Some(tau);
+    cal.thresholds = (0..m)
+        .map(|c| {
+            // Alone, criterion c reaches tau when w·(−2 ln p) ≥ tau, p = (1 + beyond)/(n + 1):
+            // at most `beyond` calibration samples at least as extreme.
+            let w = cal.weights[c] * m as f64;
+            let p = (-f64::from(tau) / (2.0 * w)).exp();
+            let beyond = (p * (n + 1) as f64 - 1.0 + 1e-9).floor();
+            let t = if beyond < 0.0 {
+                f32::INFINITY
+            } else {
+                threshold_at_fpr(&cal.sorted[c], beyond / n as f64)
+            };
+            match cal.criteria[c].direction {
+                Direction::High => t,
+                Direction::Low => -t,
+            }
+        })
+        .collect();
+    cal.calibration_fpr = own.iter().filter(|&&s| s >= tau).count() as f64 / n as f64;
+    cal
 }
 
 /// The point-mass rule's threshold for one criterion: with more than half of the ascending
@@ -242,6 +307,30 @@ impl Calibration {
         q
     }
 
+    /// Fisher's statistic `Σ_i w_i·(−2 ln p_i)` of every sample (weights normalised to mean 1),
+    /// with `p_i = (1 + calibration samples at least as extreme) / (n + 1)`; `own` when the
+    /// samples are the calibration set itself, each then counted once (leave-one-out:
+    /// `p_i = at least as extreme / n`, itself included).
+    fn fisher_statistics(&self, scores: &Scores, own: bool) -> Vec<f32> {
+        let m = self.criteria.len() as f64;
+        let mut stat = vec![0.0f64; scores.len()];
+        for c in 0..self.criteria.len() {
+            let sorted = &self.sorted[c];
+            let n = sorted.len() as f64;
+            let w = self.weights[c] * m;
+            for (s, v) in stat.iter_mut().zip(scores.oriented(c)) {
+                let beyond = (sorted.len() - sorted.partition_point(|&b| b < v)) as f64;
+                let p = if own {
+                    beyond.max(1.0) / n
+                } else {
+                    (1.0 + beyond) / (n + 1.0)
+                };
+                *s += -2.0 * w * p.ln();
+            }
+        }
+        stat.into_iter().map(|s| s as f32).collect()
+    }
+
     fn check(&self, scores: &Scores) {
         assert_eq!(
             scores.criteria, self.criteria,
@@ -255,6 +344,9 @@ impl Calibration {
     /// If `scores` has other criteria than the calibration.
     pub fn decide(&self, scores: &Scores) -> Vec<Decision> {
         self.check(scores);
+        let fisher = self
+            .fisher_threshold
+            .map(|tau| (tau, self.fisher_statistics(scores, false)));
         (0..scores.len())
             .map(|i| {
                 let fired: Vec<bool> = (0..self.criteria.len())
@@ -267,8 +359,9 @@ impl Calibration {
                         }
                     })
                     .collect();
+                let combined = fisher.as_ref().is_some_and(|(tau, s)| s[i] >= *tau);
                 Decision {
-                    adversarial: fired.iter().any(|&f| f),
+                    adversarial: combined || fired.iter().any(|&f| f),
                     fired,
                 }
             })
@@ -277,7 +370,8 @@ impl Calibration {
 
     /// One number per sample, higher = more adversarial, whose thresholds sweep this rule's
     /// family (for ROC curves and AUC): the oriented score itself for one criterion, else
-    /// `-min_i p_i / w_i` with `p_i` the benign p-value of criterion `i`.
+    /// `-min_i p_i / w_i` with `p_i` the benign p-value of criterion `i` (Fisher's `S` under
+    /// [`BudgetRule::Fisher`]).
     ///
     /// # Panics
     /// If `scores` has other criteria than the calibration.
@@ -285,6 +379,9 @@ impl Calibration {
         self.check(scores);
         if self.criteria.len() == 1 {
             return scores.oriented(0);
+        }
+        if self.fisher_threshold.is_some() {
+            return self.fisher_statistics(scores, false);
         }
         self.q_values(scores).iter().map(|&q| -q as f32).collect()
     }
@@ -464,6 +561,66 @@ mod tests {
         let c = calibrate_with(&heavy, 0.05, None, BudgetRule::PointMass).unwrap();
         assert_eq!(c.point_mass, vec![false; 3]);
         assert!(c.calibration_fpr <= 0.05);
+    }
+
+    #[test]
+    fn fishers_rule_hits_the_target_and_catches_two_moderate_criteria() {
+        let cal_set = with_point_mass(20_000, 7);
+        let fisher = calibrate_with(&cal_set, 0.05, None, BudgetRule::Fisher).unwrap();
+        let tau = fisher.fisher_threshold.unwrap();
+        assert!(fisher.calibration_fpr <= 0.05 && fisher.calibration_fpr > 0.045);
+        let fresh = with_point_mass(20_000, 8);
+        let fpr = fisher.flag_rate(&fresh);
+        assert!((fpr - 0.05).abs() < 0.006, "held-out FPR {fpr}");
+        // The point mass adds nothing: a sample on it has p = 1.
+        let on_mass = fisher.fisher_statistics(&fresh, false);
+        let i = fresh.values[0].iter().position(|&v| v == 0.0).unwrap();
+        let p = |c: usize| {
+            let (v, s) = (fresh.oriented(c)[i], &fisher.sorted[c]);
+            let beyond = (s.len() - s.partition_point(|&b| b < v)) as f64;
+            (1.0 + beyond) / (s.len() as f64 + 1.0)
+        };
+        assert_eq!(p(0), 1.0);
+        let c23 = (-2.0 * (p(1).ln() + p(2).ln())) as f32;
+        assert!((on_mass[i] - c23).abs() < 1e-3, "{} vs {c23}", on_mass[i]);
+        // Samples at the 3 % benign tail of both C2 and C3, C1 on its mass: below each
+        // criterion's share of the equal split, above Fisher's threshold.
+        let tail = |c: usize| {
+            let s = &fisher.sorted[c];
+            let v = s[s.len() - s.len() * 3 / 100];
+            match fisher.criteria[c].direction {
+                Direction::High => v,
+                Direction::Low => -v,
+            }
+        };
+        let moderate = Scores {
+            criteria: criteria(),
+            values: vec![vec![0.0; 100], vec![tail(1); 100], vec![tail(2); 100]],
+        };
+        let shares = calibrate(&cal_set, 0.05, None).unwrap();
+        assert_eq!(shares.flag_rate(&moderate), 0.0);
+        assert_eq!(fisher.flag_rate(&moderate), 1.0);
+        // Each criterion's threshold is where it alone reaches tau: just there it fires and the
+        // combined statistic agrees; every criterion that fires flags its sample.
+        let alone = fisher.fisher_statistics(
+            &Scores {
+                criteria: criteria(),
+                values: vec![
+                    vec![0.0],
+                    vec![fisher.thresholds[1]],
+                    vec![fisher.sorted[2][0]],
+                ],
+            },
+            false,
+        );
+        assert!(alone[0] >= tau, "{} < {tau}", alone[0]);
+        for d in fisher.decide(&fresh) {
+            assert!(d.adversarial || !d.fired.iter().any(|&f| f));
+        }
+        let rec = crate::experiments::detection::CalibrationRecord::from(&fisher);
+        assert_eq!(rec.fisher_threshold, Some(tau));
+        // The ROC score is the statistic itself.
+        assert_eq!(fisher.combined_score(&fresh), on_mass);
     }
 
     #[test]

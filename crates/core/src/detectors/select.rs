@@ -118,11 +118,12 @@ impl C1Budget {
     /// C1's threshold on these benign values (ascending) and whether it sits just above a
     /// point mass. Under the shares rule it is the threshold flagging `fpr·share` of them (the
     /// least C1 may flag: overlaps with C2/C3 only raise its share); under the point-mass rule
-    /// the first value beyond the mass when there is one, as calibration places it. Never
+    /// the first value beyond the mass when there is one, as calibration places it; under
+    /// Fisher's rule the same value, where C1 starts to add to the combined statistic. Never
     /// infinite: when not one sample may be flagged, the largest benign value.
     fn threshold(&self, sorted: &[f32]) -> (f64, bool) {
         let allowed = (self.fpr * sorted.len() as f64 + 1e-9).floor() as usize;
-        if self.rule == BudgetRule::PointMass
+        if matches!(self.rule, BudgetRule::PointMass | BudgetRule::Fisher)
             && let Some(t) = point_mass_edge(sorted, allowed)
         {
             return (t as f64, true);

@@ -247,16 +247,16 @@ impl<'a> DetectionBench<'a> {
         }
         progress.finish();
         let u = detectors.len() - 1;
-        let umcd_variants = vec![
-            UmcdVariant::fit(
-                alternative_name(c.budget),
-                false,
-                &benign_cal[u],
-                c,
-                other_rule(c.budget),
-            )?,
-            UmcdVariant::fit(TWO_SIDED.into(), true, &benign_cal[u], c, c.budget)?,
-        ];
+        let mut umcd_variants = other_rules(c.budget)
+            .map(|rule| UmcdVariant::fit(rule_name(rule), false, &benign_cal[u], c, rule))
+            .collect::<Result<Vec<_>>>()?;
+        umcd_variants.push(UmcdVariant::fit(
+            TWO_SIDED.into(),
+            true,
+            &benign_cal[u],
+            c,
+            c.budget,
+        )?);
         let mut held_out = Vec::new();
         for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
             held_out.push((det.name(), cal, cal.flag_rate(test)));
@@ -623,11 +623,6 @@ impl<'a> DetectionBench<'a> {
         Ok(out)
     }
 
-    /// The name of UMCD's row under the budget rule not chosen by `--budget`.
-    pub fn alternative_name(&self) -> String {
-        alternative_name(self.config.budget)
-    }
-
     /// UMCD's row with a two-sided C3 (under the chosen budget rule), by name.
     pub fn two_sided(&self) -> Option<&UmcdVariant> {
         self.umcd_variants.iter().find(|v| v.two_sided_c3)
@@ -733,7 +728,6 @@ impl UmcdVariant {
     }
 }
 
-/// The budget rule UMCD is reported under beside the chosen one.
 /// The settings of `spec` that its method's examples depend on (CW has no L∞ budget, so one CW
 /// run serves every eps).
 fn attack_settings(spec: &AttackSpec) -> serde_json::Value {
@@ -781,18 +775,23 @@ fn attack_settings(spec: &AttackSpec) -> serde_json::Value {
     settings
 }
 
-fn other_rule(rule: BudgetRule) -> BudgetRule {
-    match rule {
-        BudgetRule::Shares => BudgetRule::PointMass,
-        BudgetRule::PointMass => BudgetRule::Shares,
-    }
+/// The budget rules UMCD is reported under beside `rule`, the chosen one.
+fn other_rules(rule: BudgetRule) -> impl Iterator<Item = BudgetRule> {
+    [
+        BudgetRule::Shares,
+        BudgetRule::PointMass,
+        BudgetRule::Fisher,
+    ]
+    .into_iter()
+    .filter(move |&r| r != rule)
 }
 
-/// The report's name for UMCD under the other rule than `rule`.
-fn alternative_name(rule: BudgetRule) -> String {
-    match other_rule(rule) {
+/// The report's name for UMCD under `rule` when it is not the chosen one.
+fn rule_name(rule: BudgetRule) -> String {
+    match rule {
         BudgetRule::Shares => "UMCD (shares)".into(),
         BudgetRule::PointMass => "UMCD (point mass)".into(),
+        BudgetRule::Fisher => "UMCD (Fisher)".into(),
     }
 }
 

@@ -284,6 +284,10 @@ pub struct CalibrationRecord {
     /// Per criterion: whether it fires just above a benign point mass.
     #[serde(default)]
     pub point_mass: Vec<bool>,
+    /// Under Fisher's rule, the threshold on the combined statistic (`thresholds` are then
+    /// where each criterion alone reaches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fisher_threshold: Option<f32>,
 }
 
 impl From<&Calibration> for CalibrationRecord {
@@ -298,6 +302,7 @@ impl From<&Calibration> for CalibrationRecord {
             samples: c.samples,
             rule: c.rule,
             point_mass: c.point_mass.clone(),
+            fisher_threshold: c.fisher_threshold,
         }
     }
 }

@@ -164,7 +164,8 @@ fn masking_proof(
             None => None,
             Some(t) if t.queries != queries || t.pixels.len() != bench.q_pixels.len() => {
                 return Err(Error::InvalidArgument(format!(
-                    "the transfer examples at eps {:.1}/255 were made from other query images:                      every row must share the base run's split and the same --queries/--seed",
+                    "the transfer examples at eps {:.1}/255 were made from other query images: \
+                     every row must share the base run's split and the same --queries/--seed",
                     eps * 255.0
                 )));
             }
