@@ -125,32 +125,6 @@ pub fn calibrate_with(
         })
         .collect();
     let allowed = (target_fpr * n as f64 + 1e-9).floor() as usize;
-    if rule == BudgetRule::Fisher {
-        return Ok(fisher(scores, target_fpr, weights, sorted));
-    }
-    // The point-mass rule: criteria whose benign mass sits on their lowest oriented value get
-    // the first value above it as threshold, while their union stays within the budget.
-    let mut fixed: Vec<Option<f32>> = vec![None; m];
-    let mut flagged_by_fixed = vec![false; n];
-    if rule == BudgetRule::PointMass {
-        for c in 0..m {
-            let Some(t) = point_mass_edge(&sorted[c], allowed) else {
-                continue;
-            };
-            let oriented = scores.oriented(c);
-            let union = flagged_by_fixed
-                .iter()
-                .zip(&oriented)
-                .filter(|&(&f, &v)| f || v >= t)
-                .count();
-            if union <= allowed {
-                fixed[c] = Some(t);
-                for (f, &v) in flagged_by_fixed.iter_mut().zip(&oriented) {
-                    *f |= v >= t;
-                }
-            }
-        }
-    }
     let mut cal = Calibration {
         criteria: scores.criteria.clone(),
         weights,
@@ -160,10 +134,38 @@ pub fn calibrate_with(
         calibration_fpr: 0.0,
         samples: n,
         rule,
-        point_mass: fixed.iter().map(Option::is_some).collect(),
+        point_mass: vec![false; m],
         fisher_threshold: None,
         sorted,
     };
+    if rule == BudgetRule::Fisher {
+        cal.fit_fisher(scores);
+        return Ok(cal);
+    }
+    // The point-mass rule: criteria whose benign mass sits on their lowest oriented value get
+    // the first value above it as threshold, while their union stays within the budget.
+    let mut fixed: Vec<Option<f32>> = vec![None; m];
+    let mut flagged_by_fixed = vec![false; n];
+    if rule == BudgetRule::PointMass {
+        for (c, (fixed, sorted)) in fixed.iter_mut().zip(&cal.sorted).enumerate() {
+            let Some(t) = point_mass_edge(sorted, allowed) else {
+                continue;
+            };
+            let oriented = scores.oriented(c);
+            let union = flagged_by_fixed
+                .iter()
+                .zip(&oriented)
+                .filter(|&(&f, &v)| f || v >= t)
+                .count();
+            if union <= allowed {
+                *fixed = Some(t);
+                for (f, &v) in flagged_by_fixed.iter_mut().zip(&oriented) {
+                    *f |= v >= t;
+                }
+            }
+        }
+    }
+    cal.point_mass = fixed.iter().map(Option::is_some).collect();
     // The other criteria share what is left: their weights renormalised over them.
     let shared: f64 = fixed
         .iter()
@@ -198,10 +200,7 @@ pub fn calibrate_with(
         .map(|c| {
             let t = fixed[c]
                 .unwrap_or_else(|| threshold_at_fpr(&cal.sorted[c], cal.weights[c] * cal.gamma));
-            match cal.criteria[c].direction {
-                Direction::High => t,
-                Direction::Low => -t,
-            }
+            own_units(cal.criteria[c].direction, t)
         })
         .collect();
     let flagged = cal.decide(scores).iter().filter(|d| d.adversarial).count();
@@ -209,52 +208,17 @@ pub fn calibrate_with(
     Ok(cal)
 }
 
-/// [`BudgetRule::Fisher`]'s calibration: the threshold on `S` that flags at most the target
-/// share of the calibration samples (each scored leave-one-out, as a fresh sample would be),
-/// and each criterion's threshold where it alone reaches it.
-fn fisher(
-    scores: &Scores,
-    target_fpr: f64,
-    weights: Vec<f64>,
-    sorted: Vec<Vec<f32>>,
-) -> Calibration {
-    let (m, n) = (scores.criteria.len(), scores.len());
-    let mut cal = Calibration {
-        criteria: scores.criteria.clone(),
-        weights,
-        target_fpr,
-        gamma: 0.0,
-        thresholds: Vec::new(),
-        calibration_fpr: 0.0,
-        samples: n,
-        rule: BudgetRule::Fisher,
-        point_mass: vec![false; m],
-        fisher_threshold: None,
-        sorted,
-    };
-    let own = cal.fisher_statistics(scores, true);
-    let tau = threshold_at_fpr(&own, target_fpr);
-    cal.fisher_threshold = Some(tau);
-    cal.thresholds = (0..m)
-        .map(|c| {
-            // Alone, criterion c reaches tau when w·(−2 ln p) ≥ tau, p = (1 + beyond)/(n + 1):
-            // at most `beyond` calibration samples at least as extreme.
-            let w = cal.weights[c] * m as f64;
-            let p = (-f64::from(tau) / (2.0 * w)).exp();
-            let beyond = (p * (n + 1) as f64 - 1.0 + 1e-9).floor();
-            let t = if beyond < 0.0 {
-                f32::INFINITY
-            } else {
-                threshold_at_fpr(&cal.sorted[c], beyond / n as f64)
-            };
-            match cal.criteria[c].direction {
-                Direction::High => t,
-                Direction::Low => -t,
-            }
-        })
-        .collect();
-    cal.calibration_fpr = own.iter().filter(|&&s| s >= tau).count() as f64 / n as f64;
-    cal
+/// An oriented value (higher = more adversarial) in its criterion's own units, and back.
+fn own_units(direction: Direction, v: f32) -> f32 {
+    match direction {
+        Direction::High => v,
+        Direction::Low => -v,
+    }
+}
+
+/// How many of the ascending `sorted` values are at least `v`.
+fn at_least(sorted: &[f32], v: f32) -> usize {
+    sorted.len() - sorted.partition_point(|&b| b < v)
 }
 
 /// The point-mass rule's threshold for one criterion: with more than half of the ascending
@@ -275,7 +239,7 @@ impl Calibration {
         scores
             .oriented(c)
             .iter()
-            .map(|&s| (sorted.len() - sorted.partition_point(|&b| b < s)) as f64 / n)
+            .map(|&s| at_least(sorted, s) as f64 / n)
             .collect()
     }
 
@@ -287,10 +251,7 @@ impl Calibration {
             if self.point_mass.get(c).copied().unwrap_or(false) {
                 let t = self.thresholds.get(c).copied();
                 let oriented = scores.oriented(c);
-                let t = t.map(|t| match self.criteria[c].direction {
-                    Direction::High => t,
-                    Direction::Low => -t,
-                });
+                let t = t.map(|t| own_units(self.criteria[c].direction, t));
                 if let Some(t) = t {
                     for (qi, v) in q.iter_mut().zip(oriented) {
                         if v >= t {
@@ -307,6 +268,32 @@ impl Calibration {
         q
     }
 
+    /// [`BudgetRule::Fisher`]'s fit: the threshold on `S` that flags at most the target share
+    /// of the calibration samples (each scored leave-one-out, as a fresh sample would be), and
+    /// each criterion's threshold where it alone reaches it.
+    fn fit_fisher(&mut self, scores: &Scores) {
+        let (m, n) = (self.criteria.len(), self.samples);
+        let own = self.fisher_statistics(scores, true);
+        let tau = threshold_at_fpr(&own, self.target_fpr);
+        self.fisher_threshold = Some(tau);
+        self.thresholds = (0..m)
+            .map(|c| {
+                // Alone, criterion c reaches tau when w·(−2 ln p) ≥ tau, p = (1 + beyond)/(n + 1):
+                // at most `beyond` calibration samples at least as extreme.
+                let w = self.weights[c] * m as f64;
+                let p = (-f64::from(tau) / (2.0 * w)).exp();
+                let beyond = (p * (n + 1) as f64 - 1.0 + 1e-9).floor();
+                let t = if beyond < 0.0 {
+                    f32::INFINITY
+                } else {
+                    threshold_at_fpr(&self.sorted[c], beyond / n as f64)
+                };
+                own_units(self.criteria[c].direction, t)
+            })
+            .collect();
+        self.calibration_fpr = own.iter().filter(|&&s| s >= tau).count() as f64 / n as f64;
+    }
+
     /// Fisher's statistic `Σ_i w_i·(−2 ln p_i)` of every sample (weights normalised to mean 1),
     /// with `p_i = (1 + calibration samples at least as extreme) / (n + 1)`; `own` when the
     /// samples are the calibration set itself, each then counted once (leave-one-out:
@@ -319,7 +306,7 @@ impl Calibration {
             let n = sorted.len() as f64;
             let w = self.weights[c] * m;
             for (s, v) in stat.iter_mut().zip(scores.oriented(c)) {
-                let beyond = (sorted.len() - sorted.partition_point(|&b| b < v)) as f64;
+                let beyond = at_least(sorted, v) as f64;
                 let p = if own {
                     beyond.max(1.0) / n
                 } else {
@@ -577,8 +564,7 @@ mod tests {
         let i = fresh.values[0].iter().position(|&v| v == 0.0).unwrap();
         let p = |c: usize| {
             let (v, s) = (fresh.oriented(c)[i], &fisher.sorted[c]);
-            let beyond = (s.len() - s.partition_point(|&b| b < v)) as f64;
-            (1.0 + beyond) / (s.len() as f64 + 1.0)
+            (1.0 + at_least(s, v) as f64) / (s.len() as f64 + 1.0)
         };
         assert_eq!(p(0), 1.0);
         let c23 = (-2.0 * (p(1).ln() + p(2).ln())) as f32;
@@ -587,11 +573,7 @@ mod tests {
         // criterion's share of the equal split, above Fisher's threshold.
         let tail = |c: usize| {
             let s = &fisher.sorted[c];
-            let v = s[s.len() - s.len() * 3 / 100];
-            match fisher.criteria[c].direction {
-                Direction::High => v,
-                Direction::Low => -v,
-            }
+            own_units(fisher.criteria[c].direction, s[s.len() - s.len() * 3 / 100])
         };
         let moderate = Scores {
             criteria: criteria(),
