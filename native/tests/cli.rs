@@ -680,19 +680,20 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    // The paper's protocol: five baselines, C1, C2, C3 alone and their union, per attack.
+    // The paper's protocol: five baselines and C4, C1, C2, C3 alone and their union, per
+    // attack.
     let paper = r["paper_protocol"].as_array().unwrap();
-    assert_eq!(paper.len(), 5 + 3 + 1);
+    assert_eq!(paper.len(), 6 + 3 + 1);
     for row in paper {
         assert_eq!(row["detection_rates"].as_array().unwrap().len(), 2, "{row}");
     }
-    let union = paper[8]["held_out_benign_fpr"].as_f64().unwrap();
-    let c1 = paper[5]["held_out_benign_fpr"].as_f64().unwrap();
+    let union = paper[9]["held_out_benign_fpr"].as_f64().unwrap();
+    let c1 = paper[6]["held_out_benign_fpr"].as_f64().unwrap();
     assert!(union >= c1, "the union flags at least what C1 alone does");
-    // Six detectors, UMCD again under the other two budget rules and with a two-sided C3,
-    // and supervised LID.
+    // Seven detectors, UMCD again under the other two budget rules, with a two-sided C3 and
+    // with C4, and supervised LID.
     let rows = r["table1"].as_array().unwrap();
-    assert_eq!(rows.len(), 10 * 2);
+    assert_eq!(rows.len(), 12 * 2);
     for o in rows.iter().filter(|o| o["detector"] == "LID (supervised)") {
         let fpr = o["held_out_benign_fpr"].as_f64().unwrap();
         assert!((0.0..=0.5).contains(&fpr), "{o}");
@@ -720,50 +721,75 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
             "FS-NLM",
             "FS-Adaptive",
             "MeanBlur",
+            "C4 consistency",
             "UMCD",
             "UMCD (point mass)",
             "UMCD (Fisher)",
-            "UMCD (two-sided C3)"
+            "UMCD (two-sided C3)",
+            "UMCD + C4"
         ]
     );
+    let detector = |r: &serde_json::Value, name: &str| {
+        r["detectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in the report"))
+            .clone()
+    };
     // Fisher's rule: one threshold on the combined statistic, within the target too.
-    let fisher = &r["detectors"][7]["calibration"];
+    let fisher = &detector(&r, "UMCD (Fisher)")["calibration"];
     assert_eq!(fisher["rule"], "Fisher");
     assert!(
         fisher["fisher_threshold"].as_f64().unwrap() > 0.0,
         "{fisher}"
     );
     assert!(
-        r["detectors"][6]["calibration"]
+        detector(&r, "UMCD (point mass)")["calibration"]
             .get("fisher_threshold")
             .is_none()
     );
+    let criteria = |d: &serde_json::Value| -> Vec<(String, String)> {
+        d["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].to_string(), c["direction"].to_string()))
+            .collect()
+    };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, d)| (format!("{n:?}"), format!("{d:?}")))
+            .collect()
+    };
     // The two-sided C3 is C3 flagged low as well, with C3's share of the budget split.
-    let two = &r["detectors"][8];
-    let criteria: Vec<(&str, &str)> = two["criteria"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap(),
-                c["direction"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        criteria,
-        [
+        criteria(&detector(&r, "UMCD (two-sided C3)")),
+        pairs(&[
             ("C1", "high"),
             ("C2", "low"),
             ("C3", "high"),
             ("C3 low", "low")
-        ]
+        ])
     );
+    // UMCD + C4 reads C4 beside the three, under the chosen rule, within the target FPR.
+    let with_c4 = detector(&r, "UMCD + C4");
+    assert_eq!(
+        criteria(&with_c4),
+        pairs(&[
+            ("C1", "high"),
+            ("C2", "low"),
+            ("C3", "high"),
+            ("C4", "high")
+        ])
+    );
+    assert_eq!(with_c4["calibration"]["rule"], "Shares");
+    assert!(with_c4["calibration"]["calibration_fpr"].as_f64().unwrap() <= 0.05 + 1e-9);
     // UMCD's k and blur were chosen on the calibration set, with the candidates kept.
     assert!(r["selection"]["k_candidates"].as_array().unwrap().len() >= 3);
     assert!(r["umcd"]["k"].as_u64().unwrap() >= 1);
-    let umcd = |r: &serde_json::Value| r["detectors"][5]["calibration"].clone();
+    let umcd = |r: &serde_json::Value| detector(r, "UMCD")["calibration"].clone();
     assert_eq!(umcd(&r)["rule"], "Shares");
 
     // The point-mass budget rule: recorded, and still within the target FPR.
@@ -791,8 +817,14 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     assert!(umcd(&r)["calibration_fpr"].as_f64().unwrap() <= 0.05 + 1e-9);
     assert_eq!(umcd(&r)["point_mass"].as_array().unwrap().len(), 3);
     // The paper's equal split is reported beside it, on the same scores.
-    assert_eq!(r["detectors"][6]["name"], "UMCD (shares)");
-    assert_eq!(r["detectors"][6]["calibration"]["rule"], "Shares");
+    assert_eq!(
+        detector(&r, "UMCD (shares)")["calibration"]["rule"],
+        "Shares"
+    );
+    assert_eq!(
+        detector(&r, "UMCD + C4")["calibration"]["rule"],
+        "PointMass"
+    );
     let rows = r["table1"].as_array().unwrap();
     assert!(rows.iter().any(|o| o["detector"] == "UMCD (shares)"));
 
@@ -858,10 +890,12 @@ fn detect_and_reproduce_write_tables_reports_and_figures() {
     ] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
-    // Every sample's scores: 6 detectors, 200 calibration and 24 test images, 3 attacks.
+    // Every sample's scores: 7 detectors, 200 calibration and 24 test images, 3 attacks.
     let scores: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("scores.json")).unwrap()).unwrap();
-    let umcd = &scores["detectors"][5];
+    assert_eq!(scores["detectors"].as_array().unwrap().len(), 7);
+    assert_eq!(scores["detectors"][5]["name"], "C4 consistency");
+    let umcd = &scores["detectors"][6];
     assert_eq!(umcd["name"], "UMCD");
     assert_eq!(umcd["benign_calibration"].as_array().unwrap().len(), 3);
     assert_eq!(umcd["benign_calibration"][0].as_array().unwrap().len(), 200);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use hashguard_core::attacks::CwMargin;
-use hashguard_core::detectors::BudgetRule;
+use hashguard_core::detectors::{BudgetRule, ConsistencyConfig};
 use hashguard_core::experiments::AttackKind;
 use hashguard_core::experiments::detection::{
     DetectionConfig, DetectionOutcome, run_detection, table1_miss_rates,
@@ -57,6 +57,16 @@ pub struct DetectionArgs {
     /// threshold on Fisher's combination of the criteria's benign p-values (README).
     #[arg(long, default_value = "shares", value_parser = budget_rule)]
     pub budget: BudgetRule,
+    /// C4 (retrieval consistency): Hamming neighbours of a query whose thumbnails are compared
+    /// with its own. C4 is scored alone and as a fourth UMCD criterion (`UMCD + C4`).
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 100)]
+    pub c4_neighbours: usize,
+    /// C4: how many of those neighbours, the closest in thumbnail space, are averaged.
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 5)]
+    pub c4_nearest: usize,
+    /// C4: thumbnails are this many cells a side per channel (area averages).
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 7)]
+    pub c4_grid: usize,
     /// LID: neighbours per estimate.
     #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 20)]
     pub lid_k: usize,
@@ -129,6 +139,11 @@ impl DetectionArgs {
             blur_tolerance: self.blur_tolerance,
             fpr_weights: self.fpr_weights.clone(),
             budget: self.budget,
+            c4: ConsistencyConfig {
+                neighbours: self.c4_neighbours,
+                nearest: self.c4_nearest,
+                grid: self.c4_grid,
+            },
             lid_k: self.lid_k,
             lid_reference: self.lid_reference,
             eps: self.eps,

@@ -5,6 +5,7 @@
 //! Detectors never see how adversarial inputs were made: this module does not use `attacks`.
 
 mod calibrate;
+mod consistency;
 mod lid;
 mod select;
 mod squeeze;
@@ -12,6 +13,7 @@ mod supervised;
 mod umcd;
 
 pub use calibrate::{BudgetRule, Calibration, Decision, calibrate, calibrate_with};
+pub use consistency::{Consistency, ConsistencyConfig, Thumbnails, c4_consistency, thumbnail};
 pub use lid::{Lid, lid_estimate};
 pub use select::{
     BLUR_CANDIDATES, BlurChoice, C1Budget, K_CANDIDATES, KChoice, choose_k,

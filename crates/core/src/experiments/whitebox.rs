@@ -349,7 +349,7 @@ fn point(
     };
     let evaded_two_sided = bench
         .two_sided()
-        .map(|v| Ok::<_, Error>(evaded(v.calibration.decide(&v.scores(adv)?))))
+        .map(|v| Ok::<_, Error>(evaded(v.calibration.decide(&v.scores(adv, None)?))))
         .transpose()?;
     let evaded = evaded(bench.calibrations[u].decide(adv));
     let find = |name: &str| outcomes.iter().find(|o| o.detector == name);

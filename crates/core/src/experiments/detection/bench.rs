@@ -18,8 +18,9 @@ use super::{
 use crate::attacks::Target;
 use crate::data::LabelSet;
 use crate::detectors::{
-    BudgetRule, Calibration, Detector, FeatureSqueeze, ImageBatch, Lid, Scores, Umcd, UmcdConfig,
-    calibrate, calibrate_with, select_blur, select_k, two_sided_weights, with_low_c3,
+    BudgetRule, Calibration, Consistency, Detector, FeatureSqueeze, ImageBatch, Lid, Scores,
+    Thumbnails, Umcd, UmcdConfig, calibrate, calibrate_with, select_blur, select_k,
+    two_sided_weights, with_low_c3,
 };
 use crate::experiments::cache::{self, CachedAttack};
 use crate::experiments::{
@@ -204,6 +205,18 @@ impl<'a> DetectionBench<'a> {
                 detectors.push(Box::new(FeatureSqueeze::new(name, filter)?));
             }
         }
+        if wanted(Consistency::NAME) {
+            let config = c.c4;
+            let mut thumbnails = Thumbnails::for_shape(shape, config.grid);
+            for chunk in split.database.chunks(4096) {
+                thumbnails.push_images(&set.pixels_f32(chunk), shape, config.grid);
+            }
+            detectors.push(Box::new(Consistency {
+                config,
+                index,
+                thumbnails,
+            }));
+        }
         detectors.push(Box::new(Umcd {
             config: umcd,
             index,
@@ -247,22 +260,31 @@ impl<'a> DetectionBench<'a> {
         }
         progress.finish();
         let u = detectors.len() - 1;
+        let c4 = detectors.iter().position(|d| d.name() == Consistency::NAME);
+        let c4_cal = c4.map(|i| &benign_cal[i]);
         let mut umcd_variants = other_rules(c.budget)
-            .map(|rule| UmcdVariant::fit(rule_name(rule), false, &benign_cal[u], c, rule))
+            .map(|rule| {
+                let (name, cols) = (rule_name(rule), VariantColumns::Umcd);
+                UmcdVariant::fit(name, cols, &benign_cal[u], None, c, rule)
+            })
             .collect::<Result<Vec<_>>>()?;
-        umcd_variants.push(UmcdVariant::fit(
-            TWO_SIDED.into(),
-            true,
-            &benign_cal[u],
-            c,
-            c.budget,
-        )?);
+        let mut extra = vec![(TWO_SIDED, VariantColumns::TwoSidedC3)];
+        if c4.is_some() {
+            extra.push((WITH_C4, VariantColumns::WithC4));
+        }
+        for (name, cols) in extra {
+            let v = UmcdVariant::fit(name.into(), cols, &benign_cal[u], c4_cal, c, c.budget)?;
+            umcd_variants.push(v);
+        }
         let mut held_out = Vec::new();
         for ((det, cal), test) in detectors.iter().zip(&calibrations).zip(&benign_test) {
             held_out.push((det.name(), cal, cal.flag_rate(test)));
         }
+        let c4_test = c4.map(|i| &benign_test[i]);
         for v in &umcd_variants {
-            let fpr = v.calibration.flag_rate(&v.scores(&benign_test[u])?);
+            let fpr = v
+                .calibration
+                .flag_rate(&v.scores(&benign_test[u], c4_test)?);
             held_out.push((v.name.clone(), &v.calibration, fpr));
         }
         for (name, cal, fpr) in held_out {
@@ -504,14 +526,14 @@ impl<'a> DetectionBench<'a> {
             crafted.scores.push(adv);
         }
         progress.finish();
-        let u = self.detectors.len() - 1;
+        let (u, c4) = (self.detectors.len() - 1, self.c4_position());
         for v in &self.umcd_variants {
             out.push(table1_row(
                 v.name.clone(),
                 &crafted.label,
                 &v.calibration,
-                &v.scores(&self.benign_test[u])?,
-                &v.scores(&crafted.scores[u])?,
+                &v.scores(&self.benign_test[u], c4.map(|i| &self.benign_test[i]))?,
+                &v.scores(&crafted.scores[u], c4.map(|i| &crafted.scores[i]))?,
                 &crafted.success,
             ));
         }
@@ -599,7 +621,7 @@ impl<'a> DetectionBench<'a> {
     /// Each detector's criteria, calibration and held-out benign FPR, then UMCD's variants
     /// (the other budget rule, the two-sided C3).
     pub fn detector_summaries(&self) -> Result<Vec<DetectorSummary>> {
-        let u = self.detectors.len() - 1;
+        let (u, c4) = (self.detectors.len() - 1, self.c4_position());
         let mut out: Vec<DetectorSummary> = self
             .detectors
             .iter()
@@ -617,7 +639,9 @@ impl<'a> DetectionBench<'a> {
                 name: v.name.clone(),
                 criteria: v.calibration.criteria.clone(),
                 calibration: (&v.calibration).into(),
-                held_out_benign_fpr: v.calibration.flag_rate(&v.scores(&self.benign_test[u])?),
+                held_out_benign_fpr: v
+                    .calibration
+                    .flag_rate(&v.scores(&self.benign_test[u], c4.map(|i| &self.benign_test[i]))?),
             });
         }
         Ok(out)
@@ -625,7 +649,16 @@ impl<'a> DetectionBench<'a> {
 
     /// UMCD's row with a two-sided C3 (under the chosen budget rule), by name.
     pub fn two_sided(&self) -> Option<&UmcdVariant> {
-        self.umcd_variants.iter().find(|v| v.two_sided_c3)
+        self.umcd_variants
+            .iter()
+            .find(|v| v.columns == VariantColumns::TwoSidedC3)
+    }
+
+    /// Where the C4 detector sits among the detectors (when it was set up).
+    fn c4_position(&self) -> Option<usize> {
+        self.detectors
+            .iter()
+            .position(|d| d.name() == Consistency::NAME)
     }
 
     /// Each crafted attack's summary for the report.
@@ -683,47 +716,90 @@ impl<'a> DetectionBench<'a> {
 /// The report's name for UMCD with a two-sided C3.
 pub const TWO_SIDED: &str = "UMCD (two-sided C3)";
 
-/// UMCD recalibrated on its own benign scores another way (same k and blur, no new forward
-/// pass), reported beside UMCD under its own name.
+/// The report's name for UMCD with C4 (retrieval consistency) as a fourth criterion.
+pub const WITH_C4: &str = "UMCD + C4";
+
+/// Which columns a [`UmcdVariant`] calibrates and scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariantColumns {
+    /// UMCD's C1, C2, C3 (another budget rule).
+    Umcd,
+    /// C1, C2, C3 and C3 flagged when small ([`with_low_c3`]'s four columns, C3's share of the
+    /// budget split evenly between its tails).
+    TwoSidedC3,
+    /// C1, C2, C3 and C4, the [`Consistency`] detector's column (a quarter of the budget
+    /// under `shares` with equal weights; C4's weight is 1 beside --fpr-weights).
+    WithC4,
+}
+
+/// UMCD recalibrated on benign scores already computed (same k and blur, no new forward pass),
+/// another way or with other columns, reported beside UMCD under its own name.
 #[derive(Clone, Debug)]
 pub struct UmcdVariant {
     /// The row's name.
     pub name: String,
-    /// Whether C3 is flagged on both tails ([`with_low_c3`]'s four columns, C3's share of the
-    /// budget split evenly between its tails).
-    pub two_sided_c3: bool,
+    /// The columns it reads.
+    pub columns: VariantColumns,
     /// The thresholds, over this variant's columns.
     pub calibration: Calibration,
 }
 
 impl UmcdVariant {
-    /// Calibrates the variant on UMCD's benign calibration scores `benign`.
+    /// Calibrates the variant on UMCD's benign calibration scores `benign` (and C4's,
+    /// `c4`, which [`VariantColumns::WithC4`] needs).
     fn fit(
         name: String,
-        two_sided_c3: bool,
+        columns: VariantColumns,
         benign: &Scores,
+        c4: Option<&Scores>,
         c: &DetectionConfig,
         rule: BudgetRule,
     ) -> Result<Self> {
-        let (scores, weights) = if two_sided_c3 {
-            let w = two_sided_weights(c.fpr_weights.as_deref());
-            (with_low_c3(benign)?, Some(w))
-        } else {
-            (benign.clone(), c.fpr_weights.clone())
+        let w = c.fpr_weights.as_deref();
+        let weights = match columns {
+            VariantColumns::Umcd => c.fpr_weights.clone(),
+            VariantColumns::TwoSidedC3 => Some(two_sided_weights(w)),
+            VariantColumns::WithC4 => {
+                Some(w.map_or_else(|| vec![1.0; 4], |w| [w, &[1.0]].concat()))
+            }
         };
+        let scores = columns.of(benign, c4)?;
         Ok(Self {
             name,
-            two_sided_c3,
+            columns,
             calibration: calibrate_with(&scores, c.fpr, weights.as_deref(), rule)?,
         })
     }
 
-    /// UMCD's scores (C1, C2, C3) as this variant's columns.
-    pub fn scores(&self, umcd: &Scores) -> Result<Scores> {
-        if self.two_sided_c3 {
-            with_low_c3(umcd)
-        } else {
-            Ok(umcd.clone())
+    /// UMCD's scores (C1, C2, C3), with C4's scores `c4` beside them, as this variant's
+    /// columns.
+    pub fn scores(&self, umcd: &Scores, c4: Option<&Scores>) -> Result<Scores> {
+        self.columns.of(umcd, c4)
+    }
+}
+
+impl VariantColumns {
+    /// UMCD's scores (C1, C2, C3), with C4's scores `c4` beside them, as these columns.
+    pub fn of(self, umcd: &Scores, c4: Option<&Scores>) -> Result<Scores> {
+        match self {
+            VariantColumns::Umcd => Ok(umcd.clone()),
+            VariantColumns::TwoSidedC3 => with_low_c3(umcd),
+            VariantColumns::WithC4 => {
+                let c4 =
+                    c4.ok_or_else(|| Error::InvalidArgument("UMCD + C4 needs C4's scores".into()))?;
+                if c4.len() != umcd.len() || c4.criteria.len() != 1 {
+                    return Err(Error::InvalidArgument(format!(
+                        "C4's scores ({} samples, {} columns) do not line up with UMCD's ({})",
+                        c4.len(),
+                        c4.criteria.len(),
+                        umcd.len()
+                    )));
+                }
+                let mut out = umcd.clone();
+                out.criteria.push(c4.criteria[0].clone());
+                out.values.push(c4.values[0].clone());
+                Ok(out)
+            }
         }
     }
 }

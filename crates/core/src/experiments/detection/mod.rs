@@ -12,14 +12,15 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use bench::{DetectionBench, TWO_SIDED, UmcdVariant};
+pub use bench::{DetectionBench, TWO_SIDED, UmcdVariant, VariantColumns, WITH_C4};
 pub use protocols::{SUPERVISED_LID, SupervisedLid};
 pub use tables::{paper_protocol_markdown, table1_markdown, table1_miss_rates, table2_markdown};
 
 use super::{AttackKind, AttackSpec, BackendInfo, CwSettings, Progress, TargetSelection};
 use crate::attacks::CwMargin;
 use crate::detectors::{
-    BlurChoice, BudgetRule, C1Budget, Calibration, Criterion, KChoice, Scores, UmcdConfig,
+    BlurChoice, BudgetRule, C1Budget, Calibration, ConsistencyConfig, Criterion, KChoice, Scores,
+    UmcdConfig,
 };
 use crate::retrieval::HammingIndex;
 use crate::run::OpenedRun;
@@ -46,6 +47,10 @@ pub struct DetectionConfig {
     /// benign point mass first).
     #[serde(default)]
     pub budget: BudgetRule,
+    /// C4 (retrieval consistency, scored alone and as `UMCD + C4`): neighbours, how many of
+    /// them are averaged, the thumbnail grid.
+    #[serde(default)]
+    pub c4: ConsistencyConfig,
     /// LID: neighbours per estimate.
     pub lid_k: usize,
     /// LID: benign reference batch (database images, disjoint from calibration).
@@ -87,6 +92,7 @@ impl Default for DetectionConfig {
             blur_tolerance: 0.02,
             fpr_weights: None,
             budget: BudgetRule::Shares,
+            c4: ConsistencyConfig::default(),
             lid_k: 20,
             lid_reference: 100,
             eps: 8.0 / 255.0,
@@ -141,6 +147,7 @@ impl DetectionConfig {
         if self.blur == Some(0) {
             return Err(Error::InvalidArgument("--blur must be at least 1".into()));
         }
+        self.c4.validate()?;
         for kind in AttackKind::ALL {
             self.attack(kind, self.eps).validate()?;
         }
