@@ -208,7 +208,9 @@ impl<'a> DetectionBench<'a> {
         if wanted(Consistency::NAME) {
             let config = c.c4;
             let mut thumbnails = Thumbnails::for_shape(shape, config.grid);
-            for chunk in split.database.chunks(4096) {
+            // About 64 MiB of decoded pixels at a time, whatever the image size.
+            let per_chunk = ((64 << 20) / (4 * shape.len().max(1))).max(1);
+            for chunk in split.database.chunks(per_chunk) {
                 thumbnails.push_images(&set.pixels_f32(chunk), shape, config.grid);
             }
             detectors.push(Box::new(Consistency {
