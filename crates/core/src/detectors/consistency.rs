@@ -39,14 +39,14 @@ impl ConsistencyConfig {
     pub fn validate(&self) -> Result<()> {
         if self.neighbours == 0 || self.nearest == 0 || self.nearest > self.neighbours {
             return Err(Error::InvalidArgument(format!(
-                "C4 compares the {} closest of {} neighbours: both must be at least 1 and the \
-                 first at most the second",
+                "C4 averages the --c4-nearest {} closest of its --c4-neighbours {} neighbours: \
+                 both must be at least 1, and --c4-nearest at most --c4-neighbours",
                 self.nearest, self.neighbours
             )));
         }
         if self.grid == 0 {
             return Err(Error::InvalidArgument(
-                "C4's thumbnail grid must be at least 1 cell".into(),
+                "--c4-grid must be at least 1 cell".into(),
             ));
         }
         Ok(())

@@ -1,11 +1,11 @@
-//! The figures of `detect` and `reproduce`: one ROC chart per attack (every detector, held-out
-//! benign queries against the attack's examples) and histograms of UMCD's C1, C2 (log10) and C3
+//! The figures of `detect` and `reproduce`: one ROC chart per attack (every detector and
+//! UMCD + C4, held-out benign queries against the attack's examples) and histograms of UMCD's C1, C2 (log10) and C3
 //! for the benign queries and each attack, with UMCD's calibrated thresholds marked.
 
 use std::path::Path;
 
 use anyhow::Result;
-use hashguard_core::experiments::detection::{Crafted, DetectionBench};
+use hashguard_core::experiments::detection::{Crafted, DetectionBench, WITH_C4};
 use hashguard_core::metrics::roc_curve;
 use plotters::prelude::SeriesLabelPosition;
 
@@ -33,7 +33,7 @@ const CRITERIA: [(&str, &str, bool); 3] = [
 /// ROC charts per attack and C1/C2/C3 histograms (benign vs each attack) into `dir`.
 pub fn plots(bench: &DetectionBench<'_>, crafted: &[Crafted], dir: &Path) -> Result<()> {
     for a in crafted {
-        let series: Vec<Series> = bench
+        let mut series: Vec<Series> = bench
             .detectors
             .iter()
             .zip(&bench.calibrations)
@@ -55,6 +55,23 @@ pub fn plots(bench: &DetectionBench<'_>, crafted: &[Crafted], dir: &Path) -> Res
                 }
             })
             .collect();
+        // UMCD with C4 as a fourth criterion, in grey beside UMCD's black.
+        if let Some(v) = bench.umcd_variants.iter().find(|v| v.name == WITH_C4) {
+            let benign = v
+                .calibration
+                .combined_score(&bench.variant_scores(v, &bench.benign_test)?);
+            let adv = v
+                .calibration
+                .combined_score(&bench.variant_scores(v, &a.scores)?);
+            series.push(Series {
+                name: v.name.clone(),
+                colour: PALETTE[6],
+                points: roc_curve(&benign, &adv)
+                    .iter()
+                    .map(|p| (p.fpr, p.tpr))
+                    .collect(),
+            });
+        }
         let axes = Axes {
             title: format!("ROC against {} ({} queries)", a.label, a.success.len()),
             x: "false-positive rate (held-out benign queries)".into(),

@@ -656,6 +656,16 @@ impl<'a> DetectionBench<'a> {
             .find(|v| v.columns == VariantColumns::TwoSidedC3)
     }
 
+    /// Variant `v`'s columns from one set of per-detector scores (in detector order: the
+    /// benign calibration, the held-out benign queries, or an attack's `Crafted::scores`).
+    pub fn variant_scores(&self, v: &UmcdVariant, per_detector: &[Scores]) -> Result<Scores> {
+        let u = self.detectors.len() - 1;
+        let umcd = per_detector
+            .get(u)
+            .ok_or_else(|| Error::InvalidArgument("UMCD's scores are missing".into()))?;
+        v.scores(umcd, self.c4_position().and_then(|i| per_detector.get(i)))
+    }
+
     /// Where the C4 detector sits among the detectors (when it was set up).
     fn c4_position(&self) -> Option<usize> {
         self.detectors
