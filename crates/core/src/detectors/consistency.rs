@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Criterion, Detector, Direction, ImageBatch, Scores, read};
+use super::{Criterion, Detector, Direction, ImageBatch, Scores, images_tensor, read};
 use crate::filters::ImageShape;
 use crate::model::HashNet;
 use crate::retrieval::{HammingIndex, PackedCodes};
@@ -188,12 +188,7 @@ impl Detector for Consistency<'_> {
             )));
         }
         let s = batch.shape;
-        let n = batch.len();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(batch.pixels.to_vec(), [n, s.channels, s.height, s.width]),
-            device,
-        );
-        let z = read(model.logits(x))?;
+        let z = read(model.logits(images_tensor(batch.pixels.to_vec(), s, device)))?;
         let packed = PackedCodes::from_signs(model.bits(), &z);
         let extra = usize::from(batch.database_positions.is_some());
         let found = self.index.search(&packed, self.config.neighbours + extra);

@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 
-use super::{Criterion, Detector, Direction, ImageBatch, Scores, read};
+use super::{Criterion, Detector, Direction, ImageBatch, Scores, images_tensor, read};
 use crate::model::HashNet;
 use crate::{Error, Result};
 
@@ -169,14 +169,7 @@ fn layer_features(
     device: &Device,
 ) -> Result<Vec<(Vec<f32>, usize)>> {
     batch.check()?;
-    let s = batch.shape;
-    let x = Tensor::<4>::from_data(
-        TensorData::new(
-            batch.pixels.to_vec(),
-            [batch.len(), s.channels, s.height, s.width],
-        ),
-        device,
-    );
+    let x = images_tensor(batch.pixels.to_vec(), batch.shape, device);
     model
         .features(x)
         .into_iter()

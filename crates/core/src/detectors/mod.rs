@@ -203,15 +203,17 @@ pub fn forward_with_transform(
     device: &Device,
 ) -> Result<Tensor<2>> {
     batch.check()?;
-    let n = batch.len();
     let mut pixels = batch.pixels.to_vec();
     pixels.extend(filter.apply_batch(batch.pixels, batch.shape));
-    let s = batch.shape;
-    let x = Tensor::<4>::from_data(
-        TensorData::new(pixels, [2 * n, s.channels, s.height, s.width]),
-        device,
-    );
-    Ok(model.logits(x))
+    Ok(model.logits(images_tensor(pixels, batch.shape, device)))
+}
+
+/// Whole images of `shape`, back to back in `pixels`, as one `[n, channels, height, width]`
+/// tensor on `device`.
+pub(crate) fn images_tensor(pixels: Vec<f32>, shape: ImageShape, device: &Device) -> Tensor<4> {
+    let n = pixels.len() / shape.len().max(1);
+    let dims = [n, shape.channels, shape.height, shape.width];
+    Tensor::<4>::from_data(TensorData::new(pixels, dims), device)
 }
 
 /// Relaxed codes `f = tanh(z)` of the images and of their transforms, one batched forward
