@@ -1214,12 +1214,50 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         assert_eq!(&png[1..4], b"PNG");
     }
 
-    // A second invocation trains and attacks nothing again.
+    // A second invocation trains and attacks nothing again: the rows' reports are of the
+    // models on disk, so not even their training is looked at.
     let out = run(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.matches("already trained, reused").count(), 4, "{err}");
+    assert!(!err.contains("epochs from"), "{err}");
     assert_eq!(err.matches("evaluation reused").count(), 5, "{err}");
+    let rows_json = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out_dir.join("rows").join(name)).unwrap()).unwrap()
+    };
+    assert_eq!(rows_json("no-AT.json")["model"].as_str().unwrap().len(), 16);
+    assert_eq!(
+        rows_json("cgat.json")["settings"]["base_model"],
+        rows_json("no-AT.json")["model"],
+        "rows name the base weights they were built on"
+    );
+    // A model no longer on disk (its report carried over from another session): the report
+    // stands for it, nothing is retrained.
+    std::fs::rename(out_dir.join("models/saat"), work.path().join("saat-moved")).unwrap();
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("evaluation reused").count(), 5, "{err}");
+    assert!(!out_dir.join("models/saat").exists(), "{err}");
+    // But a model on disk that is not the one reported is evaluated again.
+    std::fs::rename(work.path().join("saat-moved"), out_dir.join("models/saat")).unwrap();
+    let weights = out_dir.join("models/saat/model.bpk");
+    let saved = std::fs::read(&weights).unwrap();
+    std::fs::copy(out_dir.join("models/cgat/model.bpk"), &weights).unwrap();
+    let out = run(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("== saat: evaluating"), "{err}");
+    assert_eq!(err.matches("evaluation reused").count(), 4, "{err}");
+    std::fs::write(&weights, saved).unwrap();
+    let out = run(&args);
+    assert!(out.status.success());
+    // --rows names rows of this table, by name or file stem.
+    let mut other = args.clone();
+    other.extend(["--rows", "cgat,nosuch"]);
+    assert_clean_error(
+        &run(&other),
+        "--rows nosuch: this table has no such row; its rows are no-AT, freeat-m2, pgd-at",
+    );
     // Other training settings would silently mix runs: refused.
     let mut other = args.clone();
     other.extend(["--at-lr", "0.01"]);
@@ -1261,14 +1299,33 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(message), "{flag} {value}: {err}");
     }
-    // A second seed of every method: trains only the new models, reuses the first seed's, and
-    // reports mean ± std.
+    // A second seed of one method only (--rows, a file stem): the others wait as pending.
+    let mut seeds = args.clone();
+    seeds.extend(["--at-seeds", "2", "--rows", "cgat-r1"]);
+    let out = run(&seeds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("== cgat (seed + 1)"), "{err}");
+    assert_eq!(err.matches("(seed + 1)").count(), 1, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("table3.json")).unwrap()).unwrap();
+    assert_eq!(report["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        report["pending"],
+        serde_json::json!(["freeat-m2-r1", "pgd-at-r1", "saat-r1"])
+    );
+    let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
+    assert!(md.contains("| saat (1 of 2 seeds) |"), "{md}");
+    assert!(md.contains("Not evaluated yet"), "{md}");
+    // Then the rest of the second seed: trains only the new models, reuses the first seed's and
+    // cgat-r1's reports, and reports mean ± std.
     let mut seeds = args.clone();
     seeds.extend(["--at-seeds", "2"]);
     let out = run(&seeds);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert_eq!(err.matches("already trained, reused").count(), 4, "{err}");
+    assert_eq!(err.matches("(seed + 1)").count(), 3, "{err}");
+    assert!(!err.contains("(seed + 0)"), "{err}");
     // The no-AT row's report is reused; its transfer examples come from the example cache.
     assert!(err.contains("== no AT: the transfer examples"), "{err}");
     assert!(err.contains("reusing the examples cached"), "{err}");

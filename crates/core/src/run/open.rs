@@ -110,9 +110,7 @@ impl OpenedRun {
 
     /// A fingerprint of the weights (FNV-1a of `model.bpk`), keying caches of derived results.
     pub fn model_fingerprint(&self) -> Result<String> {
-        let path = self.dir.file("model.bpk");
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(fingerprint(bytes))
+        self.dir.model_fingerprint()
     }
 }
 
@@ -129,6 +127,14 @@ pub struct SavedSplit {
 }
 
 impl RunDir {
+    /// A fingerprint of the run's weights (FNV-1a of `model.bpk`), keying caches of derived
+    /// results; fails when the run has no weights yet.
+    pub fn model_fingerprint(&self) -> Result<String> {
+        let path = self.file("model.bpk");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(fingerprint(bytes))
+    }
+
     /// Writes `split.json` for `set` and `split`.
     pub fn write_split(&self, set: &ImageSet, split: &Split) -> Result<()> {
         let saved = SavedSplit {

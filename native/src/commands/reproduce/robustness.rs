@@ -1,15 +1,15 @@
-//! `hashguard reproduce --table 3`: flags → [`RobustnessConfig`]; trains every adversarial row
-//! (and seed) from the base run (resumable, reused when done), then the library evaluates each
-//! row (cached in `OUT/rows/`), the no-AT row first so its examples feed the transfer attack;
-//! writes table3.md, table3.json and the bar charts.
+//! `hashguard reproduce --table 3`: flags → [`RobustnessConfig`]; trains the selected
+//! adversarial rows (and seeds) from the base run (resumable, reused when done), then the
+//! library evaluates each (cached in `OUT/rows/`, reusable without the model), the no-AT row
+//! first so its examples feed the transfer attack; writes table3.md, table3.json and the charts.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
-    MaskingChecks, RobustnessConfig, RowSettings, Table3Report, cached_row, evaluate_row,
+    MaskingChecks, RobustnessConfig, Row, RowSettings, Table3Report, cached_row, evaluate_row,
     paper_rows, table3_markdown, transfer_examples,
 };
 use hashguard_core::run::{RunDir, write_atomic};
@@ -80,6 +80,31 @@ pub struct RobustnessArgs {
     /// Table 3: runs per image of the masking-proof PGD, each from its own random start.
     #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 5)]
     robust_restarts: usize,
+    /// Table 3: train and evaluate only these rows (comma-separated names such as `cgat`, all
+    /// its seeds, or one seed's stem such as `cgat-r0`, `cgat-r1`; default: every row). The no-AT row
+    /// is always evaluated; other rows enter the table from earlier reports in OUT/rows (of the
+    /// same base weights and settings; their models need not be kept) or are listed as pending.
+    /// A long protocol can so be run a few rows at a time.
+    #[arg(long, value_delimiter = ',', value_name = "ROWS")]
+    rows: Vec<String>,
+}
+
+/// Which of `rows` `names` selects (every row when empty; the no-AT row always): a name picks
+/// all of its seeds, a file stem (`cgat-r1`, or `cgat-r0` for the first) one seed.
+fn wanted_rows(rows: &[Row], names: &[String]) -> Result<Vec<bool>> {
+    for name in names {
+        if !rows.iter().any(|r| r.matches(name)) {
+            let known: Vec<String> = rows.iter().map(Row::stem).collect();
+            bail!(
+                "--rows {name}: this table has no such row; its rows are {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|r| names.is_empty() || r.training.is_none() || names.iter().any(|n| r.matches(n)))
+        .collect())
 }
 
 fn robust_radius(s: &str) -> Result<Option<f32>, String> {
@@ -120,9 +145,9 @@ impl RobustnessArgs {
     }
 }
 
-/// Runs `hashguard reproduce --table 3` into `out`: trains the missing models under
-/// `out/models/`, evaluates every row (cached in `out/rows/`), writes `table3.md`,
-/// `table3.json` and `table3.png`/`.svg`.
+/// Runs `hashguard reproduce --table 3` into `out`: trains the missing models of the rows
+/// `--rows` selects under `out/models/`, evaluates them (cached in `out/rows/`), adds the rows
+/// reported earlier, writes `table3.md`, `table3.json` and `table3.png`/`.svg`.
 pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selected) -> Result<()> {
     let config = r.config();
     config.validate()?;
@@ -134,19 +159,37 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         .get_or_insert_with(|| out.join("examples"));
     detection.validate()?;
     // A missing or unreadable base run fails here, before anything is written under --out.
-    RunDir::open(&c.run)?.read_config()?;
+    let base = RunDir::open(&c.run)?;
+    base.read_config()?;
     let rows = config.rows();
+    let wanted = wanted_rows(&rows, &r.rows)?;
     for dir in ["models", "rows"] {
         std::fs::create_dir_all(out.join(dir))
             .with_context(|| format!("creating {}", out.join(dir).display()))?;
     }
-    // Train first (the long part, resumable), then evaluate.
-    let mut runs: Vec<PathBuf> = Vec::new();
-    for row in &rows {
+    let settings = RowSettings::new(&detection, &config, base.model_fingerprint()?);
+    let runs: Vec<PathBuf> = rows
+        .iter()
+        .map(|row| match row.training {
+            None => c.run.clone(),
+            Some(_) => out.join("models").join(row.stem()),
+        })
+        .collect();
+    let caches: Vec<PathBuf> = rows
+        .iter()
+        .map(|row| out.join("rows").join(format!("{}.json", row.stem())))
+        .collect();
+    let mut hits: Vec<Option<_>> = rows
+        .iter()
+        .zip(&runs)
+        .zip(&caches)
+        .map(|((row, run), cache)| cached_row(cache, row, run, &settings))
+        .collect();
+    // Train first (the long part, resumable), then evaluate; rows already reported are not
+    // retrained, rows --rows leaves out wait for another invocation.
+    for ((row, dir), (hit, &want)) in rows.iter().zip(&runs).zip(hits.iter().zip(&wanted)) {
         match &row.training {
-            None => runs.push(c.run.clone()),
-            Some(t) => {
-                let dir = out.join("models").join(row.stem());
+            Some(t) if hit.is_none() && want => {
                 eprintln!(
                     "== {} (seed + {}): {} epochs {} {}",
                     row.name,
@@ -159,24 +202,19 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
                     },
                     c.run.display()
                 );
-                ensure_trained(&c.run, &dir, t, selected)?;
-                runs.push(dir);
+                ensure_trained(&c.run, dir, t, selected)?;
             }
+            _ => {}
         }
     }
-    let settings = RowSettings::new(&detection, &config);
-    let caches: Vec<PathBuf> = rows
+    let evaluate: Vec<bool> = hits
         .iter()
-        .map(|row| out.join("rows").join(format!("{}.json", row.stem())))
-        .collect();
-    let hits: Vec<Option<_>> = caches
-        .iter()
-        .zip(&runs)
-        .map(|(cache, run)| cached_row(cache, run, &settings))
+        .zip(&wanted)
+        .map(|(h, &w)| h.is_none() && w)
         .collect();
     // The no-AT row (first) crafts the others' transfer attack; when its report is cached and
     // another row needs them, they are crafted alone (or read from the example cache).
-    let need_transfer = !settings.robust_eps.is_empty() && hits[1..].iter().any(Option::is_none);
+    let need_transfer = !settings.robust_eps.is_empty() && evaluate[1..].iter().any(|&e| e);
     let mut transfer = Vec::new();
     if need_transfer && hits[0].is_some() {
         eprintln!("== no AT: the transfer examples");
@@ -190,9 +228,15 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
             &mut Bars::default(),
         )?;
     }
-    let mut results = Vec::new();
-    for ((row, run), (cache, hit)) in rows.iter().zip(&runs).zip(caches.iter().zip(hits)) {
-        if let Some(hit) = hit {
+    let (mut results, mut pending) = (Vec::new(), Vec::new());
+    for (i, (row, run)) in rows.iter().zip(&runs).enumerate() {
+        let cache = &caches[i];
+        if !evaluate[i] && hits[i].is_none() {
+            eprintln!("== {}: not evaluated (left out by --rows)", row.stem());
+            pending.push(row.stem());
+            continue;
+        }
+        if let Some(hit) = hits[i].take() {
             eprintln!(
                 "== {}: evaluation reused from {}",
                 row.name,
@@ -229,6 +273,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         backend: selected.info.clone(),
         paper_cifar10_freeat: paper_rows(),
         checks,
+        pending,
     };
     write_atomic(
         &out.join("table3.json"),

@@ -11,15 +11,23 @@ use crate::experiments::detection::{Crafted, DetectionBench, DetectionConfig};
 use crate::experiments::{AttackKind, AttackSpec, Images, Progress};
 use crate::metrics::evaluate_retrieval;
 use crate::retrieval::HammingIndex;
-use crate::run::{OpenedRun, fingerprint};
+use crate::run::{OpenedRun, RunDir, fingerprint};
 use crate::{Error, Result};
 
-/// A row reused from `path` when it was made from `run` with `settings` after `run`'s weights.
-pub fn cached_row(path: &Path, run: &Path, settings: &RowSettings) -> Option<RowReport> {
-    let row: RowReport = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let fresh = modified(path)? >= modified(&run.join("model.bpk"))?;
-    (fresh && row.settings == *settings && row.run == run).then_some(row)
+/// The report cached at `path`, when it holds row `row` evaluated with `settings` (which name
+/// the base run's weights) and, if `run` (the row's model) is on disk, of exactly its weights.
+/// Without the model — a report carried over from an earlier session or machine, the model
+/// not kept — the report stands for it: same base weights, same training settings.
+pub fn cached_row(path: &Path, row: &Row, run: &Path, settings: &RowSettings) -> Option<RowReport> {
+    let cached: RowReport = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if cached.row != row.name || cached.training != row.training || cached.settings != *settings {
+        return None;
+    }
+    let fits = match RunDir::new(run).model_fingerprint() {
+        Ok(weights) => cached.model.as_ref() == Some(&weights),
+        Err(_) => cached.model.is_some() && row.training.is_some(),
+    };
+    fits.then_some(cached)
 }
 
 /// Evaluates the model of `run` as row `row`: clean mAP, mAP under each PGD length, DHTA
@@ -71,6 +79,7 @@ pub fn evaluate_row(
     let report = RowReport {
         row: row.name.clone(),
         run: run.dir.root().to_path_buf(),
+        model: Some(run.model_fingerprint()?),
         settings: settings.clone(),
         training: row.training.clone(),
         train_seconds,

@@ -63,6 +63,14 @@ pub fn table3_markdown(r: &Table3Report) -> String {
     let queries = r.rows.first().map_or(0, |x| x.queries);
     let groups = grouped(&r.rows);
     let seeds = groups.iter().map(|g| g.len()).max().unwrap_or(1);
+    // A method with fewer seeds than the others says how many it has.
+    let name = |g: &[&RowReport]| {
+        if g.len() < seeds && g[0].training.is_some() {
+            format!("{} ({} of {seeds} seeds)", g[0].row, g.len())
+        } else {
+            g[0].row.clone()
+        }
+    };
     let col = |g: &[&RowReport], f: &dyn Fn(&RowReport) -> f64| {
         let v: Vec<f64> = g.iter().map(|x| f(x)).collect();
         cell(&v, 1.0, 3)
@@ -99,7 +107,7 @@ pub fn table3_markdown(r: &Table3Report) -> String {
     s.push('\n');
     for g in &groups {
         let first = g[0];
-        s.push_str(&format!("| {} | {} |", first.row, col(g, &|x| x.clean_map)));
+        s.push_str(&format!("| {} | {} |", name(g), col(g, &|x| x.clean_map)));
         for i in 0..first.pgd.len() {
             s.push_str(&format!(
                 " {} |",
@@ -141,6 +149,12 @@ pub fn table3_markdown(r: &Table3Report) -> String {
          no-AT run); rows marked (scratch) start from random weights on the no-AT run's split. Figure table3.png (and .svg): one group of bars per row, in table order — \
          benign, then each PGD column.\n",
     );
+    if !r.pending.is_empty() {
+        s.push_str(&format!(
+            "\nNot evaluated yet (`--rows` left them out and no earlier report holds them): {}.\n",
+            r.pending.join(", ")
+        ));
+    }
     if !st.robust_eps.is_empty() {
         s.push_str(&robust_markdown(r, &groups));
     }

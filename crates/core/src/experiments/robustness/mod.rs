@@ -128,10 +128,20 @@ pub struct Row {
 impl Row {
     /// A file-name stem unique to the row and its seed: `no-AT`, `cgat`, `cgat-r1`, …
     pub fn stem(&self) -> String {
-        stem(
-            &self.name,
-            self.training.as_ref().map_or(0, |t| t.replicate),
-        )
+        stem(&self.name, self.replicate())
+    }
+
+    /// Which training of its method (0 for the no-AT row).
+    pub fn replicate(&self) -> usize {
+        self.training.as_ref().map_or(0, |t| t.replicate)
+    }
+
+    /// Whether `selector` picks this row: its name (every seed of the method), its file stem,
+    /// or the stem with the seed spelled out (`cgat-r0` for the first seed alone).
+    pub fn matches(&self, selector: &str) -> bool {
+        selector == self.name
+            || selector == self.stem()
+            || selector == format!("{}-r{}", stem(&self.name, 0), self.replicate())
     }
 }
 
@@ -298,12 +308,19 @@ pub struct RowSettings {
     /// Its PGD's random restarts.
     #[serde(default)]
     pub restarts: usize,
+    /// Fingerprint of the base run's weights ([`crate::run::RunDir::model_fingerprint`]): the
+    /// no-AT row's model, the start of the fine-tuned rows and the split of them all (`None` in
+    /// rows made before it was recorded, which are never reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
 }
 
 impl RowSettings {
-    /// The settings of `detection` with `config`'s PGD lengths and masking-proof block.
-    pub fn new(detection: &DetectionConfig, config: &RobustnessConfig) -> Self {
+    /// The settings of `detection` with `config`'s PGD lengths and masking-proof block, for
+    /// rows built on the base run whose weights have fingerprint `base_model`.
+    pub fn new(detection: &DetectionConfig, config: &RobustnessConfig, base_model: String) -> Self {
         Self {
+            base_model: Some(base_model),
             eps: detection.eps,
             step: detection.step,
             pgd_steps: config.steps(),

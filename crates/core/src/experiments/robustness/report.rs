@@ -153,6 +153,10 @@ pub struct RowReport {
     pub row: String,
     /// The model evaluated.
     pub run: PathBuf,
+    /// Fingerprint of its weights ([`crate::run::RunDir::model_fingerprint`]); a cached report
+    /// is reused for a model on disk only when they match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The evaluation settings.
     pub settings: RowSettings,
     /// How the model was trained (`None`: the base run).
@@ -238,6 +242,10 @@ pub struct Table3Report {
     /// The gradient-masking checks, one per row and seed.
     #[serde(default)]
     pub checks: Vec<MaskingChecks>,
+    /// Rows of the configured table not evaluated yet ([`super::Row::stem`]s): left out by
+    /// `--rows` and found in no earlier report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 /// Whether a row's robustness could come from gradient masking rather than from the model:

@@ -197,6 +197,7 @@ fn masking_checks_flag_each_symptom() {
             adapter: String::new(),
         },
         paper_cifar10_freeat: paper_rows(),
+        pending: Vec::new(),
     };
     assert_eq!(grouped(&table.rows).len(), 2);
     let md = table3_markdown(&table);
@@ -218,6 +219,120 @@ fn masking_checks_flag_each_symptom() {
     assert!((m - 2.0).abs() < 1e-12 && (sd - 1.0).abs() < 1e-12);
 }
 
+#[test]
+fn rows_are_picked_by_name_or_by_one_seed() {
+    let config = RobustnessConfig {
+        freeat_m: vec![4],
+        pgd_at: false,
+        at_seeds: 2,
+        ..RobustnessConfig::default()
+    };
+    let rows = config.rows();
+    let picked = |sel: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.matches(sel))
+            .map(Row::stem)
+            .collect()
+    };
+    assert_eq!(picked("cgat"), ["cgat", "cgat-r1"]);
+    assert_eq!(picked("cgat-r0"), ["cgat"]);
+    assert_eq!(picked("cgat-r1"), ["cgat-r1"]);
+    assert_eq!(picked("freeat-m4-r0"), ["freeat-m4"]);
+    assert_eq!(picked("no-AT"), ["no-AT"]);
+    assert_eq!(picked("no AT"), ["no-AT"]);
+    assert!(picked("cgat-r2").is_empty() && picked("cga").is_empty());
+}
+
+#[test]
+fn a_partial_table_names_its_missing_rows_and_short_seed_counts() {
+    let rows = vec![
+        report("no AT", 0, &[0.83, 0.4, 0.36], &[]),
+        report("cgat", 0, &[0.8, 0.75, 0.72], &[]),
+        report("cgat", 1, &[0.8, 0.74, 0.71], &[]),
+        report("saat", 0, &[0.8, 0.75, 0.73], &[]),
+    ];
+    let table = Table3Report {
+        table: 3,
+        base_run: PathBuf::from("run"),
+        at_eps: 8.0 / 255.0,
+        settings: rows[0].settings.clone(),
+        checks: rows.iter().map(MaskingChecks::of).collect(),
+        rows,
+        backend: BackendInfo {
+            kind: "cpu".into(),
+            adapter: String::new(),
+        },
+        paper_cifar10_freeat: paper_rows(),
+        pending: vec!["saat-r1".into()],
+    };
+    let md = table3_markdown(&table);
+    assert!(md.contains("| cgat | 0.800 ± 0.000 |"), "{md}");
+    assert!(md.contains("| saat (1 of 2 seeds) | 0.800 |"), "{md}");
+    assert!(
+        md.contains("| no AT | 0.830 |"),
+        "the base row has no seeds: {md}"
+    );
+    assert!(md.contains("Not evaluated yet"), "{md}");
+    assert!(md.contains(": saat-r1."), "{md}");
+}
+
+#[test]
+fn cached_rows_are_reused_only_for_the_same_weights_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("cgat");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    std::fs::write(model_dir.join("model.bpk"), b"cgat weights").unwrap();
+    let mut cached = report("cgat", 0, &[0.8, 0.75, 0.72], &[]);
+    cached.model = Some(crate::run::fingerprint(*b"cgat weights"));
+    let path = dir.path().join("cgat.json");
+    std::fs::write(&path, serde_json::to_vec(&cached).unwrap()).unwrap();
+    let row = Row {
+        name: "cgat".into(),
+        training: cached.training.clone(),
+    };
+    let settings = cached.settings.clone();
+    assert_eq!(
+        cached_row(&path, &row, &model_dir, &settings).as_ref(),
+        Some(&cached)
+    );
+    // Other evaluation settings, another base model, another training or another row name.
+    let mut other = settings.clone();
+    other.restarts += 1;
+    assert!(cached_row(&path, &row, &model_dir, &other).is_none());
+    let mut rebased = settings.clone();
+    rebased.base_model = Some("other base".into());
+    assert!(cached_row(&path, &row, &model_dir, &rebased).is_none());
+    let mut retrained = row.clone();
+    retrained.training.as_mut().unwrap().epochs += 1;
+    assert!(cached_row(&path, &retrained, &model_dir, &settings).is_none());
+    let renamed = Row {
+        name: "saat".into(),
+        ..row.clone()
+    };
+    assert!(cached_row(&path, &renamed, &model_dir, &settings).is_none());
+    // The model on disk changed: its report is stale.
+    std::fs::write(model_dir.join("model.bpk"), b"retrained").unwrap();
+    assert!(cached_row(&path, &row, &model_dir, &settings).is_none());
+    // No model on disk (a report carried over from an earlier session): it stands for the row.
+    std::fs::remove_dir_all(&model_dir).unwrap();
+    assert!(cached_row(&path, &row, &model_dir, &settings).is_some());
+    // But never for the base row, whose model must be there, nor without a recorded model.
+    let base = Row {
+        name: "no AT".into(),
+        training: None,
+    };
+    let mut no_at = report("no AT", 0, &[0.83, 0.4, 0.36], &[]);
+    no_at.training = None;
+    std::fs::write(&path, serde_json::to_vec(&no_at).unwrap()).unwrap();
+    assert!(cached_row(&path, &base, &model_dir, &settings).is_none());
+    cached.model = None;
+    std::fs::write(&path, serde_json::to_vec(&cached).unwrap()).unwrap();
+    assert!(cached_row(&path, &row, &model_dir, &settings).is_none());
+    // A corrupt file is a miss, not an error.
+    std::fs::write(&path, b"{ truncated").unwrap();
+    assert!(cached_row(&path, &row, &model_dir, &settings).is_none());
+}
+
 fn report(name: &str, replicate: usize, maps: &[f64], robust: &[(f64, Option<f64>)]) -> RowReport {
     let config = RobustnessConfig {
         pgd_steps: vec![8, 100],
@@ -228,7 +343,10 @@ fn report(name: &str, replicate: usize, maps: &[f64], robust: &[(f64, Option<f64
     RowReport {
         row: name.into(),
         run: PathBuf::from(name),
-        settings: RowSettings::new(&detection, &config),
+        model: Some(crate::run::fingerprint(
+            format!("{name} {replicate}").into_bytes(),
+        )),
+        settings: RowSettings::new(&detection, &config, "base-weights".into()),
         training: (name != "no AT").then(|| RowTraining {
             method: AdvTraining::cgat(),
             epochs: 1,
