@@ -1461,15 +1461,31 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
             &p["umcd"]["tpr_at_fpr_0_1"],
             &p["meanblur"]["tpr_at_fpr_0_2"],
             &p["umcd_criterion_auc"][2],
+            &p["umcd_with_c4"]["tpr_at_fpr_0_1"],
+            &p["successful_and_unflagged_by_with_c4"],
+            &p["c4_auc"],
         ] {
             let v = v.as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v), "{p}");
         }
+        // UMCD + C4 has four criteria, C4 the last.
+        assert_eq!(
+            p["umcd_with_c4"]["criterion_rates"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4,
+            "{p}"
+        );
     }
     assert_eq!(report["apgd_points"].as_array().unwrap().len(), 1);
     let md = std::fs::read_to_string(out_dir.join("whitebox.md")).unwrap();
     assert!(
         md.contains("Table 4 analogue") && md.contains("APGD-3x2"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| UMCD + C4: detects % |") && md.contains("| UMCD + C4 |"),
         "{md}"
     );
     let png = std::fs::read(out_dir.join("fig5_lambda2_0.3.png")).unwrap();

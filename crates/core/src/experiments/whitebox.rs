@@ -10,11 +10,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::detection::{Crafted, DetectionBench, DetectionConfig, Selection, TWO_SIDED, Table1Row};
+use super::detection::{
+    Crafted, DetectionBench, DetectionConfig, Selection, TWO_SIDED, Table1Row, WITH_C4,
+};
 use super::{AttackKind, AttackSpec, BackendInfo, Progress};
 use crate::attacks::{AdaptiveWeights, StepRule, dhta_targets};
 use crate::data::LabelSet;
-use crate::detectors::Decision;
+use crate::detectors::{Consistency, Decision};
 use crate::metrics::{auc, evaluate_retrieval};
 use crate::retrieval::{HammingIndex, PackedCodes};
 use crate::run::OpenedRun;
@@ -175,6 +177,15 @@ pub struct WhiteboxPoint {
     /// Share of queries both successful and not flagged by UMCD with the two-sided C3.
     #[serde(default)]
     pub successful_and_unflagged_by_two_sided: Option<f64>,
+    /// UMCD with C4 (retrieval consistency) as a fourth criterion, same budget rule.
+    #[serde(default)]
+    pub umcd_with_c4: Option<DetectorRates>,
+    /// Share of queries both successful and not flagged by UMCD + C4.
+    #[serde(default)]
+    pub successful_and_unflagged_by_with_c4: Option<f64>,
+    /// AUC of C4 alone.
+    #[serde(default)]
+    pub c4_auc: Option<f64>,
 }
 
 /// Step count and size of a step rule.
@@ -222,8 +233,8 @@ pub fn decimal(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(x as f64)
 }
 
-/// Runs the white-box study on `run`'s queries: UMCD and MeanBlur calibrated as in `detection`,
-/// every λ2 × λ1 with fixed steps, then APGD at Table 4's λ1.
+/// Runs the white-box study on `run`'s queries: UMCD (also with C4) and MeanBlur calibrated as
+/// in `detection`, every λ2 × λ1 with fixed steps, then APGD at Table 4's λ1.
 pub fn run_whitebox(
     run: &OpenedRun,
     index: &HammingIndex,
@@ -234,8 +245,14 @@ pub fn run_whitebox(
     progress: &mut dyn Progress,
 ) -> Result<WhiteboxReport> {
     config.validate()?;
-    let bench =
-        DetectionBench::prepare(run, index, detection, Some(&["MeanBlur"]), device, progress)?;
+    let bench = DetectionBench::prepare(
+        run,
+        index,
+        detection,
+        Some(&["MeanBlur", Consistency::NAME]),
+        device,
+        progress,
+    )?;
     // Each query's target: a label it lacks and one benign database image's code of it (the
     // "benign neighbour" of eq. 10; a vote over one code is that code).
     let mut rng = ChaCha8Rng::seed_from_u64(detection.seed ^ 0xB0C5);
@@ -351,16 +368,35 @@ fn point(
         .two_sided()
         .map(|v| Ok::<_, Error>(evaded(v.calibration.decide(&v.scores(adv, None)?))))
         .transpose()?;
+    let with_c4 = bench.umcd_variants.iter().find(|v| v.name == WITH_C4);
+    let evaded_with_c4 = with_c4
+        .map(|v| {
+            let scores = bench.variant_scores(v, &crafted.scores)?;
+            Ok::<_, Error>(evaded(v.calibration.decide(&scores)))
+        })
+        .transpose()?;
+    let c4_auc = bench
+        .detectors
+        .iter()
+        .position(|d| d.name() == Consistency::NAME)
+        .map(|i| {
+            auc(
+                &bench.benign_test[i].oriented(0),
+                &crafted.scores[i].oriented(0),
+            )
+        });
     let evaded = evaded(bench.calibrations[u].decide(adv));
     let find = |name: &str| outcomes.iter().find(|o| o.detector == name);
     let success_rate = crafted.success_rate();
     progress.log(&format!(
-        "{}: success {:.1}%, UMCD detects {:.1}% (two-sided C3 {:.1}%), successful and unflagged {:.1}%, t-mAP {adv_t_map:.3}",
+        "{}: success {:.1}%, UMCD detects {:.1}% (two-sided C3 {:.1}%, with C4 {:.1}%), successful and unflagged {:.1}% (with C4 {:.1}%), t-mAP {adv_t_map:.3}",
         crafted.label,
         100.0 * success_rate,
         100.0 * (1.0 - find("UMCD").map_or(f64::NAN, |o| o.miss_rate)),
         100.0 * (1.0 - find(TWO_SIDED).map_or(f64::NAN, |o| o.miss_rate)),
-        100.0 * evaded
+        100.0 * (1.0 - find(WITH_C4).map_or(f64::NAN, |o| o.miss_rate)),
+        100.0 * evaded,
+        100.0 * evaded_with_c4.unwrap_or(f64::NAN)
     ));
     Ok(WhiteboxPoint {
         lambda1: decimal(spec.adaptive.lambda1),
@@ -378,6 +414,9 @@ fn point(
         meanblur: find("MeanBlur").map(DetectorRates::from),
         umcd_two_sided: find(TWO_SIDED).map(DetectorRates::from),
         successful_and_unflagged_by_two_sided: evaded_two_sided,
+        umcd_with_c4: find(WITH_C4).map(DetectorRates::from),
+        successful_and_unflagged_by_with_c4: evaded_with_c4,
+        c4_auc,
     })
 }
 
@@ -392,7 +431,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
          through the mean blur. Detection at a {:.0}% FPR calibrated on benign images.\n\n\
          ## Fig. 5 analogue\n\n| λ2 | λ1 | success % | UMCD detects % | successful & unflagged % | \
          AUC C1 | AUC C2 | AUC C3 | two-sided C3: detects % | successful & unflagged % | \
-         MeanBlur detects % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         UMCD + C4: detects % | successful & unflagged % | AUC C4 | MeanBlur detects % |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.queries,
         r.eps * 255.0,
         step * 255.0,
@@ -402,7 +442,7 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
     let auc = |p: &WhiteboxPoint, i: usize| f3(p.umcd_criterion_auc.get(i).copied());
     for p in &r.points {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.lambda2,
             p.lambda1,
             pct(Some(p.success_rate)),
@@ -413,6 +453,9 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
             auc(p, 2),
             pct(p.umcd_two_sided.as_ref().map(|d| d.detection_rate)),
             pct(p.successful_and_unflagged_by_two_sided),
+            pct(p.umcd_with_c4.as_ref().map(|d| d.detection_rate)),
+            pct(p.successful_and_unflagged_by_with_c4),
+            f3(p.c4_auc),
             pct(p.meanblur.as_ref().map(|d| d.detection_rate)),
         ));
     }
@@ -434,6 +477,7 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
         for (name, rates) in [
             ("UMCD", &p.umcd),
             (TWO_SIDED, &p.umcd_two_sided),
+            (WITH_C4, &p.umcd_with_c4),
             ("MeanBlur", &p.meanblur),
         ] {
             s.push_str(&format!(

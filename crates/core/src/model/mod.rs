@@ -17,7 +17,7 @@ pub use hashnet::{HashNet, HashNetConfig};
 pub use precision::{INT8_SCALE_SUFFIX, ShrinkSummary, half_precision_record, int8_record};
 #[cfg(feature = "import")]
 pub use pretrained::{ImportSummary, import_torchvision};
-pub(crate) use records::{check_model_record, check_optimizer_record};
+pub(crate) use records::{check_model_record, check_optimizer_record, weights_fingerprint};
 
 use burn::prelude::*;
 

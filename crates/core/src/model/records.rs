@@ -69,6 +69,29 @@ fn all_finite(dtype: DType, bytes: &[u8]) -> bool {
     }
 }
 
+/// A fingerprint of a model record's weights: FNV-1a of its tensor data section. The metadata
+/// is left out: its `param_id`s are fresh random numbers at every save, so two bit-identical
+/// trainings write files that differ there and only there (the tensor names and shapes it also
+/// holds are fixed by the network). Refuses a file that is not a burnpack record.
+pub(crate) fn weights_fingerprint(bytes: &[u8], origin: &str) -> Result<String> {
+    let corrupt = |e: String| {
+        Error::record(
+            origin,
+            format!("corrupt model record ({e}); retrain or restore it"),
+        )
+    };
+    let header = burn_pack::Header::from_bytes(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let start = burn_pack::aligned_data_section_start(header.metadata_size as usize);
+    let data = bytes.get(start..).ok_or_else(|| {
+        corrupt(format!(
+            "{} bytes, shorter than its {}-byte metadata",
+            bytes.len(),
+            header.metadata_size
+        ))
+    })?;
+    Ok(crate::data::fingerprint(data.iter().copied()))
+}
+
 /// Refuses a model record (`model.bpk` or a checkpoint's model) that is not a whole burnpack
 /// file or holds a NaN or infinite weight.
 pub(crate) fn check_model_record(bytes: &[u8], origin: &str) -> Result<()> {
@@ -168,5 +191,33 @@ mod tests {
         assert!(!all_finite(DType::F32, &f32::NAN.to_le_bytes()));
         assert!(all_finite(DType::F32, &1.0f32.to_le_bytes()));
         assert!(all_finite(DType::I64, &[0xFF; 8]));
+    }
+
+    #[test]
+    fn the_weights_fingerprint_ignores_the_metadata_and_nothing_else() {
+        // A burnpack file: header, metadata (holding the random parameter ids), padding to
+        // the aligned data section, tensor data.
+        let file = |metadata: &[u8], data: &[u8]| {
+            let mut b = burn_pack::Header::new(metadata.len() as u32)
+                .into_bytes()
+                .to_vec();
+            b.extend_from_slice(metadata);
+            b.resize(burn_pack::aligned_data_section_start(metadata.len()), 0);
+            b.extend_from_slice(data);
+            b
+        };
+        let weights = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let a = weights_fingerprint(&file(b"param_id 17", &weights), "a").unwrap();
+        let b = weights_fingerprint(&file(b"param_id 99", &weights), "b").unwrap();
+        assert_eq!(a, b, "same weights, other parameter ids");
+        let mut changed = weights;
+        changed[7] ^= 1;
+        let c = weights_fingerprint(&file(b"param_id 17", &changed), "c").unwrap();
+        assert_ne!(a, c, "one weight bit differs");
+        // Not a burnpack file, or cut inside its metadata: refused, naming the file.
+        let e = weights_fingerprint(b"cgat weights", "run/model.bpk").unwrap_err();
+        assert!(e.to_string().contains("run/model.bpk"), "{e}");
+        let whole = file(&[7; 300], &weights);
+        assert!(weights_fingerprint(&whole[..200], "cut").is_err());
     }
 }

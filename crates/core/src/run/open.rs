@@ -8,9 +8,7 @@ use burn::module::Module;
 use burn::prelude::*;
 
 use super::{RunConfig, RunDir};
-use crate::data::{
-    DataRequest, DataSource, ImageSet, LabelSet, LoadedData, Split, fingerprint, load_data,
-};
+use crate::data::{DataRequest, DataSource, ImageSet, LabelSet, LoadedData, Split, load_data};
 use crate::model::{HashNet, encode_images};
 use crate::progress::{Progress, Silent};
 use crate::retrieval::PackedCodes;
@@ -108,7 +106,8 @@ impl OpenedRun {
         }
     }
 
-    /// A fingerprint of the weights (FNV-1a of `model.bpk`), keying caches of derived results.
+    /// A fingerprint of the weights ([`RunDir::model_fingerprint`]), keying caches of derived
+    /// results.
     pub fn model_fingerprint(&self) -> Result<String> {
         self.dir.model_fingerprint()
     }
@@ -127,12 +126,13 @@ pub struct SavedSplit {
 }
 
 impl RunDir {
-    /// A fingerprint of the run's weights (FNV-1a of `model.bpk`), keying caches of derived
-    /// results; fails when the run has no weights yet.
+    /// A fingerprint of the run's weights (FNV-1a of `model.bpk`'s tensor data, so the same
+    /// weights saved twice match), keying caches of derived results; fails when the run has no
+    /// weights yet or they are not a model record.
     pub fn model_fingerprint(&self) -> Result<String> {
         let path = self.file("model.bpk");
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(fingerprint(bytes))
+        crate::model::weights_fingerprint(&bytes, &path.display().to_string())
     }
 
     /// Writes `split.json` for `set` and `split`.
@@ -232,6 +232,7 @@ fn load_recorded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::fingerprint;
 
     #[test]
     fn fingerprints_differ() {

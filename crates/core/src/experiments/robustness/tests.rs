@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::experiments::BackendInfo;
 use crate::experiments::detection::Selection;
+use crate::run::RunDir;
 
 #[test]
 fn rows_cover_each_term_and_count_updates_per_batch() {
@@ -281,9 +282,17 @@ fn cached_rows_are_reused_only_for_the_same_weights_and_settings() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("cgat");
     std::fs::create_dir_all(&model_dir).unwrap();
-    std::fs::write(model_dir.join("model.bpk"), b"cgat weights").unwrap();
+    // A model record as burnpack writes it: header, metadata, aligned tensor data.
+    let record = |weights: &[u8]| {
+        let mut b = burn_pack::Header::new(4).into_bytes().to_vec();
+        b.extend_from_slice(b"meta");
+        b.resize(burn_pack::aligned_data_section_start(4), 0);
+        b.extend_from_slice(weights);
+        b
+    };
+    std::fs::write(model_dir.join("model.bpk"), record(b"cgat weights")).unwrap();
     let mut cached = report("cgat", 0, &[0.8, 0.75, 0.72], &[]);
-    cached.model = Some(crate::run::fingerprint(*b"cgat weights"));
+    cached.model = Some(RunDir::new(&model_dir).model_fingerprint().unwrap());
     let path = dir.path().join("cgat.json");
     std::fs::write(&path, serde_json::to_vec(&cached).unwrap()).unwrap();
     let row = Row {
@@ -310,8 +319,10 @@ fn cached_rows_are_reused_only_for_the_same_weights_and_settings() {
         ..row.clone()
     };
     assert!(cached_row(&path, &renamed, &model_dir, &settings).is_none());
-    // The model on disk changed: its report is stale.
-    std::fs::write(model_dir.join("model.bpk"), b"retrained").unwrap();
+    // The model on disk changed, or cannot be read: its report is stale.
+    std::fs::write(model_dir.join("model.bpk"), record(b"retrained")).unwrap();
+    assert!(cached_row(&path, &row, &model_dir, &settings).is_none());
+    std::fs::write(model_dir.join("model.bpk"), b"garbage").unwrap();
     assert!(cached_row(&path, &row, &model_dir, &settings).is_none());
     // No model on disk (a report carried over from an earlier session): it stands for the row.
     std::fs::remove_dir_all(&model_dir).unwrap();
