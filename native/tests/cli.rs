@@ -1516,6 +1516,60 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
         ]),
         "'--lambda1 <LAMBDA1>': nan is not a finite number",
     );
+    // The C4-aware attacker: look-alike targets and the L4 term, one point per λ4.
+    let c4_dir = work.path().join("wb-c4");
+    let mut c4_args = vec![
+        "reproduce",
+        "--whitebox",
+        "--run",
+        s(&base),
+        "--out",
+        s(&c4_dir),
+        "--lambda1",
+        "0",
+        "--table4-lambda1",
+        "0",
+        "--lambda2",
+        "0.3",
+        "--lambda4",
+        "0,50",
+        "--lookalike-targets",
+        "--apgd-steps",
+        "0",
+    ];
+    c4_args.extend(SMALL_DETECT);
+    let out = run(&c4_args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c4_dir.join("whitebox.json")).unwrap()).unwrap();
+    assert_eq!(report["lookalike"], true);
+    let points = report["points"].as_array().unwrap();
+    let l4: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["lambda4"].as_f64().unwrap(),
+                p["mean_terms"]["l4"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(l4.len(), 2, "{l4:?}");
+    assert_eq!((l4[0].0, l4[1].0), (0.0, 50.0));
+    // Without the term L4 is not computed (0); with it, the attacker reports it.
+    assert_eq!(l4[0].1, 0.0);
+    assert!(l4[1].1 > 0.0 && l4[1].1 < 1.0, "{l4:?}");
+    let md = std::fs::read_to_string(c4_dir.join("whitebox.md")).unwrap();
+    assert!(
+        md.contains("look-alike targets") && md.contains("| λ2 | λ4 | λ1 |"),
+        "{md}"
+    );
+    let mut bad = c4_args.clone();
+    bad.push("--lambda4=-1");
+    assert_rejected(&run(&bad), "--lambda4");
 }
 
 #[test]

@@ -145,6 +145,8 @@ impl AttackArgs {
                     lambda1: self.lambda1,
                     lambda2: self.lambda2,
                     blur: self.adaptive_blur,
+                    // The C4 term needs a look per target: `reproduce --whitebox --lambda4`.
+                    lambda4: 0.0,
                 },
                 rule: match self.apgd_restarts {
                     0 => StepRule::Fixed,

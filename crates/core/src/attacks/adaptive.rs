@@ -1,7 +1,8 @@
 //! The white-box attacker who knows UMCD (paper eq. 10–13): targeted towards a benign image's
 //! code (against C1) while keeping the quantisation loss up (against C2) and the mean-blurred
-//! copy's code close (against C3), with BPDA through the blur; fixed-step PGD as in the paper,
-//! or an APGD-style schedule (Croce & Hein) with random restarts.
+//! copy's code close (against C3), with BPDA through the blur, and optionally (hashguard's L4)
+//! the thumbnail close to what the target retrieves (against C4); fixed-step PGD as in the
+//! paper, or an APGD-style schedule (Croce & Hein) with random restarts.
 
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -21,6 +22,10 @@ pub struct AdaptiveWeights {
     pub lambda2: f32,
     /// Side of the mean-blur window t (UMCD's C3 filter).
     pub blur: usize,
+    /// λ4, weight of L4 = RMS distance between x''s thumbnail and the look each target
+    /// carries (against C4, retrieval consistency; not in the paper, 0 leaves its attacker).
+    #[serde(default)]
+    pub lambda4: f32,
 }
 
 /// How the iterates move.
@@ -46,6 +51,37 @@ pub struct AdaptiveTerms {
     pub l2: Vec<f32>,
     /// L3 = D_h(f(t(x')), f(x')) = (K − f(t(x'))·f(x')) / 2.
     pub l3: Vec<f32>,
+    /// L4 = RMS distance of x''s thumbnail to its look (0 without looks).
+    pub l4: Vec<f32>,
+}
+
+/// The thumbnails of a batch as a differentiable tensor: each channel's mean over `grid` x
+/// `grid` cells, the same near-equal cells as [`crate::detectors::thumbnail`] (two pooling
+/// matrices, so the gradient reaches every pixel of its cell).
+///
+/// # Shapes
+/// - `x`: `[batch, channels, height, width]`; output: `[batch, channels · cells]`
+pub fn thumbnail_tensor(x: Tensor<4>, grid: usize) -> Tensor<2> {
+    let [n, c, h, w] = x.dims();
+    let device = x.device();
+    // rows: [g_h, h] with 1/len on each cell's pixels; cols: [w, g_w], likewise.
+    let pool = |len: usize| {
+        let cells = crate::detectors::consistency_bins(len, grid.min(len).max(1));
+        let mut m = vec![0f32; cells.len() * len];
+        for (i, &(a, b)) in cells.iter().enumerate() {
+            for p in a..b {
+                m[i * len + p] = 1.0 / (b - a) as f32;
+            }
+        }
+        (cells.len(), m)
+    };
+    let (gh, rows) = pool(h);
+    let (gw, cols) = pool(w);
+    let rows = Tensor::<2>::from_data(TensorData::new(rows, [gh, h]), &device);
+    let cols = Tensor::<2>::from_data(TensorData::new(cols, [gw, w]), &device).transpose();
+    let rows: Tensor<4> = rows.unsqueeze::<4>().expand([n, c, gh, h]);
+    let cols: Tensor<4> = cols.unsqueeze::<4>().expand([n, c, w, gw]);
+    rows.matmul(x.matmul(cols)).reshape([n, c * gh * gw])
 }
 
 /// `t(x)` in the forward pass and the identity in the backward pass (BPDA, Athalye et al.):
@@ -66,22 +102,57 @@ pub fn bpda(x: Tensor<4>, filter: &Filter, shape: ImageShape) -> Result<Tensor<4
     Ok(x + residual)
 }
 
-/// Eq. 13 per image: L1 + λ1·L2 + λ2·L3, as a `[batch]` tensor carrying `x`'s autodiff graph,
-/// with its three terms.
+/// The per-image terms of [`adaptive_loss`], each `[batch]`, carrying `x`'s autodiff graph.
+pub struct LossTerms {
+    /// L1 + λ1·L2 + λ2·L3 + λ4·L4.
+    pub total: Tensor<1>,
+    /// L1, the distance to the target code.
+    pub l1: Tensor<1>,
+    /// L2, minus the quantisation loss.
+    pub l2: Tensor<1>,
+    /// L3, the distance to the blurred copy's code.
+    pub l3: Tensor<1>,
+    /// L4, the thumbnail's RMS distance to the look (zeros without looks).
+    pub l4: Tensor<1>,
+}
+
+/// Eq. 13 per image, L1 + λ1·L2 + λ2·L3, plus λ4·L4 when `looks` are given (each image's
+/// wanted thumbnail, [`thumbnail_tensor`]'s layout; its length fixes the grid).
 ///
 /// # Shapes
-/// - `x`: `[batch, channels, height, width]`; `targets`: `[batch, bits]` in ±1
+/// - `x`: `[batch, channels, height, width]`; `targets`: `[batch, bits]` in ±1;
+///   `looks`: `[batch, channels · grid²]`
 pub fn adaptive_loss(
     model: &HashNet,
     x: Tensor<4>,
     targets: Tensor<2>,
+    looks: Option<Tensor<2>>,
     weights: &AdaptiveWeights,
-) -> Result<(Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>)> {
+) -> Result<LossTerms> {
     let [n, c, h, w] = x.dims();
     let shape = ImageShape {
         channels: c,
         height: h,
         width: w,
+    };
+    let l4 = match looks {
+        Some(looks) => {
+            let cells = looks.dims()[1] / c.max(1);
+            let grid = (cells as f64).sqrt().round() as usize;
+            if grid == 0 || c * grid * grid != looks.dims()[1] || looks.dims()[0] != n {
+                return Err(Error::InvalidArgument(format!(
+                    "looks of shape {:?} are not {n} thumbnails of {c} channel(s) on a square grid",
+                    looks.dims()
+                )));
+            }
+            let d = thumbnail_tensor(x.clone(), grid) - looks;
+            (d.clone() * d)
+                .mean_dim(1)
+                .flatten::<1>(0, 1)
+                .add_scalar(1e-12)
+                .sqrt()
+        }
+        None => Tensor::<1>::zeros([n], &x.device()),
     };
     let blurred = bpda(x.clone(), &Filter::MeanBlur { size: weights.blur }, shape)?;
     // One forward for x' and t(x') together (batch norm is in inference mode).
@@ -94,13 +165,22 @@ pub fn adaptive_loss(
     let h = f_x.clone().detach().sign();
     let l2 = row((h - f_x.clone()).abs()).neg();
     let l3 = (row(f_t * f_x).neg() + k) / 2.0;
-    let total =
-        l1.clone() + l2.clone() * weights.lambda1 as f64 + l3.clone() * weights.lambda2 as f64;
-    Ok((total, l1, l2, l3))
+    let total = l1.clone()
+        + l2.clone() * weights.lambda1 as f64
+        + l3.clone() * weights.lambda2 as f64
+        + l4.clone() * weights.lambda4 as f64;
+    Ok(LossTerms {
+        total,
+        l1,
+        l2,
+        l3,
+        l4,
+    })
 }
 
-/// Runs the adaptive attack from `images` towards `targets` and returns the adversarial batch
-/// (no autodiff) and its terms. `on_step` is called after each iteration (all restarts).
+/// Runs the adaptive attack from `images` towards `targets` (and `looks`, see
+/// [`adaptive_loss`]) and returns the adversarial batch (no autodiff) and its terms. `on_step`
+/// is called after each iteration (all restarts).
 ///
 /// # Shapes
 /// - `images`: `[batch, channels, height, width]` in `[0, 1]`; `targets`: `[batch, bits]` in ±1
@@ -109,6 +189,7 @@ pub fn adaptive_attack(
     model: &HashNet,
     images: Tensor<4>,
     targets: Tensor<2>,
+    looks: Option<Tensor<2>>,
     weights: &AdaptiveWeights,
     budget: &Budget,
     rule: StepRule,
@@ -116,11 +197,20 @@ pub fn adaptive_attack(
     mut on_step: impl FnMut(usize),
 ) -> Result<(Tensor<4>, AdaptiveTerms)> {
     budget.validate()?;
-    if weights.blur == 0 || !weights.lambda1.is_finite() || !weights.lambda2.is_finite() {
+    if weights.blur == 0
+        || !weights.lambda1.is_finite()
+        || !weights.lambda2.is_finite()
+        || !weights.lambda4.is_finite()
+    {
         return Err(Error::InvalidArgument(format!(
-            "adaptive attack: blur {} must be ≥ 1 and λ1 {}, λ2 {} finite",
-            weights.blur, weights.lambda1, weights.lambda2
+            "adaptive attack: blur {} must be ≥ 1 and λ1 {}, λ2 {}, λ4 {} finite",
+            weights.blur, weights.lambda1, weights.lambda2, weights.lambda4
         )));
+    }
+    if weights.lambda4 != 0.0 && looks.is_none() {
+        return Err(Error::InvalidArgument(
+            "adaptive attack: λ4 (the C4 term) needs a look per target".into(),
+        ));
     }
     let clean = images.detach();
     let device = clean.device();
@@ -131,7 +221,8 @@ pub fn adaptive_attack(
     // Loss and gradient at x (gradient of the batch sum: each image's own).
     let eval = |x: &Tensor<4>| -> Result<(Vec<f32>, Tensor<4>)> {
         let xa = x.clone().autodiff().require_grad();
-        let (total, ..) = adaptive_loss(model, xa.clone(), targets.clone(), weights)?;
+        let total =
+            adaptive_loss(model, xa.clone(), targets.clone(), looks.clone(), weights)?.total;
         let grads = total.clone().sum().backward();
         let grad = xa.grad(&grads).ok_or_else(|| {
             Error::Numeric("no input gradient: the model is not differentiable here".into())
@@ -170,11 +261,12 @@ pub fn adaptive_attack(
             best_x
         }
     };
-    let (_, l1, l2, l3) = adaptive_loss(model, x.clone(), targets, weights)?;
+    let t = adaptive_loss(model, x.clone(), targets, looks, weights)?;
     let terms = AdaptiveTerms {
-        l1: read(l1)?,
-        l2: read(l2)?,
-        l3: read(l3)?,
+        l1: read(t.l1)?,
+        l2: read(t.l2)?,
+        l3: read(t.l3)?,
+        l4: read(t.l4)?,
     };
     Ok((x, terms))
 }
@@ -360,10 +452,17 @@ mod tests {
             lambda1: 0.01,
             lambda2: 3.0,
             blur: 2,
+            lambda4: 0.0,
         };
         let targets = sign_codes(model.forward(images(4, 3, &device)));
-        let (total, l1, l2, l3) =
-            adaptive_loss(&model, x.clone(), targets.clone(), &weights).unwrap();
+        let LossTerms {
+            total,
+            l1,
+            l2,
+            l3,
+            l4,
+        } = adaptive_loss(&model, x.clone(), targets.clone(), None, &weights).unwrap();
+        assert!(read(l4).unwrap().iter().all(|&v| v == 0.0));
         let f: Vec<f32> = model.forward(x.clone()).into_data().try_to_vec().unwrap();
         let blurred = Filter::MeanBlur { size: 2 }
             .apply_batch(&x.into_data().try_to_vec::<f32>().unwrap(), SHAPE);
@@ -401,9 +500,10 @@ mod tests {
             lambda1: 0.0075,
             lambda2: 0.3,
             blur: 2,
+            lambda4: 0.0,
         };
-        let (before, ..) = adaptive_loss(&model, x.clone(), targets.clone(), &weights).unwrap();
-        let before = read(before).unwrap();
+        let before = adaptive_loss(&model, x.clone(), targets.clone(), None, &weights).unwrap();
+        let before = read(before.total).unwrap();
         let budget = Budget {
             eps: 32.0 / 255.0,
             step: 2.0 / 255.0,
@@ -417,6 +517,7 @@ mod tests {
                 &model,
                 x.clone(),
                 targets.clone(),
+                None,
                 &weights,
                 &budget,
                 rule,
@@ -445,6 +546,104 @@ mod tests {
                 "{rule:?}: {before:?} -> {after}"
             );
         }
+    }
+
+    #[test]
+    fn thumbnails_match_c4s_and_l4_pulls_the_thumbnail_towards_the_look() {
+        let device = Device::flex();
+        // Uneven cells: 8x8 pixels on a 3x3 grid, two channels.
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let v: Vec<f32> = (0..2 * 2 * 64)
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 2, 8, 8]), &device);
+        let got: Vec<f32> = thumbnail_tensor(x, 3).into_data().try_to_vec().unwrap();
+        let shape = ImageShape {
+            channels: 2,
+            height: 8,
+            width: 8,
+        };
+        for i in 0..2 {
+            let want = crate::detectors::thumbnail(&v[i * 128..(i + 1) * 128], shape, 3);
+            for (a, b) in got[i * 18..(i + 1) * 18].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+        // L4 is the RMS distance to the look; the attack with λ4 > 0 ends closer to it than
+        // the same attack without the term.
+        let model = tiny_model(&device);
+        let x = images(12, 3, &device);
+        let targets = sign_codes(model.forward(images(13, 3, &device))).neg();
+        let looks = Tensor::<2>::full([3, 9], 0.9, &device);
+        let mut weights = AdaptiveWeights {
+            lambda1: 0.0,
+            lambda2: 0.3,
+            blur: 2,
+            lambda4: 0.0,
+        };
+        let thumbs: Vec<f32> = thumbnail_tensor(x.clone(), 3)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let l4 = adaptive_loss(
+            &model,
+            x.clone(),
+            targets.clone(),
+            Some(looks.clone()),
+            &weights,
+        )
+        .unwrap()
+        .l4;
+        for (i, got) in read(l4).unwrap().iter().enumerate() {
+            let want = (thumbs[i * 9..(i + 1) * 9]
+                .iter()
+                .map(|t| (t - 0.9).powi(2))
+                .sum::<f32>()
+                / 9.0)
+                .sqrt();
+            assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+        let budget = Budget {
+            eps: 32.0 / 255.0,
+            step: 2.0 / 255.0,
+            steps: 20,
+            random_start: false,
+            relax: 1.0,
+        };
+        let run = |weights: &AdaptiveWeights| {
+            let (_, t) = adaptive_attack(
+                &model,
+                x.clone(),
+                targets.clone(),
+                Some(looks.clone()),
+                weights,
+                &budget,
+                StepRule::Fixed,
+                7,
+                |_| {},
+            )
+            .unwrap();
+            t.l4.iter().sum::<f32>()
+        };
+        let without = run(&weights);
+        weights.lambda4 = 30.0;
+        let with = run(&weights);
+        assert!(with < without - 0.05, "L4 {without} -> {with}");
+        // λ4 without looks is refused.
+        assert!(
+            adaptive_attack(
+                &model,
+                x,
+                targets,
+                None,
+                &weights,
+                &budget,
+                StepRule::Fixed,
+                7,
+                |_| {}
+            )
+            .is_err()
+        );
     }
 
     #[test]

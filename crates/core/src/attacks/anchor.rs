@@ -79,6 +79,9 @@ pub struct Target {
     pub label: usize,
     /// The code it is pulled onto, `bits` values of ±1.
     pub anchor: Vec<f32>,
+    /// The thumbnail the C4-aware white-box attacker pulls the image towards
+    /// ([`super::adaptive_loss`]'s looks; empty for every other attack).
+    pub look: Vec<f32>,
 }
 
 /// The one routine choosing targeted attacks' goals: for each query a target label it lacks
@@ -101,7 +104,11 @@ pub fn dhta_targets(
         .into_iter()
         .map(|label| {
             let anchor = target_anchor(database, database_labels, label, n_t, rng)?;
-            Ok(Target { label, anchor })
+            Ok(Target {
+                label,
+                anchor,
+                look: Vec::new(),
+            })
         })
         .collect()
 }

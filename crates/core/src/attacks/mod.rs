@@ -9,8 +9,8 @@ mod cw;
 mod pgd;
 
 pub use adaptive::{
-    AdaptiveTerms, AdaptiveWeights, StepRule, adaptive_attack, adaptive_loss, apgd_checkpoints,
-    bpda,
+    AdaptiveTerms, AdaptiveWeights, LossTerms, StepRule, adaptive_attack, adaptive_loss,
+    apgd_checkpoints, bpda, thumbnail_tensor,
 };
 pub use anchor::{Target, choose_target_labels, dhta_targets, target_anchor};
 pub use cw::{BestKeeper, CwConfig, CwMargin, CwProbe, CwStepper, cw_untargeted};

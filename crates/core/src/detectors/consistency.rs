@@ -54,7 +54,7 @@ impl ConsistencyConfig {
 }
 
 /// Cell boundaries of `cells` near-equal bins over `len` pixels (`len >= cells`).
-fn bins(len: usize, cells: usize) -> Vec<(usize, usize)> {
+pub(crate) fn bins(len: usize, cells: usize) -> Vec<(usize, usize)> {
     (0..cells)
         .map(|i| (i * len / cells, (i + 1) * len / cells))
         .collect()

@@ -13,6 +13,7 @@ mod supervised;
 mod umcd;
 
 pub use calibrate::{BudgetRule, Calibration, Decision, calibrate, calibrate_with};
+pub(crate) use consistency::bins as consistency_bins;
 pub use consistency::{Consistency, ConsistencyConfig, Thumbnails, c4_consistency, thumbnail};
 pub use lid::{Lid, lid_estimate};
 pub use select::{

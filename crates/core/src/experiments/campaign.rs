@@ -29,7 +29,7 @@ pub struct Campaign {
     /// Perturbation norms and code flips.
     pub stats: Vec<SampleStats>,
     /// The white-box attacker's eq. 13 terms (L1, L2, L3) per image; empty for other attacks.
-    pub terms: Vec<[f32; 3]>,
+    pub terms: Vec<[f32; 4]>,
 }
 
 impl Campaign {
@@ -162,11 +162,18 @@ pub fn run_campaign(
         let anchors = targets.map(|t| &t[start..end]);
         let batch_seed = seed.wrapping_add(b as u64);
         let (adv, cw_ok) = if spec.kind == AttackKind::Adaptive {
-            let targets = anchor_tensor(anchors.unwrap_or_default(), bits, device);
+            let goals = anchors.unwrap_or_default();
+            let targets = anchor_tensor(goals, bits, device);
+            let looks = if spec.adaptive.lambda4 != 0.0 {
+                Some(look_tensor(goals, device)?)
+            } else {
+                None
+            };
             let (adv, t) = adaptive_attack(
                 model,
                 x.clone(),
                 targets,
+                looks,
                 &spec.adaptive,
                 &spec.budget(),
                 spec.rule,
@@ -174,7 +181,7 @@ pub fn run_campaign(
                 |_| on_step(),
             )?;
             for i in 0..end - start {
-                out.terms.push([t.l1[i], t.l2[i], t.l3[i]]);
+                out.terms.push([t.l1[i], t.l2[i], t.l3[i], t.l4[i]]);
             }
             (adv, None)
         } else {
@@ -244,6 +251,25 @@ fn anchor_tensor(targets: &[Target], bits: usize, device: &Device) -> Tensor<2> 
         .flat_map(|t| t.anchor.iter().copied())
         .collect();
     Tensor::<2>::from_data(TensorData::new(flat, [targets.len(), bits]), device)
+}
+
+/// The targets' looks as one `[batch, len]` tensor; refused unless every target has one of
+/// the same length.
+fn look_tensor(targets: &[Target], device: &Device) -> Result<Tensor<2>> {
+    let len = targets.first().map_or(0, |t| t.look.len());
+    if len == 0 || targets.iter().any(|t| t.look.len() != len) {
+        return Err(Error::InvalidArgument(
+            "the white-box attacker's C4 term (λ4) needs a look (thumbnail) per target".into(),
+        ));
+    }
+    let flat: Vec<f32> = targets
+        .iter()
+        .flat_map(|t| t.look.iter().copied())
+        .collect();
+    Ok(Tensor::<2>::from_data(
+        TensorData::new(flat, [targets.len(), len]),
+        device,
+    ))
 }
 
 /// A targeted example succeeds when its code is closer to the anchor than to the original.
@@ -393,6 +419,7 @@ mod tests {
             .map(|i| Target {
                 label: 0,
                 anchor: base.clean_codes.signs(i),
+                look: Vec::new(),
             })
             .collect();
         for kind in [AttackKind::Centre, AttackKind::Mainstay] {
@@ -409,6 +436,7 @@ mod tests {
             .map(|t| Target {
                 label: 0,
                 anchor: t.anchor.iter().map(|v| -v).collect(),
+                look: Vec::new(),
             })
             .collect();
         let one = AttackSpec {
@@ -448,6 +476,7 @@ mod tests {
             .map(|_| Target {
                 label: 1,
                 anchor: anchor.clone(),
+                look: Vec::new(),
             })
             .collect();
         let got = run_campaign(&model, imgs, &dhta, Some(&targets), 4, 0, &device, || ()).unwrap();

@@ -219,6 +219,7 @@ impl AttackSpec {
                 lambda1: 0.0075,
                 lambda2: 3.0,
                 blur: 2,
+                lambda4: 0.0,
             },
             rule: StepRule::Fixed,
         }

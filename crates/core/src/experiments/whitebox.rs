@@ -1,7 +1,7 @@
 //! The white-box study of the UMCD paper (§4.3, eq. 13, appendix Table 4 and Fig. 5): the
-//! attacker who knows UMCD, swept over λ1 for each λ2, scored by UMCD (one- and two-sided C3) and
-//! MeanBlur; and the same attacker with APGD steps and restarts. Typed config in, typed report
-//! out, Markdown rendering.
+//! attacker who knows UMCD, swept over λ1 for each λ2 (and λ4, hashguard's term against C4),
+//! scored by UMCD (one- and two-sided C3, with C4) and MeanBlur; and the same attacker with APGD
+//! steps and restarts. Typed config in, typed report out, Markdown rendering.
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ use super::detection::{
 use super::{AttackKind, AttackSpec, BackendInfo, Progress};
 use crate::attacks::{AdaptiveWeights, StepRule, dhta_targets};
 use crate::data::LabelSet;
-use crate::detectors::{Consistency, Decision};
+use crate::detectors::{Consistency, Decision, Thumbnails, thumbnail};
 use crate::metrics::{auc, evaluate_retrieval};
 use crate::retrieval::{HammingIndex, PackedCodes};
 use crate::run::OpenedRun;
@@ -38,6 +38,18 @@ pub struct WhiteboxConfig {
     pub apgd_steps: usize,
     /// Its random restarts.
     pub restarts: usize,
+    /// λ4 values (weight of L4, the thumbnail's distance to what the target retrieves, against
+    /// C4; 0 is the paper's attacker).
+    #[serde(default = "paper_lambda4")]
+    pub lambda4: Vec<f32>,
+    /// Targets that look like the query: of the target class, the database image whose
+    /// thumbnail is closest to the query's (instead of a random one), the C4-aware choice.
+    #[serde(default)]
+    pub lookalike: bool,
+}
+
+fn paper_lambda4() -> Vec<f32> {
+    vec![0.0]
 }
 
 impl Default for WhiteboxConfig {
@@ -49,6 +61,8 @@ impl Default for WhiteboxConfig {
             table4_lambda1: 0.0075,
             apgd_steps: 200,
             restarts: 2,
+            lambda4: paper_lambda4(),
+            lookalike: false,
         }
     }
 }
@@ -62,9 +76,22 @@ impl WhiteboxConfig {
                 "--lambda1 and --lambda2 need at least one value each".into(),
             ));
         }
-        if self.lambda1.iter().chain(&self.lambda2).any(bad) || bad(&self.table4_lambda1) {
+        if self.lambda4.is_empty() {
             return Err(Error::InvalidArgument(
-                "--lambda1, --lambda2 and --table4-lambda1 must be non-negative numbers".into(),
+                "--lambda4 needs at least one value (0: the paper's attacker)".into(),
+            ));
+        }
+        if self
+            .lambda1
+            .iter()
+            .chain(&self.lambda2)
+            .chain(&self.lambda4)
+            .any(bad)
+            || bad(&self.table4_lambda1)
+        {
+            return Err(Error::InvalidArgument(
+                "--lambda1, --lambda2, --lambda4 and --table4-lambda1 must be non-negative numbers"
+                    .into(),
             ));
         }
         if self.apgd_steps > 0 && self.restarts == 0 {
@@ -135,6 +162,9 @@ pub struct MeanTerms {
     pub l2: f64,
     /// L3, the distance to the blurred copy's code.
     pub l3: f64,
+    /// L4, the thumbnail's RMS distance to the target's look (0 when λ4 = 0).
+    #[serde(default)]
+    pub l4: f64,
 }
 
 /// One white-box attack (a λ1, λ2 and step rule) and how the detectors fare against it.
@@ -144,6 +174,9 @@ pub struct WhiteboxPoint {
     pub lambda1: f64,
     /// λ2.
     pub lambda2: f64,
+    /// λ4 (0: the paper's attacker).
+    #[serde(default)]
+    pub lambda4: f64,
     /// Fixed PGD or APGD.
     pub rule: StepRule,
     /// Iterations.
@@ -218,6 +251,9 @@ pub struct WhiteboxReport {
     pub fpr: f64,
     /// Table 4's λ1.
     pub table4_lambda1: f64,
+    /// Whether the targets were look-alikes ([`WhiteboxConfig::lookalike`]).
+    #[serde(default)]
+    pub lookalike: bool,
     /// How UMCD's k and blur were chosen.
     pub umcd: Selection,
     /// The sweep (Fig. 5), every λ2 × λ1.
@@ -256,7 +292,7 @@ pub fn run_whitebox(
     // Each query's target: a label it lacks and one benign database image's code of it (the
     // "benign neighbour" of eq. 10; a vote over one code is that code).
     let mut rng = ChaCha8Rng::seed_from_u64(detection.seed ^ 0xB0C5);
-    let targets = dhta_targets(
+    let mut targets = dhta_targets(
         &bench.query_labels(),
         index.codes(),
         &bench.db_labels,
@@ -264,26 +300,32 @@ pub fn run_whitebox(
         1,
         &mut rng,
     )?;
+    if config.lookalike || config.lambda4.iter().any(|&l| l != 0.0) {
+        give_looks(run, &bench, &mut targets, config.lookalike)?;
+    }
     let base = AttackSpec {
         step: detection.step,
         ..AttackSpec::new(AttackKind::Adaptive)
     }
     .with_eps(config.eps)
     .with_steps(detection.steps);
-    let spec = |lambda1, lambda2, rule, steps| AttackSpec {
+    let spec = |lambda1, lambda2, lambda4, rule, steps| AttackSpec {
         adaptive: AdaptiveWeights {
             lambda1,
             lambda2,
             blur: bench.umcd.blur,
+            lambda4,
         },
         rule,
         ..base.with_steps(steps)
     };
     let mut points = Vec::new();
     for &lambda2 in &config.lambda2 {
-        for &lambda1 in &config.sweep() {
-            let s = spec(lambda1, lambda2, StepRule::Fixed, detection.steps);
-            points.push(point(&bench, &targets, &s, progress)?);
+        for &lambda4 in &config.lambda4 {
+            for &lambda1 in &config.sweep() {
+                let s = spec(lambda1, lambda2, lambda4, StepRule::Fixed, detection.steps);
+                points.push(point(&bench, &targets, &s, progress)?);
+            }
         }
     }
     let mut apgd_points = Vec::new();
@@ -292,8 +334,16 @@ pub fn run_whitebox(
             restarts: config.restarts,
         };
         for &lambda2 in &config.lambda2 {
-            let s = spec(config.table4_lambda1, lambda2, rule, config.apgd_steps);
-            apgd_points.push(point(&bench, &targets, &s, progress)?);
+            for &lambda4 in &config.lambda4 {
+                let s = spec(
+                    config.table4_lambda1,
+                    lambda2,
+                    lambda4,
+                    rule,
+                    config.apgd_steps,
+                );
+                apgd_points.push(point(&bench, &targets, &s, progress)?);
+            }
         }
     }
     Ok(WhiteboxReport {
@@ -312,11 +362,61 @@ pub fn run_whitebox(
         },
         fpr: detection.fpr,
         table4_lambda1: decimal(config.table4_lambda1),
+        lookalike: config.lookalike,
         umcd: bench.selection.clone(),
         points,
         apgd_points,
         backend,
     })
+}
+
+/// Gives every target a look for the C4-aware attacker: the thumbnail, among the database
+/// images C4 would compare the query with once its code sits on the target (the target code's
+/// `c4.neighbours` nearest), closest to the query's own. With `lookalike` the target itself is
+/// first re-chosen: of its class, the database image whose thumbnail is closest to the
+/// query's, its code the new anchor.
+fn give_looks(
+    run: &OpenedRun,
+    bench: &DetectionBench<'_>,
+    targets: &mut [crate::attacks::Target],
+    lookalike: bool,
+) -> Result<()> {
+    let shape = bench.shape();
+    let c4 = bench.config.c4;
+    let mut thumbs = Thumbnails::for_shape(shape, c4.grid);
+    let per_chunk = ((64 << 20) / (4 * shape.len().max(1))).max(1);
+    for chunk in run.split.database.chunks(per_chunk) {
+        thumbs.push_images(&run.set.pixels_f32(chunk), shape, c4.grid);
+    }
+    let distance =
+        |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f32>();
+    let codes = bench.index.codes();
+    for (i, t) in targets.iter_mut().enumerate() {
+        let q = thumbnail(
+            &bench.q_pixels[i * shape.len()..(i + 1) * shape.len()],
+            shape,
+            c4.grid,
+        );
+        let closest = |items: &mut dyn Iterator<Item = usize>| {
+            items.min_by(|&a, &b| {
+                distance(thumbs.get(a), &q).total_cmp(&distance(thumbs.get(b), &q))
+            })
+        };
+        if lookalike {
+            let j =
+                closest(&mut (0..thumbs.count()).filter(|&j| bench.db_labels[j].contains(t.label)))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("no database image of class {}", t.label))
+                    })?;
+            t.anchor = codes.signs(j);
+        }
+        let anchor = PackedCodes::from_signs(codes.bits(), &t.anchor);
+        let near = bench.index.top_k(anchor.code(0), c4.neighbours);
+        let j = closest(&mut near.iter().map(|n| n.index))
+            .ok_or_else(|| Error::InvalidArgument("the database is empty".into()))?;
+        t.look = thumbs.get(j).to_vec();
+    }
+    Ok(())
 }
 
 /// One white-box attack over the test queries, scored by MeanBlur and UMCD.
@@ -338,6 +438,7 @@ fn point(
         l1: mean_terms(0),
         l2: mean_terms(1),
         l3: mean_terms(2),
+        l4: mean_terms(3),
     };
     let mut crafted = Crafted {
         label: spec.label(),
@@ -401,6 +502,7 @@ fn point(
     Ok(WhiteboxPoint {
         lambda1: decimal(spec.adaptive.lambda1),
         lambda2: decimal(spec.adaptive.lambda2),
+        lambda4: decimal(spec.adaptive.lambda4),
         rule: spec.rule,
         steps: spec.steps,
         success_rate,
@@ -428,22 +530,31 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
     let mut s = format!(
         "# White-box attacker vs UMCD (eq. 13)\n\n{} queries, eps {:.0}/255, PGD step {:.0}/255, \
          {} steps, targets: the code of one benign database image of a class the query lacks; BPDA \
-         through the mean blur. Detection at a {:.0}% FPR calibrated on benign images.\n\n\
-         ## Fig. 5 analogue\n\n| λ2 | λ1 | success % | UMCD detects % | successful & unflagged % | \
+         through the mean blur{}. Detection at a {:.0}% FPR calibrated on benign images. λ4 \
+         weighs L4, the thumbnail's distance to what the target retrieves (against C4; 0 is the \
+         paper's attacker).\n\n\
+         ## Fig. 5 analogue\n\n| λ2 | λ4 | λ1 | success % | UMCD detects % | successful & unflagged % | \
          AUC C1 | AUC C2 | AUC C3 | two-sided C3: detects % | successful & unflagged % | \
          UMCD + C4: detects % | successful & unflagged % | AUC C4 | MeanBlur detects % |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.queries,
         r.eps * 255.0,
         step * 255.0,
         r.pgd.steps,
+        if r.lookalike {
+            "; look-alike targets (of the target class, the database image whose thumbnail is \
+             closest to the query's)"
+        } else {
+            ""
+        },
         100.0 * r.fpr
     );
     let auc = |p: &WhiteboxPoint, i: usize| f3(p.umcd_criterion_auc.get(i).copied());
     for p in &r.points {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.lambda2,
+            p.lambda4,
             p.lambda1,
             pct(Some(p.success_rate)),
             pct(p.umcd.as_ref().map(|d| d.detection_rate)),
@@ -462,8 +573,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
     s.push_str(&format!(
         "\nFigures fig5_lambda2_*.png (and .svg): x = λ1 from 0 to the largest swept value; \
          success rate, UMCD detection rate and the AUC of C1, C2 and C3, with a legend.\n\n\
-         ## Table 4 analogue (λ1 = {})\n\n| Attacker | λ2 | Detector | TPR @ FPR 0.1 | TPR @ FPR 0.2 | success % |\n\
-         |---|---:|---|---:|---:|---:|\n",
+         ## Table 4 analogue (λ1 = {})\n\n| Attacker | λ2 | λ4 | Detector | TPR @ FPR 0.1 | TPR @ FPR 0.2 | success % |\n\
+         |---|---:|---:|---|---:|---:|---:|\n",
         r.table4_lambda1
     ));
     let apgd = format!("APGD-{}x{}", r.apgd.steps, r.apgd.restarts.unwrap_or(0));
@@ -481,8 +592,9 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
             ("MeanBlur", &p.meanblur),
         ] {
             s.push_str(&format!(
-                "| {attacker} | {} | {name} | {} | {} | {} |\n",
+                "| {attacker} | {} | {} | {name} | {} | {} | {} |\n",
                 p.lambda2,
+                p.lambda4,
                 f3(rates.as_ref().map(|d| d.tpr_at_fpr_0_1)),
                 f3(rates.as_ref().map(|d| d.tpr_at_fpr_0_2)),
                 pct(Some(p.success_rate)),

@@ -43,6 +43,15 @@ pub struct WhiteboxArgs {
     /// White-box: random restarts of the APGD attacker (each image keeps its lowest loss).
     #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2)]
     restarts: usize,
+    /// White-box: λ4 values (weight of L4, the RMS distance between the image's C4 thumbnail
+    /// and the closest thumbnail its target code retrieves: an attacker who also knows C4; 0 is
+    /// the paper's attacker).
+    #[arg(value_parser = crate::commands::non_negative::<f32>, long, value_delimiter = ',', default_value = "0")]
+    lambda4: Vec<f32>,
+    /// White-box: pick each target among its class as the database image that looks most
+    /// like the query (closest C4 thumbnail) instead of at random: the C4-aware choice.
+    #[arg(long)]
+    lookalike_targets: bool,
 }
 
 impl WhiteboxArgs {
@@ -55,6 +64,8 @@ impl WhiteboxArgs {
             table4_lambda1: self.table4_lambda1,
             apgd_steps: self.apgd_steps,
             restarts: self.restarts,
+            lambda4: self.lambda4.clone(),
+            lookalike: self.lookalike_targets,
         }
     }
 }
@@ -84,7 +95,7 @@ pub fn run(c: &DetectionArgs, w: &WhiteboxArgs, out: &Path, selected: &Selected)
         let mine: Vec<&WhiteboxPoint> = report
             .points
             .iter()
-            .filter(|p| p.lambda2 == decimal(lambda2))
+            .filter(|p| p.lambda2 == decimal(lambda2) && p.lambda4 == decimal(config.lambda4[0]))
             .collect();
         fig5(&mine, lambda2, &out.join(format!("fig5_lambda2_{lambda2}")))?;
     }
