@@ -182,7 +182,7 @@ mod tests {
 
     /// Flags whose value may be 0 (a seed, a class number, or 0 meaning "none" as its help
     /// says).
-    const ZERO_ALLOWED: [&str; 18] = [
+    const ZERO_ALLOWED: [&str; 19] = [
         "seed",
         "target",
         "device",
@@ -194,6 +194,7 @@ mod tests {
         "lambda1",
         "lambda2",
         "table4-lambda1",
+        "lambda4",
         "blur-tolerance",
         "weight-decay",
         "at-weight-decay",
