@@ -123,7 +123,17 @@ pub fn run(args: ExportArgs, selected: Selected) -> Result<()> {
                 path.display()
             );
         }
-        if report.model.as_deref().is_some_and(|m| m != model) || report.bits != run.bits() {
+        // Reports written before the weights fingerprint carry the whole file's FNV instead.
+        let legacy = || {
+            std::fs::read(run.dir.file("model.bpk"))
+                .map(hashguard_core::run::fingerprint)
+                .ok()
+        };
+        let other_model = report
+            .model
+            .as_deref()
+            .is_some_and(|m| m != model && legacy().as_deref() != Some(m));
+        if other_model || report.bits != run.bits() {
             bail!(
                 "{} attacked another model than {}'s: export it with the run it was made on",
                 path.display(),
