@@ -3,6 +3,8 @@
 //! perturbation of ε moves each thumbnail cell by at most ε, so an example pulled onto another
 //! category's codes keeps its own look while retrieving that category's images.
 
+use std::sync::Arc;
+
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +113,23 @@ impl Thumbnails {
         Self::new(shape.channels * cells)
     }
 
+    /// The thumbnails of the images `ids`, in that order. `pixels` decodes a slice of them
+    /// (row-major images in `shape`); it is asked for about 64 MiB of pixels at a time,
+    /// whatever the image size, so a large database never sits decoded in memory.
+    pub fn of_images(
+        ids: &[usize],
+        shape: ImageShape,
+        grid: usize,
+        mut pixels: impl FnMut(&[usize]) -> Vec<f32>,
+    ) -> Self {
+        let mut out = Self::for_shape(shape, grid);
+        let per_chunk = ((64 << 20) / (4 * shape.len().max(1))).max(1);
+        for chunk in ids.chunks(per_chunk) {
+            out.push_images(&pixels(chunk), shape, grid);
+        }
+        out
+    }
+
     /// Appends the thumbnails of `pixels` (whole images in `shape`).
     pub fn push_images(&mut self, pixels: &[f32], shape: ImageShape, grid: usize) {
         for image in pixels.chunks(shape.len().max(1)) {
@@ -159,8 +178,9 @@ pub struct Consistency<'a> {
     pub config: ConsistencyConfig,
     /// The retrieval database.
     pub index: &'a HammingIndex,
-    /// Its images' thumbnails (same order, same grid).
-    pub thumbnails: Thumbnails,
+    /// Its images' thumbnails (same order, same grid), shared with whoever else needs them
+    /// (the C4-aware white-box attacker).
+    pub thumbnails: Arc<Thumbnails>,
 }
 
 impl Consistency<'_> {
@@ -240,6 +260,35 @@ mod tests {
     }
 
     #[test]
+    fn thumbnails_of_images_decode_in_bounded_chunks_and_keep_the_order() {
+        let shape = super::super::TEST_SHAPE;
+        let image =
+            |id: usize| -> Vec<f32> { (0..64).map(|i| ((i * 3 + id) % 11) as f32).collect() };
+        let ids = [4, 0, 7];
+        let thumbs = Thumbnails::of_images(&ids, shape, 4, |chunk| {
+            chunk.iter().flat_map(|&id| image(id)).collect()
+        });
+        assert_eq!(thumbs.count(), 3);
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(thumbs.get(i), thumbnail(&image(id), shape, 4));
+        }
+        // A large image: about 64 MiB of pixels per request, never the whole list at once.
+        let big = ImageShape {
+            channels: 3,
+            height: 512,
+            width: 512,
+        };
+        let mut requests = Vec::new();
+        let thumbs = Thumbnails::of_images(&(0..25).collect::<Vec<_>>(), big, 2, |chunk| {
+            requests.push(chunk.len());
+            vec![0.5; chunk.len() * big.len()]
+        });
+        assert_eq!(requests, vec![21, 4]);
+        assert_eq!(thumbs.count(), 25);
+        assert!(thumbs.data.iter().all(|&v| v == 0.5));
+    }
+
+    #[test]
     fn c4_takes_the_closest_neighbours_and_an_eps_perturbation_moves_it_at_most_eps() {
         let mut thumbs = Thumbnails::new(2);
         thumbs.data = vec![0.0, 0.0, 1.0, 1.0, 0.5, 0.5];
@@ -273,7 +322,7 @@ mod tests {
         let det = Consistency {
             config,
             index: &index,
-            thumbnails: thumbs,
+            thumbnails: thumbs.into(),
         };
         // Outside the database each image finds itself: C4 = 0.
         let s = det
@@ -293,7 +342,7 @@ mod tests {
         let mut coarse = Thumbnails::new(4);
         coarse.push_images(&pixels, shape, 2);
         let det = Consistency {
-            thumbnails: coarse,
+            thumbnails: coarse.into(),
             ..det
         };
         assert!(det.score(&model, batch, &device).is_err());

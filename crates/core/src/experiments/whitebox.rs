@@ -4,6 +4,7 @@
 //! steps and restarts. Typed config in, typed report out, Markdown rendering.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -383,11 +384,15 @@ fn give_looks(
 ) -> Result<()> {
     let shape = bench.shape();
     let c4 = bench.config.c4;
-    let mut thumbs = Thumbnails::for_shape(shape, c4.grid);
-    let per_chunk = ((64 << 20) / (4 * shape.len().max(1))).max(1);
-    for chunk in run.split.database.chunks(per_chunk) {
-        thumbs.push_images(&run.set.pixels_f32(chunk), shape, c4.grid);
-    }
+    let thumbs = match &bench.c4_thumbnails {
+        Some(t) => t.clone(),
+        None => Arc::new(Thumbnails::of_images(
+            &run.split.database,
+            shape,
+            c4.grid,
+            |ids| run.set.pixels_f32(ids),
+        )),
+    };
     let distance =
         |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f32>();
     let codes = bench.index.codes();

@@ -3,6 +3,7 @@
 //! queries; then attacks crafted (or taken from the example cache) and scored against it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -64,6 +65,8 @@ pub struct DetectionBench<'a> {
     /// Supervised LID's per-layer features of the benign images (when LID is among the
     /// detectors).
     pub supervised_lid: Option<SupervisedLid>,
+    /// The database thumbnails C4 compares with (when C4 is among the detectors).
+    pub c4_thumbnails: Option<Arc<Thumbnails>>,
     /// UMCD's k and blur.
     pub umcd: UmcdConfig,
     /// How they were chosen.
@@ -205,14 +208,16 @@ impl<'a> DetectionBench<'a> {
                 detectors.push(Box::new(FeatureSqueeze::new(name, filter)?));
             }
         }
+        let mut c4_thumbnails = None;
         if wanted(Consistency::NAME) {
             let config = c.c4;
-            let mut thumbnails = Thumbnails::for_shape(shape, config.grid);
-            // About 64 MiB of decoded pixels at a time, whatever the image size.
-            let per_chunk = ((64 << 20) / (4 * shape.len().max(1))).max(1);
-            for chunk in split.database.chunks(per_chunk) {
-                thumbnails.push_images(&set.pixels_f32(chunk), shape, config.grid);
-            }
+            let thumbnails = Arc::new(Thumbnails::of_images(
+                &split.database,
+                shape,
+                config.grid,
+                |ids| set.pixels_f32(ids),
+            ));
+            c4_thumbnails = Some(thumbnails.clone());
             detectors.push(Box::new(Consistency {
                 config,
                 index,
@@ -332,6 +337,7 @@ impl<'a> DetectionBench<'a> {
             benign_test,
             umcd_variants,
             supervised_lid,
+            c4_thumbnails,
             umcd,
             selection,
             device: device.clone(),
