@@ -414,6 +414,17 @@ mod tests {
         width: 8,
     };
 
+    /// PGD-20 at 32/255 without a random start: the white-box tests' budget.
+    fn pgd20() -> Budget {
+        Budget {
+            eps: 32.0 / 255.0,
+            step: 2.0 / 255.0,
+            steps: 20,
+            random_start: false,
+            relax: 1.0,
+        }
+    }
+
     #[test]
     fn bpda_blurs_forward_and_passes_gradients_as_identity() {
         let device = Device::flex();
@@ -504,13 +515,7 @@ mod tests {
         };
         let before = adaptive_loss(&model, x.clone(), targets.clone(), None, &weights).unwrap();
         let before = read(before.total).unwrap();
-        let budget = Budget {
-            eps: 32.0 / 255.0,
-            step: 2.0 / 255.0,
-            steps: 20,
-            random_start: false,
-            relax: 1.0,
-        };
+        let budget = pgd20();
         for rule in [StepRule::Fixed, StepRule::Apgd { restarts: 2 }] {
             let mut calls = 0;
             let (adv, terms) = adaptive_attack(
@@ -603,13 +608,7 @@ mod tests {
                 .sqrt();
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
         }
-        let budget = Budget {
-            eps: 32.0 / 255.0,
-            step: 2.0 / 255.0,
-            steps: 20,
-            random_start: false,
-            relax: 1.0,
-        };
+        let budget = pgd20();
         let run = |weights: &AdaptiveWeights| {
             let (_, t) = adaptive_attack(
                 &model,

@@ -7,6 +7,24 @@ use crate::experiments::BackendInfo;
 use crate::experiments::detection::Selection;
 use crate::run::RunDir;
 
+/// A Table 3 report of `rows` with `pending` rows not evaluated yet.
+fn table3(rows: Vec<RowReport>, pending: &[&str]) -> Table3Report {
+    Table3Report {
+        table: 3,
+        base_run: PathBuf::from("run"),
+        at_eps: 8.0 / 255.0,
+        settings: rows[0].settings.clone(),
+        checks: rows.iter().map(MaskingChecks::of).collect(),
+        rows,
+        backend: BackendInfo {
+            kind: "cpu".into(),
+            adapter: String::new(),
+        },
+        paper_cifar10_freeat: paper_rows(),
+        pending: pending.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
 #[test]
 fn rows_cover_each_term_and_count_updates_per_batch() {
     let config = RobustnessConfig {
@@ -186,20 +204,7 @@ fn masking_checks_flag_each_symptom() {
     // Seeds of one method render as one row with mean ± std and a split verdict.
     let base = report("no AT", 0, &[0.83, 0.4, 0.36], &[(0.3, None), (0.1, None)]);
     let rows = vec![base, sound, masked, noisy];
-    let table = Table3Report {
-        table: 3,
-        base_run: PathBuf::from("run"),
-        at_eps: 8.0 / 255.0,
-        settings: rows[0].settings.clone(),
-        checks: rows.iter().map(MaskingChecks::of).collect(),
-        rows,
-        backend: BackendInfo {
-            kind: "cpu".into(),
-            adapter: String::new(),
-        },
-        paper_cifar10_freeat: paper_rows(),
-        pending: Vec::new(),
-    };
+    let table = table3(rows, &[]);
     assert_eq!(grouped(&table.rows).len(), 2);
     let md = table3_markdown(&table);
     assert!(
@@ -252,20 +257,7 @@ fn a_partial_table_names_its_missing_rows_and_short_seed_counts() {
         report("cgat", 1, &[0.8, 0.74, 0.71], &[]),
         report("saat", 0, &[0.8, 0.75, 0.73], &[]),
     ];
-    let table = Table3Report {
-        table: 3,
-        base_run: PathBuf::from("run"),
-        at_eps: 8.0 / 255.0,
-        settings: rows[0].settings.clone(),
-        checks: rows.iter().map(MaskingChecks::of).collect(),
-        rows,
-        backend: BackendInfo {
-            kind: "cpu".into(),
-            adapter: String::new(),
-        },
-        paper_cifar10_freeat: paper_rows(),
-        pending: vec!["saat-r1".into()],
-    };
+    let table = table3(rows, &["saat-r1"]);
     let md = table3_markdown(&table);
     assert!(md.contains("| cgat | 0.800 ± 0.000 |"), "{md}");
     assert!(md.contains("| saat (1 of 2 seeds) | 0.800 |"), "{md}");
