@@ -23,6 +23,21 @@ pub fn pick(choice: BackendChoice, list: &[usize]) -> anyhow::Result<(Selected, 
     Ok((main, more))
 }
 
+/// What Burn's default device must be for `choice`, when it must be set (`BURN_DEVICE`).
+///
+/// Burn places a few things on its default device, not on the one a run picked: an
+/// optimiser's state read back from a checkpoint lands there, and moves to the parameters'
+/// device at the next step. In a build with wgpu that default is wgpu, so resuming a CPU run
+/// would start a wgpu runtime (seconds of set-up on a software adapter) and, on a machine
+/// with no adapter at all, panic. The CPU (Flex, in every native build) is the safe default
+/// for `cpu` and for `auto`, which falls back to it; `wgpu` and `cuda` keep Burn's own.
+pub fn burn_default_device(choice: BackendChoice) -> Option<&'static str> {
+    match choice {
+        BackendChoice::Cpu | BackendChoice::Auto => Some("flex"),
+        BackendChoice::Wgpu | BackendChoice::Cuda => None,
+    }
+}
+
 /// Parses `--backend`.
 pub fn choice(s: &str) -> Result<BackendChoice, String> {
     s.parse().map_err(|e: hashguard_core::Error| e.to_string())

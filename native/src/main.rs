@@ -111,6 +111,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     config::record(&definition, &matches);
+    set_burn_default_device(cli.backend);
     let result = (|| {
         ReadLimits {
             max_side: cli.max_image_side,
@@ -159,6 +160,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sets Burn's default device for `choice` ([`backend::burn_default_device`]) unless the
+/// user set `BURN_DEVICE`. Called while the process has one thread.
+#[allow(unsafe_code)]
+fn set_burn_default_device(choice: BackendChoice) {
+    if let Some(default) = backend::burn_default_device(choice)
+        && std::env::var_os("BURN_DEVICE").is_none()
+    {
+        // SAFETY: `main` calls this before anything starts a second thread (only the
+        // arguments and config files have been read), so no thread reads the environment
+        // while it changes.
+        unsafe { std::env::set_var("BURN_DEVICE", default) };
+    }
+}
+
 /// The error and its causes on one line.
 fn one_line(e: &anyhow::Error) -> String {
     e.chain()
@@ -172,6 +187,16 @@ mod tests {
     use clap::CommandFactory;
 
     use super::Cli;
+
+    #[test]
+    fn burn_s_default_device_is_the_cpu_unless_a_gpu_backend_is_named() {
+        use super::BackendChoice;
+        use crate::backend::burn_default_device;
+        assert_eq!(burn_default_device(BackendChoice::Cpu), Some("flex"));
+        assert_eq!(burn_default_device(BackendChoice::Auto), Some("flex"));
+        assert_eq!(burn_default_device(BackendChoice::Wgpu), None);
+        assert_eq!(burn_default_device(BackendChoice::Cuda), None);
+    }
 
     #[test]
     fn flags_are_consistent() {

@@ -359,6 +359,24 @@ fn a_killed_training_resumes_from_its_last_checkpoint() {
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
+/// Resuming a CPU run never starts wgpu. Burn reads an optimiser's state back onto its default
+/// device, which is wgpu in this build unless the CLI sets it; here wgpu's default adapter is
+/// one that cannot exist, so a resume that touched wgpu would panic.
+#[test]
+fn a_cpu_resume_never_starts_wgpu() {
+    let data = tiny_data();
+    let work = tempfile::tempdir().unwrap();
+    let run_dir = tiny_run(work.path(), data.path(), 1);
+    let out = hashguard()
+        .args(["train", "--out", s(&run_dir), "--resume"])
+        .env("CUBECL_WGPU_DEFAULT_DEVICE", "DiscreteGpu(7)")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+}
+
 #[test]
 fn missing_data_dir() {
     let work = tempfile::tempdir().unwrap();
