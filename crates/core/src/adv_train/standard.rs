@@ -738,6 +738,11 @@ impl Trainer {
 
     /// Restores a checkpoint written by [`Trainer::checkpoint`] and [`Trainer::loss_state`]
     /// after `history.len()` epochs (an empty loss state starts DPSH's bank from zeros).
+    ///
+    /// Burn reads the optimiser's state onto its default device (`BURN_DEVICE`, else the first
+    /// GPU backend compiled in) and moves it to the parameters' device at the next step: a
+    /// caller training on the CPU in a build with wgpu sets `BURN_DEVICE=flex` first, as the
+    /// CLI does, or the restore starts a wgpu runtime.
     pub fn restore(
         &mut self,
         model: Vec<u8>,
