@@ -1552,6 +1552,8 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
         "--lambda4",
         "0,50",
         "--lookalike-targets",
+        "--looks",
+        "3",
         "--apgd-steps",
         "0",
     ];
@@ -1565,6 +1567,7 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(c4_dir.join("whitebox.json")).unwrap()).unwrap();
     assert_eq!(report["lookalike"], true);
+    assert_eq!(report["looks"], 3);
     let points = report["points"].as_array().unwrap();
     let l4: Vec<(f64, f64)> = points
         .iter()
@@ -1588,6 +1591,11 @@ fn whitebox_sweeps_lambdas_and_writes_table_4_and_fig_5() {
     let mut bad = c4_args.clone();
     bad.push("--lambda4=-1");
     assert_rejected(&run(&bad), "--lambda4");
+    // More looks than C4 has neighbours is refused, naming both flags.
+    let mut bad = c4_args.clone();
+    let at = bad.iter().position(|a| *a == "--looks").unwrap();
+    bad[at + 1] = "101";
+    assert_clean_error(&run(&bad), "--looks 101: C4 compares with 100 neighbours");
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub struct AdaptiveWeights {
     pub lambda2: f32,
     /// Side of the mean-blur window t (UMCD's C3 filter).
     pub blur: usize,
-    /// λ4, weight of L4 = RMS distance between x''s thumbnail and the look each target
+    /// λ4, weight of L4 = mean RMS distance between x''s thumbnail and the looks each target
     /// carries (against C4, retrieval consistency; not in the paper, 0 leaves its attacker).
     #[serde(default)]
     pub lambda4: f32,
@@ -51,7 +51,7 @@ pub struct AdaptiveTerms {
     pub l2: Vec<f32>,
     /// L3 = D_h(f(t(x')), f(x')) = (K − f(t(x'))·f(x')) / 2.
     pub l3: Vec<f32>,
-    /// L4 = RMS distance of x''s thumbnail to its look (0 without looks).
+    /// L4 = mean RMS distance of x''s thumbnail to its looks (0 without looks).
     pub l4: Vec<f32>,
 }
 
@@ -112,21 +112,23 @@ pub struct LossTerms {
     pub l2: Tensor<1>,
     /// L3, the distance to the blurred copy's code.
     pub l3: Tensor<1>,
-    /// L4, the thumbnail's RMS distance to the look (zeros without looks).
+    /// L4, the thumbnail's mean RMS distance to the looks (zeros without looks).
     pub l4: Tensor<1>,
 }
 
-/// Eq. 13 per image, L1 + λ1·L2 + λ2·L3, plus λ4·L4 when `looks` are given (each image's
-/// wanted thumbnail, [`thumbnail_tensor`]'s layout; its length fixes the grid).
+/// Eq. 13 per image, L1 + λ1·L2 + λ2·L3, plus λ4·L4 when `looks` are given: each image's
+/// wanted thumbnails ([`thumbnail_tensor`]'s layout; their length fixes the grid), L4 the mean
+/// of its RMS distances to them. C4 averages over the closest few of the images the code
+/// retrieves, so an attacker who knows it pulls towards as many.
 ///
 /// # Shapes
 /// - `x`: `[batch, channels, height, width]`; `targets`: `[batch, bits]` in ±1;
-///   `looks`: `[batch, channels · grid²]`
+///   `looks`: `[batch, looks per image, channels · grid²]`
 pub fn adaptive_loss(
     model: &HashNet,
     x: Tensor<4>,
     targets: Tensor<2>,
-    looks: Option<Tensor<2>>,
+    looks: Option<Tensor<3>>,
     weights: &AdaptiveWeights,
 ) -> Result<LossTerms> {
     let [n, c, h, w] = x.dims();
@@ -137,20 +139,22 @@ pub fn adaptive_loss(
     };
     let l4 = match looks {
         Some(looks) => {
-            let cells = looks.dims()[1] / c.max(1);
-            let grid = (cells as f64).sqrt().round() as usize;
-            if grid == 0 || c * grid * grid != looks.dims()[1] || looks.dims()[0] != n {
+            let [rows, m, len] = looks.dims();
+            let grid = ((len / c.max(1)) as f64).sqrt().round() as usize;
+            if grid == 0 || m == 0 || c * grid * grid != len || rows != n {
                 return Err(Error::InvalidArgument(format!(
-                    "looks of shape {:?} are not {n} thumbnails of {c} channel(s) on a square grid",
+                    "looks of shape {:?} are not {n} sets of thumbnails of {c} channel(s) on a \
+                     square grid",
                     looks.dims()
                 )));
             }
-            let d = thumbnail_tensor(x.clone(), grid) - looks;
+            let d = thumbnail_tensor(x.clone(), grid).unsqueeze_dim::<3>(1) - looks;
             (d.clone() * d)
-                .mean_dim(1)
-                .flatten::<1>(0, 1)
+                .mean_dim(2)
                 .add_scalar(1e-12)
                 .sqrt()
+                .mean_dim(1)
+                .flatten::<1>(0, 2)
         }
         None => Tensor::<1>::zeros([n], &x.device()),
     };
@@ -189,7 +193,7 @@ pub fn adaptive_attack(
     model: &HashNet,
     images: Tensor<4>,
     targets: Tensor<2>,
-    looks: Option<Tensor<2>>,
+    looks: Option<Tensor<3>>,
     weights: &AdaptiveWeights,
     budget: &Budget,
     rule: StepRule,
@@ -579,7 +583,15 @@ mod tests {
         let model = tiny_model(&device);
         let x = images(12, 3, &device);
         let targets = sign_codes(model.forward(images(13, 3, &device))).neg();
-        let looks = Tensor::<2>::full([3, 9], 0.9, &device);
+        // Two looks per image, 0.9 and 0.1 everywhere: L4 is the mean of the two distances.
+        let two = Tensor::cat(
+            vec![
+                Tensor::<3>::full([3, 1, 9], 0.9, &device),
+                Tensor::<3>::full([3, 1, 9], 0.1, &device),
+            ],
+            1,
+        );
+        let looks = Tensor::<3>::full([3, 1, 9], 0.9, &device);
         let mut weights = AdaptiveWeights {
             lambda1: 0.0,
             lambda2: 0.3,
@@ -590,23 +602,27 @@ mod tests {
             .into_data()
             .try_to_vec()
             .unwrap();
-        let l4 = adaptive_loss(
-            &model,
-            x.clone(),
-            targets.clone(),
-            Some(looks.clone()),
-            &weights,
-        )
-        .unwrap()
-        .l4;
-        for (i, got) in read(l4).unwrap().iter().enumerate() {
-            let want = (thumbs[i * 9..(i + 1) * 9]
+        let l4 = adaptive_loss(&model, x.clone(), targets.clone(), Some(two), &weights)
+            .unwrap()
+            .l4;
+        let rms = |i: usize, look: f32| {
+            (thumbs[i * 9..(i + 1) * 9]
                 .iter()
-                .map(|t| (t - 0.9).powi(2))
+                .map(|t| (t - look).powi(2))
                 .sum::<f32>()
                 / 9.0)
-                .sqrt();
+                .sqrt()
+        };
+        for (i, got) in read(l4).unwrap().iter().enumerate() {
+            let want = (rms(i, 0.9) + rms(i, 0.1)) / 2.0;
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        }
+        // Looks for another grid or another batch are refused.
+        for bad in [[3, 1, 8], [2, 1, 9]] {
+            let wrong = Tensor::<3>::zeros(bad, &device);
+            assert!(
+                adaptive_loss(&model, x.clone(), targets.clone(), Some(wrong), &weights).is_err()
+            );
         }
         let budget = pgd20();
         let run = |weights: &AdaptiveWeights| {

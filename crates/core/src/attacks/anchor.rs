@@ -79,9 +79,10 @@ pub struct Target {
     pub label: usize,
     /// The code it is pulled onto, `bits` values of ±1.
     pub anchor: Vec<f32>,
-    /// The thumbnail the C4-aware white-box attacker pulls the image towards
-    /// ([`super::adaptive_loss`]'s looks; empty for every other attack).
-    pub look: Vec<f32>,
+    /// The thumbnails the C4-aware white-box attacker pulls the image towards, each
+    /// [`super::thumbnail_tensor`]'s layout ([`super::adaptive_loss`]'s looks; empty for every
+    /// other attack).
+    pub looks: Vec<Vec<f32>>,
 }
 
 /// The one routine choosing targeted attacks' goals: for each query a target label it lacks
@@ -107,7 +108,7 @@ pub fn dhta_targets(
             Ok(Target {
                 label,
                 anchor,
-                look: Vec::new(),
+                looks: Vec::new(),
             })
         })
         .collect()

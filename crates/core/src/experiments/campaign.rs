@@ -253,21 +253,25 @@ fn anchor_tensor(targets: &[Target], bits: usize, device: &Device) -> Tensor<2> 
     Tensor::<2>::from_data(TensorData::new(flat, [targets.len(), bits]), device)
 }
 
-/// The targets' looks as one `[batch, len]` tensor; refused unless every target has one of
-/// the same length.
-fn look_tensor(targets: &[Target], device: &Device) -> Result<Tensor<2>> {
-    let len = targets.first().map_or(0, |t| t.look.len());
-    if len == 0 || targets.iter().any(|t| t.look.len() != len) {
+/// The targets' looks as one `[batch, looks, len]` tensor; refused unless every target has as
+/// many looks as the others, all of one length.
+fn look_tensor(targets: &[Target], device: &Device) -> Result<Tensor<3>> {
+    let first = targets.first().map(|t| &t.looks);
+    let (m, len) = first.map_or((0, 0), |l| (l.len(), l.first().map_or(0, Vec::len)));
+    let uneven = |t: &Target| t.looks.len() != m || t.looks.iter().any(|l| l.len() != len);
+    if m == 0 || len == 0 || targets.iter().any(uneven) {
         return Err(Error::InvalidArgument(
-            "the white-box attacker's C4 term (λ4) needs a look (thumbnail) per target".into(),
+            "the white-box attacker's C4 term (λ4) needs the same number of looks (thumbnails) \
+             per target"
+                .into(),
         ));
     }
     let flat: Vec<f32> = targets
         .iter()
-        .flat_map(|t| t.look.iter().copied())
+        .flat_map(|t| t.looks.iter().flatten().copied())
         .collect();
-    Ok(Tensor::<2>::from_data(
-        TensorData::new(flat, [targets.len(), len]),
+    Ok(Tensor::<3>::from_data(
+        TensorData::new(flat, [targets.len(), m, len]),
         device,
     ))
 }
@@ -419,7 +423,7 @@ mod tests {
             .map(|i| Target {
                 label: 0,
                 anchor: base.clean_codes.signs(i),
-                look: Vec::new(),
+                looks: Vec::new(),
             })
             .collect();
         for kind in [AttackKind::Centre, AttackKind::Mainstay] {
@@ -436,7 +440,7 @@ mod tests {
             .map(|t| Target {
                 label: 0,
                 anchor: t.anchor.iter().map(|v| -v).collect(),
-                look: Vec::new(),
+                looks: Vec::new(),
             })
             .collect();
         let one = AttackSpec {
@@ -476,7 +480,7 @@ mod tests {
             .map(|_| Target {
                 label: 1,
                 anchor: anchor.clone(),
-                look: Vec::new(),
+                looks: Vec::new(),
             })
             .collect();
         let got = run_campaign(&model, imgs, &dhta, Some(&targets), 4, 0, &device, || ()).unwrap();

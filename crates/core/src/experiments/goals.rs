@@ -58,7 +58,7 @@ pub fn attack_goals(
             Ok(Target {
                 label,
                 anchor: code.to_vec(),
-                look: Vec::new(),
+                looks: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>>>()

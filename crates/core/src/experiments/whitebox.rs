@@ -47,6 +47,15 @@ pub struct WhiteboxConfig {
     /// thumbnail is closest to the query's (instead of a random one), the C4-aware choice.
     #[serde(default)]
     pub lookalike: bool,
+    /// How many thumbnails L4 pulls towards: the closest to the query's among the images the
+    /// target code retrieves (C4 averages over its `nearest` closest, 5 by default; 1 is the
+    /// attacker of the first C4-aware runs).
+    #[serde(default = "one_look")]
+    pub looks: usize,
+}
+
+fn one_look() -> usize {
+    1
 }
 
 fn paper_lambda4() -> Vec<f32> {
@@ -64,6 +73,7 @@ impl Default for WhiteboxConfig {
             restarts: 2,
             lambda4: paper_lambda4(),
             lookalike: false,
+            looks: one_look(),
         }
     }
 }
@@ -94,6 +104,9 @@ impl WhiteboxConfig {
                 "--lambda1, --lambda2, --lambda4 and --table4-lambda1 must be non-negative numbers"
                     .into(),
             ));
+        }
+        if self.looks == 0 {
+            return Err(Error::InvalidArgument("--looks must be at least 1".into()));
         }
         if self.apgd_steps > 0 && self.restarts == 0 {
             return Err(Error::InvalidArgument(
@@ -255,6 +268,10 @@ pub struct WhiteboxReport {
     /// Whether the targets were look-alikes ([`WhiteboxConfig::lookalike`]).
     #[serde(default)]
     pub lookalike: bool,
+    /// Thumbnails per target L4 pulls towards ([`WhiteboxConfig::looks`]; reports from
+    /// before the setting used 1).
+    #[serde(default = "one_look")]
+    pub looks: usize,
     /// How UMCD's k and blur were chosen.
     pub umcd: Selection,
     /// The sweep (Fig. 5), every λ2 × λ1.
@@ -282,6 +299,13 @@ pub fn run_whitebox(
     progress: &mut dyn Progress,
 ) -> Result<WhiteboxReport> {
     config.validate()?;
+    if config.looks > detection.c4.neighbours {
+        return Err(Error::InvalidArgument(format!(
+            "--looks {}: C4 compares with {} neighbours (--c4-neighbours), so at most that many \
+             looks",
+            config.looks, detection.c4.neighbours
+        )));
+    }
     let bench = DetectionBench::prepare(
         run,
         index,
@@ -302,7 +326,7 @@ pub fn run_whitebox(
         &mut rng,
     )?;
     if config.lookalike || config.lambda4.iter().any(|&l| l != 0.0) {
-        give_looks(run, &bench, &mut targets, config.lookalike)?;
+        give_looks(run, &bench, &mut targets, config.lookalike, config.looks)?;
     }
     let base = AttackSpec {
         step: detection.step,
@@ -364,6 +388,7 @@ pub fn run_whitebox(
         fpr: detection.fpr,
         table4_lambda1: decimal(config.table4_lambda1),
         lookalike: config.lookalike,
+        looks: config.looks,
         umcd: bench.selection.clone(),
         points,
         apgd_points,
@@ -371,16 +396,17 @@ pub fn run_whitebox(
     })
 }
 
-/// Gives every target a look for the C4-aware attacker: the thumbnail, among the database
-/// images C4 would compare the query with once its code sits on the target (the target code's
-/// `c4.neighbours` nearest), closest to the query's own. With `lookalike` the target itself is
-/// first re-chosen: of its class, the database image whose thumbnail is closest to the
-/// query's, its code the new anchor.
+/// Gives every target `looks` looks for the C4-aware attacker: the thumbnails, among the
+/// database images C4 would compare the query with once its code sits on the target (the
+/// target code's `c4.neighbours` nearest), closest to the query's own. With `lookalike` the
+/// target itself is first re-chosen: of its class, the database image whose thumbnail is
+/// closest to the query's, its code the new anchor.
 fn give_looks(
     run: &OpenedRun,
     bench: &DetectionBench<'_>,
     targets: &mut [crate::attacks::Target],
     lookalike: bool,
+    looks: usize,
 ) -> Result<()> {
     let shape = bench.shape();
     let c4 = bench.config.c4;
@@ -416,10 +442,23 @@ fn give_looks(
             t.anchor = codes.signs(j);
         }
         let anchor = PackedCodes::from_signs(codes.bits(), &t.anchor);
-        let near = bench.index.top_k(anchor.code(0), c4.neighbours);
-        let j = closest(&mut near.iter().map(|n| n.index))
-            .ok_or_else(|| Error::InvalidArgument("the database is empty".into()))?;
-        t.look = thumbs.get(j).to_vec();
+        let mut near: Vec<(f32, usize)> = bench
+            .index
+            .top_k(anchor.code(0), c4.neighbours)
+            .iter()
+            .map(|n| (distance(thumbs.get(n.index), &q), n.index))
+            .collect();
+        if near.len() < looks {
+            return Err(Error::InvalidArgument(format!(
+                "the database has {} images, fewer than --looks {looks}",
+                near.len()
+            )));
+        }
+        near.sort_by(|a, b| a.0.total_cmp(&b.0));
+        t.looks = near[..looks]
+            .iter()
+            .map(|&(_, j)| thumbs.get(j).to_vec())
+            .collect();
     }
     Ok(())
 }
@@ -536,8 +575,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
         "# White-box attacker vs UMCD (eq. 13)\n\n{} queries, eps {:.0}/255, PGD step {:.0}/255, \
          {} steps, targets: the code of one benign database image of a class the query lacks; BPDA \
          through the mean blur{}. Detection at a {:.0}% FPR calibrated on benign images. λ4 \
-         weighs L4, the thumbnail's distance to what the target retrieves (against C4; 0 is the \
-         paper's attacker).\n\n\
+         weighs L4, the thumbnail's mean distance to the {} thumbnail(s) closest to it among what \
+         the target retrieves (against C4; 0 is the paper's attacker).\n\n\
          ## Fig. 5 analogue\n\n| λ2 | λ4 | λ1 | success % | UMCD detects % | successful & unflagged % | \
          AUC C1 | AUC C2 | AUC C3 | two-sided C3: detects % | successful & unflagged % | \
          UMCD + C4: detects % | successful & unflagged % | AUC C4 | MeanBlur detects % |\n\
@@ -552,7 +591,8 @@ pub fn whitebox_markdown(r: &WhiteboxReport) -> String {
         } else {
             ""
         },
-        100.0 * r.fpr
+        100.0 * r.fpr,
+        r.looks
     );
     let auc = |p: &WhiteboxPoint, i: usize| f3(p.umcd_criterion_auc.get(i).copied());
     for p in &r.points {

@@ -43,15 +43,19 @@ pub struct WhiteboxArgs {
     /// White-box: random restarts of the APGD attacker (each image keeps its lowest loss).
     #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 2)]
     restarts: usize,
-    /// White-box: λ4 values (weight of L4, the RMS distance between the image's C4 thumbnail
-    /// and the closest thumbnail its target code retrieves: an attacker who also knows C4; 0 is
-    /// the paper's attacker).
+    /// White-box: λ4 values (weight of L4, the mean RMS distance between the image's C4
+    /// thumbnail and the --looks thumbnails closest to it among what its target code retrieves:
+    /// an attacker who also knows C4; 0 is the paper's attacker).
     #[arg(value_parser = crate::commands::non_negative::<f32>, long, value_delimiter = ',', default_value = "0")]
     lambda4: Vec<f32>,
     /// White-box: pick each target among its class as the database image that looks most
     /// like the query (closest C4 thumbnail) instead of at random: the C4-aware choice.
     #[arg(long)]
     lookalike_targets: bool,
+    /// White-box: how many retrieved thumbnails L4 pulls towards (C4 averages over its
+    /// --c4-nearest closest, 5; 1 was the first C4-aware attacker's).
+    #[arg(value_parser = crate::commands::positive::<usize>, long, default_value_t = 1)]
+    looks: usize,
 }
 
 impl WhiteboxArgs {
@@ -66,6 +70,7 @@ impl WhiteboxArgs {
             restarts: self.restarts,
             lambda4: self.lambda4.clone(),
             lookalike: self.lookalike_targets,
+            looks: self.looks,
         }
     }
 }
