@@ -1,9 +1,11 @@
-//! Grouped bar charts: one group per row of a table, one bar per column.
+//! Grouped bar charts: one group per row of a table, one bar per column, with optional
+//! whiskers (a mean over seeds ± its standard deviation).
 
 use std::path::Path;
 
 use anyhow::Result;
 use plotters::coord::Shift;
+use plotters::element::ErrorBar;
 use plotters::prelude::*;
 
 use super::{Axes, Figure, err, legend, render, swatch};
@@ -13,6 +15,7 @@ struct BarChart<'a> {
     groups: &'a [String],
     series: &'a [(String, RGBColor)],
     values: &'a [Vec<f64>],
+    errors: Option<&'a [Vec<f64>]>,
 }
 
 impl Figure for BarChart<'_> {
@@ -61,18 +64,38 @@ impl Figure for BarChart<'_> {
                 .label(name.as_str())
                 .legend(swatch(*colour));
         }
+        if let Some(errors) = self.errors {
+            for (j, _) in self.series.iter().enumerate() {
+                let whiskers =
+                    self.values
+                        .iter()
+                        .zip(errors)
+                        .enumerate()
+                        .filter_map(|(g, (row, spread))| {
+                            let (v, e) = (*row.get(j)?, *spread.get(j)?);
+                            (e.is_finite() && e > 0.0).then(|| {
+                                let x = g as f64 - 0.4 + width * (j as f64 + 0.45);
+                                ErrorBar::new_vertical(x, v - e, v, v + e, BLACK.stroke_width(2), 6)
+                            })
+                        });
+                chart.draw_series(whiskers).map_err(err)?;
+            }
+        }
         legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
 }
 
 /// Grouped bars: one group per `groups` entry, one bar per `series` in it (`values[group]
-/// [series]`), as `stem.png`/`.svg`; `axes.x_range` is ignored.
+/// [series]`), as `stem.png`/`.svg`; `axes.x_range` is ignored. `errors`, shaped like
+/// `values`, draws a ± whisker on each bar whose entry is finite and above 0 (a one-seed
+/// mean's 0 draws none).
 pub fn grouped_bars(
     stem: &Path,
     axes: &Axes,
     groups: &[String],
     series: &[(String, RGBColor)],
     values: &[Vec<f64>],
+    errors: Option<&[Vec<f64>]>,
 ) -> Result<()> {
     render(
         stem,
@@ -81,6 +104,7 @@ pub fn grouped_bars(
             groups,
             series,
             values,
+            errors,
         },
     )
 }

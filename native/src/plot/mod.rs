@@ -202,7 +202,18 @@ mod tests {
         let bars = dir.path().join("bars");
         let groups = ["no AT".to_string(), "FreeAT".to_string()];
         let legend = [("benign".to_string(), PALETTE[2])];
-        grouped_bars(&bars, &axes, &groups, &legend, &[vec![0.8], vec![0.6]]).unwrap();
+        let (values, errors) = ([vec![0.8], vec![0.6]], [vec![0.0], vec![0.1]]);
+        grouped_bars(&bars, &axes, &groups, &legend, &values, None).unwrap();
+        let whiskers = dir.path().join("whiskers");
+        grouped_bars(&whiskers, &axes, &groups, &legend, &values, Some(&errors)).unwrap();
+        let count = |stem: &Path| {
+            let svg = std::fs::read_to_string(suffixed(stem, "svg")).unwrap();
+            svg.matches("<line").count() + svg.matches("<polyline").count()
+        };
+        assert!(
+            count(&whiskers) > count(&bars),
+            "the second group's ± 0.1 draws a whisker"
+        );
         let dotted = dir.path().join("fig5_lambda2_0.3");
         lines(
             &dotted,
