@@ -7,8 +7,12 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::element::ErrorBar;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{Axes, Figure, err, legend, render, swatch};
+
+/// Size of the group labels, in pixels.
+const LABEL_PX: u32 = 15;
 
 struct BarChart<'a> {
     axes: &'a Axes,
@@ -22,10 +26,20 @@ impl Figure for BarChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.groups.len() as f64;
+        // Labels wider than their group's share of the axis alternate between two rows (the
+        // width estimated at 0.55 em a character).
+        let share = f64::from(root.dim_in_pixel().0.saturating_sub(130)) / n.max(1.0);
+        let widest = self
+            .groups
+            .iter()
+            .map(|g| g.chars().count())
+            .max()
+            .unwrap_or(0);
+        let staggered = widest as f64 * f64::from(LABEL_PX) * 0.55 > share * 0.95;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.axes.title, ("sans-serif", 22))
             .margin(16)
-            .x_label_area_size(50)
+            .x_label_area_size(if staggered { 72 } else { 50 })
             .y_label_area_size(70)
             .build_cartesian_2d(-0.5..n - 0.5, self.axes.y_range.clone())
             .map_err(err)?;
@@ -37,7 +51,8 @@ impl Figure for BarChart<'_> {
             .x_labels(groups.len())
             .x_label_formatter(&|x| {
                 let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                let first_row = !staggered || (i as usize).is_multiple_of(2);
+                if (x - i).abs() < 1e-6 && i >= 0.0 && first_row {
                     groups.get(i as usize).cloned().unwrap_or_default()
                 } else {
                     String::new()
@@ -45,10 +60,24 @@ impl Figure for BarChart<'_> {
             })
             .x_desc(&self.axes.x)
             .y_desc(&self.axes.y)
-            .label_style(("sans-serif", 15))
+            .label_style(("sans-serif", LABEL_PX))
             .axis_desc_style(("sans-serif", 17))
             .draw()
             .map_err(err)?;
+        if staggered {
+            let y0 = self.axes.y_range.start;
+            let style = TextStyle::from(("sans-serif", LABEL_PX).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            for (g, name) in groups.iter().enumerate().skip(1).step_by(2) {
+                let (x, y) = chart.backend_coord(&(g as f64, y0));
+                root.draw(&Text::new(
+                    name.as_str(),
+                    (x, y + 8 + LABEL_PX as i32),
+                    style.clone(),
+                ))
+                .map_err(err)?;
+            }
+        }
         let k = self.series.len().max(1) as f64;
         let width = 0.8 / k;
         for (j, (name, colour)) in self.series.iter().enumerate() {

@@ -214,6 +214,15 @@ mod tests {
             count(&whiskers) > count(&bars),
             "the second group's ± 0.1 draws a whisker"
         );
+        // Ten long labels do not fit side by side: every one is still drawn (two rows).
+        let crowded: Vec<String> = (0..10).map(|i| format!("method-{i} (scratch)")).collect();
+        let many = dir.path().join("crowded");
+        grouped_bars(&many, &axes, &crowded, &legend, &vec![vec![0.5]; 10], None).unwrap();
+        let svg = std::fs::read_to_string(suffixed(&many, "svg")).unwrap();
+        assert!(
+            crowded.iter().all(|g| svg.contains(g.as_str())),
+            "{svg:.300}"
+        );
         let dotted = dir.path().join("fig5_lambda2_0.3");
         lines(
             &dotted,
