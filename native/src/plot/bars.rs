@@ -13,6 +13,9 @@ use super::{Axes, Figure, err, legend, render, swatch};
 
 /// Size of the group labels, in pixels.
 const LABEL_PX: u32 = 15;
+/// The chart's margin and the y axis's label area, in pixels.
+const MARGIN: u32 = 16;
+const Y_LABEL_AREA: u32 = 70;
 
 struct BarChart<'a> {
     axes: &'a Axes,
@@ -28,7 +31,11 @@ impl Figure for BarChart<'_> {
         let n = self.groups.len() as f64;
         // Labels wider than their group's share of the axis alternate between two rows (the
         // width estimated at 0.55 em a character).
-        let share = f64::from(root.dim_in_pixel().0.saturating_sub(130)) / n.max(1.0);
+        let share = f64::from(
+            root.dim_in_pixel()
+                .0
+                .saturating_sub(2 * MARGIN + Y_LABEL_AREA),
+        ) / n.max(1.0);
         let widest = self
             .groups
             .iter()
@@ -38,9 +45,9 @@ impl Figure for BarChart<'_> {
         let staggered = widest as f64 * f64::from(LABEL_PX) * 0.55 > share * 0.95;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.axes.title, ("sans-serif", 22))
-            .margin(16)
+            .margin(MARGIN)
             .x_label_area_size(if staggered { 72 } else { 50 })
-            .y_label_area_size(70)
+            .y_label_area_size(Y_LABEL_AREA)
             .build_cartesian_2d(-0.5..n - 0.5, self.axes.y_range.clone())
             .map_err(err)?;
         let groups = self.groups;
@@ -80,11 +87,13 @@ impl Figure for BarChart<'_> {
         }
         let k = self.series.len().max(1) as f64;
         let width = 0.8 / k;
+        // Left edge of series j's bar in group g; each bar fills 90 % of its slot.
+        let left = |g: usize, j: usize| g as f64 - 0.4 + width * j as f64;
         for (j, (name, colour)) in self.series.iter().enumerate() {
             let fill = colour.filled();
             let bars = self.values.iter().enumerate().filter_map(|(g, row)| {
                 let v = *row.get(j)?;
-                let x0 = g as f64 - 0.4 + width * j as f64;
+                let x0 = left(g, j);
                 Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], fill))
             });
             chart
@@ -103,7 +112,7 @@ impl Figure for BarChart<'_> {
                         .filter_map(|(g, (row, spread))| {
                             let (v, e) = (*row.get(j)?, *spread.get(j)?);
                             (e.is_finite() && e > 0.0).then(|| {
-                                let x = g as f64 - 0.4 + width * (j as f64 + 0.45);
+                                let x = left(g, j) + width * 0.45;
                                 ErrorBar::new_vertical(x, v - e, v, v + e, BLACK.stroke_width(2), 6)
                             })
                         });
