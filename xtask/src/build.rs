@@ -14,18 +14,19 @@ use crate::sizes::{Column, STAGES, compress_all};
 const MODULES: [(&str, &[&str]); 2] = [("", &["--features", "webgpu"]), ("cpu", &[])];
 
 /// Builds the demo into `out`: both modules (see [`MODULES`]) through wasm-bindgen (and
-/// wasm-opt on the shipped profile), the page, the assets, their compressed copies and the size
-/// report; fails when what the page downloads before the demo can be used exceeds `budget_mb`
-/// gzipped.
+/// wasm-opt when `wasm_opt` asks for it), the page, the assets, their compressed copies and the
+/// size report; fails when what the page downloads before the demo can be used exceeds
+/// `budget_mb` gzipped.
 pub(crate) fn web_build(
     root: &Path,
     profile: &str,
     out: &Path,
     budget_mb: Option<f64>,
+    wasm_opt: bool,
 ) -> Result<()> {
     let mut notes = Vec::new();
     for (dir, features) in MODULES {
-        let note = build_module(root, profile, &out.join(dir), features)?;
+        let note = build_module(root, profile, &out.join(dir), features, wasm_opt)?;
         notes.push(format!(
             "{}: {note}",
             if dir.is_empty() { "webgpu" } else { dir }
@@ -34,9 +35,15 @@ pub(crate) fn web_build(
     finish_web_build(root, out, budget_mb, &notes)
 }
 
-/// Builds one module of the app with `features` into `out` (wasm-bindgen's output, optimised on
-/// the shipped profile); returns what wasm-opt did.
-fn build_module(root: &Path, profile: &str, out: &Path, features: &[&str]) -> Result<String> {
+/// Builds one module of the app with `features` into `out` (wasm-bindgen's output, through
+/// wasm-opt when `optimise` is set); returns what wasm-opt did.
+fn build_module(
+    root: &Path,
+    profile: &str,
+    out: &Path,
+    features: &[&str],
+    optimise: bool,
+) -> Result<String> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -70,12 +77,12 @@ fn build_module(root: &Path, profile: &str, out: &Path, features: &[&str]) -> Re
         .context("running wasm-bindgen")?;
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
-    // wasm-opt runs on the shipped profile only (the quick `web-dev` build is for tests, and
-    // -Oz on its 50 MB module takes minutes). The features are the ones rustc's wasm32 target
-    // emits (plus SIMD, which Burn's CPU kernels use); binaryen rejects a module using anything
-    // not listed.
+    // wasm-opt only when asked: on the shipped profile it shrinks the raw modules by 15–21 %
+    // but the gzip and brotli copies that browsers download grow by 4–5 %, and it takes minutes
+    // (docs/BENCHMARKS.md). The features are the ones rustc's wasm32 target emits (plus SIMD,
+    // which Burn's CPU kernels use); binaryen rejects a module using anything not listed.
     let optimised_tmp = out.join("hashguard_web_bg.opt.tmp");
-    let opt = if profile == "web-release" {
+    let opt = if optimise {
         match wasm_opt(root) {
             Ok(program) => Command::new(&program)
                 .args([
@@ -96,7 +103,7 @@ fn build_module(root: &Path, profile: &str, out: &Path, features: &[&str]) -> Re
             Err(why) => Err(why),
         }
     } else {
-        Err(format!("not run ({profile})"))
+        Err("not asked for (--wasm-opt)".to_string())
     };
     // The optimised module replaces the original only when wasm-opt succeeded.
     if opt.as_ref().is_ok_and(|s| s.success()) {

@@ -1,6 +1,6 @@
 //! `cargo run -p xtask -- web-build | web-serve`: builds the browser demo (wasm32 build of
 //! hashguard-web, wasm-bindgen run as a library so no CLI of a matching version needs
-//! installing, optional `wasm-opt`, gzip and brotli copies, a size report and budget) and serves
+//! installing, `wasm-opt` on request, gzip and brotli copies, a size report and budget) and serves
 //! a directory over HTTP on localhost, precompressed copies first.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use build::web_build;
 use serve::serve;
 
 const USAGE: &str = "usage: cargo run -p xtask -- web-build [--profile web-release|web-dev] [--out DIR] \
-                     [--max-gzip-mb MB] | web-serve [--dir DIR] [--port 8080]";
+                     [--max-gzip-mb MB] [--wasm-opt] | web-serve [--dir DIR] [--port 8080]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +28,11 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("web-build") => {
+            check_args(
+                &args,
+                &["--profile", "--out", "--max-gzip-mb"],
+                &["--wasm-opt"],
+            )?;
             let profile = flag("--profile").unwrap_or_else(|| "web-release".into());
             let out = flag("--out").map_or_else(|| root.join("web/dist"), PathBuf::from);
             let budget = flag("--max-gzip-mb")
@@ -36,9 +41,11 @@ fn main() -> Result<()> {
                     _ => bail!("--max-gzip-mb must be a positive number of megabytes, not {v:?}"),
                 })
                 .transpose()?;
-            web_build(&root, &profile, &out, budget)
+            let wasm_opt = args.iter().any(|a| a == "--wasm-opt");
+            web_build(&root, &profile, &out, budget, wasm_opt)
         }
         Some("web-serve") => {
+            check_args(&args, &["--dir", "--port"], &[])?;
             let dir = flag("--dir").map_or_else(|| root.join("web/dist"), PathBuf::from);
             let port: u16 = flag("--port")
                 .unwrap_or_else(|| "8080".into())
@@ -48,6 +55,22 @@ fn main() -> Result<()> {
         }
         _ => bail!("{USAGE}"),
     }
+}
+
+/// Refuses arguments after the subcommand that are neither one of its `valued` flags followed
+/// by a value nor one of its `switches`, so a misspelt flag is not silently ignored.
+fn check_args(args: &[String], valued: &[&str], switches: &[&str]) -> Result<()> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if valued.contains(&arg.as_str()) {
+            if rest.next().is_none() {
+                bail!("{arg} needs a value: {USAGE}");
+            }
+        } else if !switches.contains(&arg.as_str()) {
+            bail!("unknown argument {arg:?}: {USAGE}");
+        }
+    }
+    Ok(())
 }
 
 /// The workspace being worked on, asked of cargo at run time: the path compiled into the
