@@ -78,7 +78,7 @@ fn build_module(
     let bg = out.join("hashguard_web_bg.wasm");
     let before = std::fs::metadata(&bg)?.len();
     // wasm-opt only when asked: on the shipped profile it shrinks the raw modules by 15–21 %
-    // but the gzip and brotli copies that browsers download grow by 4–5 %, and it takes minutes
+    // but the gzip and brotli copies that browsers download grow by 3–5 %, and it takes minutes
     // (docs/BENCHMARKS.md). The features are the ones rustc's wasm32 target emits (plus SIMD,
     // which Burn's CPU kernels use); binaryen rejects a module using anything not listed.
     let optimised_tmp = out.join("hashguard_web_bg.opt.tmp");
