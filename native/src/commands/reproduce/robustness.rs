@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
-    MaskingChecks, RobustnessConfig, Row, RowSettings, Table3Report, cached_row, evaluate_row,
-    paper_rows, table3_markdown, transfer_examples,
+    Lead, MaskingChecks, RobustnessConfig, Row, RowSettings, Table3Report, cached_row,
+    evaluate_row, paper_rows, table3_markdown, transfer_examples,
 };
 use hashguard_core::run::{RunDir, write_atomic};
 
@@ -264,6 +264,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         results.push(evaluation.report);
     }
     let checks = results.iter().map(MaskingChecks::of).collect();
+    let leads = Lead::all(&results);
     let report = Table3Report {
         table: 3,
         base_run: c.run.clone(),
@@ -274,6 +275,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         paper_cifar10_freeat: paper_rows(),
         checks,
         pending,
+        leads,
     };
     write_atomic(
         &out.join("table3.json"),

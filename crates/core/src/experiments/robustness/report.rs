@@ -1,11 +1,12 @@
 //! Table 3's typed report: per-row PGD, DHTA, UMCD and masking-proof figures, the whole
-//! table with its gradient-masking checks, and the paper's CIFAR-10 rows.
+//! table with its gradient-masking checks and each method's lead over FreeAT at equal updates,
+//! and the paper's CIFAR-10 rows.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MASKING_TOLERANCE, RowSettings};
+use super::{MASKING_TOLERANCE, RowSettings, grouped, mean_std};
 use crate::adv_train::{AdvTraining, Optimizer};
 use crate::experiments::BackendInfo;
 use crate::experiments::detection::Selection;
@@ -246,6 +247,117 @@ pub struct Table3Report {
     /// `--rows` and found in no earlier report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<String>,
+    /// Each adversarial method's lead over FreeAT at the same updates per batch and start
+    /// ([`Lead::all`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leads: Vec<Lead>,
+}
+
+/// A difference between two methods' means over their seeds, in mAP.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// The method's mean minus the reference's.
+    #[serde(deserialize_with = "crate::experiments::nan_if_null")]
+    pub mean: f64,
+    /// Welch's standard error of that difference, √(s²/n + s²_ref/n_ref) with sample standard
+    /// deviations; `None` unless both sides have two or more seeds.
+    pub se: Option<f64>,
+}
+
+impl Difference {
+    /// `values` against `reference`, each over seeds (non-finite values left out).
+    pub fn of(values: &[f64], reference: &[f64]) -> Self {
+        let finite = |v: &[f64]| v.iter().filter(|x| x.is_finite()).count() as f64;
+        let ((m, s), (mr, sr)) = (mean_std(values), mean_std(reference));
+        let (n, nr) = (finite(values), finite(reference));
+        Self {
+            mean: m - mr,
+            se: (n >= 2.0 && nr >= 2.0).then(|| (s * s / n + sr * sr / nr).sqrt()),
+        }
+    }
+}
+
+/// A method's lead under the masking-proof PGD at one radius.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RadiusLead {
+    /// L∞ radius.
+    pub eps: f32,
+    /// Its mAP minus FreeAT's.
+    pub pgd: Difference,
+}
+
+/// An adversarial method's lead over FreeAT trained with the same parameter updates per batch
+/// from the same start (fine-tuned, or from scratch): the equal-budget comparison of Table 3.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    /// The method's row.
+    pub row: String,
+    /// The FreeAT row it is compared with.
+    pub reference: String,
+    /// Seeds of the method.
+    pub seeds: usize,
+    /// Seeds of the reference.
+    pub reference_seeds: usize,
+    /// Clean mAP minus FreeAT's (the accuracy side of the trade-off).
+    pub clean: Difference,
+    /// Robust mAP minus FreeAT's, at each radius both rows were attacked at.
+    pub robust: Vec<RadiusLead>,
+}
+
+impl Lead {
+    /// Every method's lead in `rows` (seeds of a method are adjacent rows of one name): each
+    /// adversarial row that is not FreeAT against the FreeAT row with equal updates per batch and
+    /// the same start. Rows with no such FreeAT row (unequal budgets) get none.
+    pub fn all(rows: &[RowReport]) -> Vec<Self> {
+        let groups = grouped(rows);
+        let free = |t: &RowTraining| matches!(t.method, AdvTraining::Free { .. });
+        groups
+            .iter()
+            .filter_map(|g| {
+                let t = g[0].training.as_ref().filter(|t| !free(t))?;
+                let reference = groups.iter().find(|r| {
+                    r[0].training.as_ref().is_some_and(|rt| {
+                        free(rt)
+                            && rt.updates_per_batch() == t.updates_per_batch()
+                            && rt.from_scratch == t.from_scratch
+                    })
+                })?;
+                let diff = |f: &dyn Fn(&RowReport) -> f64| {
+                    let values: Vec<f64> = g.iter().map(|x| f(x)).collect();
+                    let base: Vec<f64> = reference.iter().map(|x| f(x)).collect();
+                    Difference::of(&values, &base)
+                };
+                let at = |x: &RowReport, eps: f32| {
+                    x.robust
+                        .iter()
+                        .find(|p| (p.eps - eps).abs() < 1e-6)
+                        .map_or(f64::NAN, |p| p.pgd_map)
+                };
+                let robust = g[0]
+                    .robust
+                    .iter()
+                    .filter(|p| {
+                        reference[0]
+                            .robust
+                            .iter()
+                            .any(|q| (q.eps - p.eps).abs() < 1e-6)
+                    })
+                    .map(|p| RadiusLead {
+                        eps: p.eps,
+                        pgd: diff(&|x| at(x, p.eps)),
+                    })
+                    .collect();
+                Some(Self {
+                    row: g[0].row.clone(),
+                    reference: reference[0].row.clone(),
+                    seeds: g.len(),
+                    reference_seeds: reference.len(),
+                    clean: diff(&|x| x.clean_map),
+                    robust,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Whether a row's robustness could come from gradient masking rather than from the model:

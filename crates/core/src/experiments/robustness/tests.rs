@@ -22,6 +22,7 @@ fn table3(rows: Vec<RowReport>, pending: &[&str]) -> Table3Report {
         },
         paper_cifar10_freeat: paper_rows(),
         pending: pending.iter().map(|p| p.to_string()).collect(),
+        leads: Vec::new(),
     }
 }
 
@@ -411,4 +412,86 @@ fn report(name: &str, replicate: usize, maps: &[f64], robust: &[(f64, Option<f64
             .collect(),
         queries: 300,
     }
+}
+
+#[test]
+fn leads_compare_each_method_with_freeat_at_equal_updates_and_start() {
+    let trained = |name: &str, replicate, clean, map8, method: Option<AdvTraining>, epochs| {
+        let mut r = report(
+            name,
+            replicate,
+            &[clean, 0.7, 0.7],
+            &[(map8, Some(0.74)), (0.55, Some(0.7))],
+        );
+        let t = r.training.as_mut().unwrap();
+        if let Some(m) = method {
+            t.method = m;
+        }
+        t.epochs = epochs;
+        r
+    };
+    let free = Some(AdvTraining::Free {
+        eps: 8.0 / 255.0,
+        replays: 4,
+    });
+    let mut scratch = trained("cgat (scratch)", 0, 0.6, 0.6, None, 4);
+    scratch.training.as_mut().unwrap().from_scratch = true;
+    let rows = vec![
+        report("no AT", 0, &[0.8, 0.3, 0.3], &[(0.3, None), (0.1, None)]),
+        // FreeAT: 4 replays in 1 epoch, 4 updates per batch, like 4 epochs of CgAT.
+        trained("freeat-m4", 0, 0.76, 0.69, free.clone(), 1),
+        trained("freeat-m4", 1, 0.76, 0.70, free, 1),
+        trained("cgat", 0, 0.78, 0.71, None, 4),
+        trained("cgat", 1, 0.78, 0.72, None, 4),
+        trained("saat", 0, 0.78, 0.73, Some(AdvTraining::saat()), 4),
+        // One update per batch: no FreeAT row has that budget.
+        trained("cgat-short", 0, 0.7, 0.6, None, 1),
+        // From scratch: no FreeAT row started there.
+        scratch,
+    ];
+    let leads = Lead::all(&rows);
+    let names: Vec<(&str, &str, usize, usize)> = leads
+        .iter()
+        .map(|l| {
+            let (r, f) = (l.row.as_str(), l.reference.as_str());
+            (r, f, l.seeds, l.reference_seeds)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("cgat", "freeat-m4", 2, 2), ("saat", "freeat-m4", 1, 2)]
+    );
+    let cgat = &leads[0];
+    assert!((cgat.clean.mean - 0.02).abs() < 1e-12);
+    assert_eq!(cgat.robust.len(), 2);
+    assert!((cgat.robust[0].pgd.mean - 0.02).abs() < 1e-12);
+    // Both sides have sd √(5e-5) over two seeds: se = √(5e-5/2 + 5e-5/2).
+    let se = cgat.robust[0].pgd.se.unwrap();
+    assert!((se - 5e-5_f64.sqrt()).abs() < 1e-9, "{se}");
+    assert!(cgat.robust[1].pgd.mean.abs() < 1e-12);
+    // One seed: no standard error.
+    assert_eq!(leads[1].robust[0].pgd.se, None);
+    assert!((leads[1].robust[0].pgd.mean - 0.035).abs() < 1e-12);
+
+    let mut table = table3(rows, &[]);
+    table.leads = leads;
+    let md = table3_markdown(&table);
+    assert!(md.contains("## Against FreeAT at equal updates"), "{md}");
+    assert!(
+        md.contains("| cgat | freeat-m4 | 2 / 2 | +2.0 ± 0.0 | +2.0 ± 0.7 | +0.0 ± 0.0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| saat | freeat-m4 | 1 / 2 | +2.0 | +3.5 | +0.0 |"),
+        "{md}"
+    );
+    // The JSON keeps them, and a report written before them still reads.
+    let json = serde_json::to_string(&table).unwrap();
+    let back: Table3Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.leads.len(), 2);
+    assert!(back.leads[0].robust[0].pgd.se.is_some());
+    assert!((back.leads[0].robust[0].pgd.mean - 0.02).abs() < 1e-12);
+    table.leads.clear();
+    let old: Table3Report = serde_json::from_str(&serde_json::to_string(&table).unwrap()).unwrap();
+    assert!(old.leads.is_empty());
 }
