@@ -307,7 +307,8 @@ pub struct Lead {
 impl Lead {
     /// Every method's lead in `rows` (seeds of a method are adjacent rows of one name): each
     /// adversarial row that is not FreeAT against the FreeAT row with equal updates per batch and
-    /// the same start. Rows with no such FreeAT row (unequal budgets) get none.
+    /// the same start, at the radii both were attacked at by the masking-proof PGD. Rows with
+    /// no such FreeAT row (unequal budgets) or no common radius get none.
     pub fn all(rows: &[RowReport]) -> Vec<Self> {
         let groups = grouped(rows);
         let free = |t: &RowTraining| matches!(t.method, AdvTraining::Free { .. });
@@ -333,7 +334,7 @@ impl Lead {
                         .find(|p| (p.eps - eps).abs() < 1e-6)
                         .map_or(f64::NAN, |p| p.pgd_map)
                 };
-                let robust = g[0]
+                let robust: Vec<RadiusLead> = g[0]
                     .robust
                     .iter()
                     .filter(|p| {
@@ -347,6 +348,9 @@ impl Lead {
                         pgd: diff(&|x| at(x, p.eps)),
                     })
                     .collect();
+                if robust.is_empty() {
+                    return None;
+                }
                 Some(Self {
                     row: g[0].row.clone(),
                     reference: reference[0].row.clone(),

@@ -473,6 +473,11 @@ fn leads_compare_each_method_with_freeat_at_equal_updates_and_start() {
     assert_eq!(leads[1].robust[0].pgd.se, None);
     assert!((leads[1].robust[0].pgd.mean - 0.035).abs() < 1e-12);
 
+    // Without the masking-proof block there is no robust mAP to compare.
+    let mut plain = rows.clone();
+    plain.iter_mut().for_each(|r| r.robust.clear());
+    assert!(Lead::all(&plain).is_empty());
+
     let mut table = table3(rows, &[]);
     table.leads = leads;
     let md = table3_markdown(&table);
