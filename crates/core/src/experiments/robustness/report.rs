@@ -307,8 +307,9 @@ pub struct Lead {
 impl Lead {
     /// Every method's lead in `rows` (seeds of a method are adjacent rows of one name): each
     /// adversarial row that is not FreeAT against the FreeAT row with equal updates per batch and
-    /// the same start, at the radii both were attacked at by the masking-proof PGD. Rows with
-    /// no such FreeAT row (unequal budgets) or no common radius get none.
+    /// the same start (the first in table order when several FreeAT rows match), at the radii
+    /// both were attacked at by the masking-proof PGD. Rows with no such FreeAT row (unequal
+    /// budgets) or no common radius get none.
     pub fn all(rows: &[RowReport]) -> Vec<Self> {
         let groups = grouped(rows);
         let free = |t: &RowTraining| matches!(t.method, AdvTraining::Free { .. });
