@@ -281,7 +281,7 @@ fn leads_markdown(leads: &[Lead]) -> String {
         .iter()
         .flat_map(|l| l.robust.iter().map(|p| p.eps))
         .fold(Vec::new(), |mut v, e| {
-            if !v.iter().any(|&x: &f32| (x - e).abs() < 1e-6) {
+            if !v.iter().any(|&x: &f32| same_radius(x, e)) {
                 v.push(e);
             }
             v
@@ -312,7 +312,7 @@ fn leads_markdown(leads: &[Lead]) -> String {
             let cell = l
                 .robust
                 .iter()
-                .find(|p| (p.eps - e).abs() < 1e-6)
+                .find(|p| same_radius(p.eps, e))
                 .map_or("–".into(), |p| points(&p.pgd));
             s.push_str(&format!(" {cell} |"));
         }

@@ -253,6 +253,11 @@ pub struct Table3Report {
     pub leads: Vec<Lead>,
 }
 
+/// Whether two L∞ radii are the same (they round-trip through JSON as f32).
+pub fn same_radius(a: f32, b: f32) -> bool {
+    (a - b).abs() < 1e-6
+}
+
 /// A difference between two methods' means over their seeds, in mAP.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
@@ -332,7 +337,7 @@ impl Lead {
                 let at = |x: &RowReport, eps: f32| {
                     x.robust
                         .iter()
-                        .find(|p| (p.eps - eps).abs() < 1e-6)
+                        .find(|p| same_radius(p.eps, eps))
                         .map_or(f64::NAN, |p| p.pgd_map)
                 };
                 let robust: Vec<RadiusLead> = g[0]
@@ -342,7 +347,7 @@ impl Lead {
                         reference[0]
                             .robust
                             .iter()
-                            .any(|q| (q.eps - p.eps).abs() < 1e-6)
+                            .any(|q| same_radius(q.eps, p.eps))
                     })
                     .map(|p| RadiusLead {
                         eps: p.eps,
@@ -413,7 +418,7 @@ impl MaskingChecks {
         let random = row
             .robust
             .iter()
-            .find(|p| (p.eps - row.settings.eps).abs() < 1e-6);
+            .find(|p| same_radius(p.eps, row.settings.eps));
         Self {
             row: row.row.clone(),
             replicate: row.replicate(),
