@@ -2333,3 +2333,19 @@ fn a_read_only_disk_is_an_error_that_changes_nothing() {
     }
     assert!(snapshot() == before, "a file of the run changed");
 }
+
+/// `auto` probes wgpu's adapters. Without `XDG_RUNTIME_DIR` (containers, `su` shells), Mesa's
+/// device-select layer asked libwayland for a display, which printed "error: XDG_RUNTIME_DIR is
+/// invalid or not set" at every probe; the binary now supplies the variable. (Where no Vulkan
+/// driver is installed nothing probes, and the test passes either way.)
+#[test]
+fn the_auto_backend_probe_is_quiet_without_a_runtime_dir() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hashguard"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["--backend", "auto", "devices"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+}
