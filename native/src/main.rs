@@ -111,8 +111,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     config::record(&definition, &matches);
-    set_burn_default_device(cli.backend);
-    set_missing_runtime_dir(cli.backend);
+    backend::prepare_environment(cli.backend);
     let result = (|| {
         ReadLimits {
             max_side: cli.max_image_side,
@@ -159,46 +158,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Sets Burn's default device for `choice` ([`backend::burn_default_device`]) unless the
-/// user set `BURN_DEVICE`. Called while the process has one thread.
-#[allow(unsafe_code)]
-fn set_burn_default_device(choice: BackendChoice) {
-    if let Some(default) = backend::burn_default_device(choice)
-        && std::env::var_os("BURN_DEVICE").is_none()
-    {
-        // SAFETY: `main` calls this before anything starts a second thread (only the
-        // arguments and config files have been read), so no thread reads the environment
-        // while it changes.
-        unsafe { std::env::set_var("BURN_DEVICE", default) };
-    }
-}
-
-/// Sets `XDG_RUNTIME_DIR` to `/run/user/<uid>` (where systemd-logind puts it) when a backend
-/// that may start wgpu runs without one, as in containers, `su` shells and CI: Mesa's Vulkan
-/// device-select layer then asks libwayland for a display, which prints "error:
-/// XDG_RUNTIME_DIR is invalid or not set in the environment." at every adapter probe (three
-/// to five lines before `train` or `eval` prints anything). With the variable set and no
-/// display there, the probe fails quietly, as it did before; a valid value is left alone.
-/// Called while the process has one thread.
-#[allow(unsafe_code)]
-fn set_missing_runtime_dir(choice: BackendChoice) {
-    #[cfg(all(unix, not(target_os = "macos")))]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let valid = std::env::var_os("XDG_RUNTIME_DIR")
-            .is_some_and(|dir| std::path::Path::new(&dir).is_absolute());
-        if choice == BackendChoice::Cpu || valid {
-            return;
-        }
-        if let Ok(proc) = std::fs::metadata("/proc/self") {
-            // SAFETY: as in `set_burn_default_device`: no second thread exists yet.
-            unsafe { std::env::set_var("XDG_RUNTIME_DIR", format!("/run/user/{}", proc.uid())) };
-        }
-    }
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    let _ = choice;
 }
 
 /// The error and its causes on one line.
