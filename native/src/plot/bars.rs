@@ -16,6 +16,9 @@ const LABEL_PX: u32 = 15;
 /// The chart's margin and the y axis's label area, in pixels.
 const MARGIN: u32 = 16;
 const Y_LABEL_AREA: u32 = 70;
+/// Height of one row of staggered group labels, and the most rows a chart uses.
+const ROW_PX: u32 = LABEL_PX + 4;
+const MAX_LABEL_ROWS: usize = 6;
 
 struct BarChart<'a> {
     axes: &'a Axes,
@@ -29,24 +32,19 @@ impl Figure for BarChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.groups.len() as f64;
-        // Labels wider than their group's share of the axis alternate between two rows (the
-        // width estimated at 0.55 em a character).
-        let share = f64::from(
-            root.dim_in_pixel()
-                .0
-                .saturating_sub(2 * MARGIN + Y_LABEL_AREA),
-        ) / n.max(1.0);
-        let widest = self
-            .groups
-            .iter()
-            .map(|g| g.chars().count())
-            .max()
-            .unwrap_or(0);
-        let staggered = widest as f64 * f64::from(LABEL_PX) * 0.55 > share * 0.95;
+        // Labels wider than their group's share of the axis are staggered over as many rows
+        // as they need (group g in row g mod rows; the width estimated at 0.55 em a
+        // character), and kept inside the image at its edges.
+        let image_width = root.dim_in_pixel().0;
+        let share = f64::from(image_width.saturating_sub(2 * MARGIN + Y_LABEL_AREA)) / n.max(1.0);
+        let text_px = |g: &str| g.chars().count() as f64 * f64::from(LABEL_PX) * 0.55;
+        let widest = self.groups.iter().map(|g| text_px(g)).fold(0.0, f64::max);
+        let rows = ((widest / (share * 0.95)).ceil() as usize).clamp(1, MAX_LABEL_ROWS);
+        let staggered = rows > 1;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.axes.title, ("sans-serif", 22))
             .margin(MARGIN)
-            .x_label_area_size(if staggered { 72 } else { 50 })
+            .x_label_area_size(50 + ROW_PX * (rows as u32 - 1))
             .y_label_area_size(Y_LABEL_AREA)
             .build_cartesian_2d(-0.5..n - 0.5, self.axes.y_range.clone())
             .map_err(err)?;
@@ -58,8 +56,7 @@ impl Figure for BarChart<'_> {
             .x_labels(groups.len())
             .x_label_formatter(&|x| {
                 let i = x.round();
-                let first_row = !staggered || (i as usize).is_multiple_of(2);
-                if (x - i).abs() < 1e-6 && i >= 0.0 && first_row {
+                if (x - i).abs() < 1e-6 && i >= 0.0 && !staggered {
                     groups.get(i as usize).cloned().unwrap_or_default()
                 } else {
                     String::new()
@@ -75,11 +72,19 @@ impl Figure for BarChart<'_> {
             let y0 = self.axes.y_range.start;
             let style = TextStyle::from(("sans-serif", LABEL_PX).into_font())
                 .pos(Pos::new(HPos::Center, VPos::Top));
-            for (g, name) in groups.iter().enumerate().skip(1).step_by(2) {
+            for (g, name) in groups.iter().enumerate() {
                 let (x, y) = chart.backend_coord(&(g as f64, y0));
+                let half = (text_px(name) / 2.0).ceil() as i32;
+                let right = image_width as i32 - half - 2;
+                let x = if right > half {
+                    x.clamp(half + 2, right)
+                } else {
+                    x
+                };
+                let row = (g % rows) as i32;
                 root.draw(&Text::new(
                     name.as_str(),
-                    (x, y + 8 + LABEL_PX as i32),
+                    (x, y + 6 + row * ROW_PX as i32),
                     style.clone(),
                 ))
                 .map_err(err)?;
