@@ -16,9 +16,68 @@ const LABEL_PX: u32 = 15;
 /// The chart's margin and the y axis's label area, in pixels.
 const MARGIN: u32 = 16;
 const Y_LABEL_AREA: u32 = 70;
-/// Height of one row of staggered group labels, and the most rows a chart uses.
+/// Height of one line of group labels, and the most staggered rows a chart uses.
 const ROW_PX: u32 = LABEL_PX + 4;
 const MAX_LABEL_ROWS: usize = 6;
+
+/// Estimated width of `text` in the label font, in pixels: plotters draws a font of `LABEL_PX`
+/// at `LABEL_PX / 1.24` pixels, and a sans-serif character is about 0.6 em wide on average.
+fn text_px(text: &str) -> f64 {
+    text.chars().count() as f64 * f64::from(LABEL_PX) / 1.24 * 0.6
+}
+
+/// Splits `label` into lines of at most `width` pixels each (greedy), breaking at spaces
+/// outside parentheses (so "(3 seeds)" stays whole); a word wider than `width` gets a line
+/// of its own.
+fn wrap(label: &str, width: f64) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    for part in label.split_whitespace() {
+        match words.last_mut() {
+            Some(word) if depth > 0 => {
+                word.push(' ');
+                word.push_str(part);
+            }
+            _ => words.push(part.to_string()),
+        }
+        depth = (depth + part.matches('(').count()).saturating_sub(part.matches(')').count());
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for word in words {
+        match lines.last_mut() {
+            Some(line) if text_px(line) + text_px(" ") + text_px(&word) <= width => {
+                line.push(' ');
+                line.push_str(&word);
+            }
+            _ => lines.push(word),
+        }
+    }
+    lines
+}
+
+/// The centre of a label `width` pixels wide placed at `x`, moved inside an image `image`
+/// pixels wide (with 2 pixels to spare) when it would cross an edge.
+fn inside(x: f64, width: f64, image: f64) -> f64 {
+    let half = width / 2.0 + 2.0;
+    if image > 2.0 * half {
+        x.clamp(half, image - half)
+    } else {
+        x
+    }
+}
+
+/// The fewest rows (at most [`MAX_LABEL_ROWS`]) over which labels of the given widths,
+/// centred at `centres` and kept inside the image, can be staggered (group g in row
+/// g mod rows) without two labels of a row coming closer than 4 pixels.
+fn label_rows(centres: &[f64], widths: &[f64], image: f64) -> usize {
+    let span = |g: usize| {
+        let x = inside(centres[g], widths[g], image);
+        (x - widths[g] / 2.0, x + widths[g] / 2.0)
+    };
+    (1..MAX_LABEL_ROWS)
+        .find(|&rows| (rows..centres.len()).all(|g| span(g - rows).1 + 4.0 <= span(g).0))
+        .unwrap_or(MAX_LABEL_ROWS)
+}
 
 struct BarChart<'a> {
     axes: &'a Axes,
@@ -32,19 +91,34 @@ impl Figure for BarChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.groups.len() as f64;
-        // Labels wider than their group's share of the axis are staggered over as many rows
-        // as they need (group g in row g mod rows; the width estimated at 0.55 em a
-        // character), and kept inside the image at its edges.
+        // Labels wider than their group's share of the axis wrap at spaces onto several lines
+        // under their group; if a single word is still too wide, the groups are also
+        // staggered over as few rows as keep every label clear of its neighbours (group g in
+        // row g mod rows). Widths are estimated (see [`text_px`]); labels are kept inside
+        // the image at its edges.
         let image_width = root.dim_in_pixel().0;
         let share = f64::from(image_width.saturating_sub(2 * MARGIN + Y_LABEL_AREA)) / n.max(1.0);
-        let text_px = |g: &str| g.chars().count() as f64 * f64::from(LABEL_PX) * 0.55;
-        let widest = self.groups.iter().map(|g| text_px(g)).fold(0.0, f64::max);
-        let rows = ((widest / (share * 0.95)).ceil() as usize).clamp(1, MAX_LABEL_ROWS);
-        let staggered = rows > 1;
+        let fits = share * 0.95;
+        let wrapped: Vec<Vec<String>> = self.groups.iter().map(|g| wrap(g, fits)).collect();
+        let lines = wrapped.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let widths: Vec<f64> = wrapped
+            .iter()
+            .map(|l| l.iter().map(|t| text_px(t)).fold(0.0, f64::max))
+            .collect();
+        let left = f64::from(MARGIN + Y_LABEL_AREA);
+        let centres: Vec<f64> = (0..widths.len())
+            .map(|g| left + (g as f64 + 0.5) * share)
+            .collect();
+        let rows = label_rows(&centres, &widths, f64::from(image_width));
+        let custom = rows > 1 || lines > 1;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.axes.title, ("sans-serif", 22))
             .margin(MARGIN)
-            .x_label_area_size(50 + ROW_PX * (rows as u32 - 1))
+            .x_label_area_size(if custom {
+                54 + ROW_PX * ((rows * lines) as u32 - 1)
+            } else {
+                50
+            })
             .y_label_area_size(Y_LABEL_AREA)
             .build_cartesian_2d(-0.5..n - 0.5, self.axes.y_range.clone())
             .map_err(err)?;
@@ -56,7 +130,7 @@ impl Figure for BarChart<'_> {
             .x_labels(groups.len())
             .x_label_formatter(&|x| {
                 let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && !staggered {
+                if (x - i).abs() < 1e-6 && i >= 0.0 && !custom {
                     groups.get(i as usize).cloned().unwrap_or_default()
                 } else {
                     String::new()
@@ -68,26 +142,20 @@ impl Figure for BarChart<'_> {
             .axis_desc_style(("sans-serif", 17))
             .draw()
             .map_err(err)?;
-        if staggered {
+        if custom {
             let y0 = self.axes.y_range.start;
             let style = TextStyle::from(("sans-serif", LABEL_PX).into_font())
                 .pos(Pos::new(HPos::Center, VPos::Top));
-            for (g, name) in groups.iter().enumerate() {
+            for (g, label) in wrapped.iter().enumerate() {
                 let (x, y) = chart.backend_coord(&(g as f64, y0));
-                let half = (text_px(name) / 2.0).ceil() as i32;
-                let right = image_width as i32 - half - 2;
-                let x = if right > half {
-                    x.clamp(half + 2, right)
-                } else {
-                    x
-                };
-                let row = (g % rows) as i32;
-                root.draw(&Text::new(
-                    name.as_str(),
-                    (x, y + 6 + row * ROW_PX as i32),
-                    style.clone(),
-                ))
-                .map_err(err)?;
+                let first = (g % rows) * lines;
+                for (j, line) in label.iter().enumerate() {
+                    let width = f64::from(image_width);
+                    let x = inside(f64::from(x), text_px(line), width).round() as i32;
+                    let y = y + 10 + ((first + j) as u32 * ROW_PX) as i32;
+                    root.draw(&Text::new(line.as_str(), (x, y), style.clone()))
+                        .map_err(err)?;
+                }
             }
         }
         let k = self.series.len().max(1) as f64;
@@ -150,4 +218,30 @@ pub fn grouped_bars(
             errors,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_wrap_at_spaces_outside_parentheses() {
+        let label = "pgd-at (scratch) (3 seeds)";
+        assert_eq!(wrap(label, text_px(label)), vec![label.to_string()]);
+        let narrow = wrap(label, text_px("(scratch)"));
+        assert_eq!(narrow, ["pgd-at", "(scratch)", "(3 seeds)"]);
+        let two = wrap(label, text_px("pgd-at (scratch)"));
+        assert_eq!(two, ["pgd-at (scratch)", "(3 seeds)"]);
+        // A word wider than the line keeps a line of its own.
+        assert_eq!(wrap("freeat-m4 x", 1.0), ["freeat-m4", "x"]);
+    }
+
+    #[test]
+    fn label_rows_stagger_only_when_neighbours_would_touch() {
+        let centres = [100.0, 180.0, 260.0, 340.0];
+        assert_eq!(label_rows(&centres, &[70.0; 4], 500.0), 1);
+        assert_eq!(label_rows(&centres, &[100.0; 4], 500.0), 2);
+        // Pushed inside the image, the last label would cover its neighbour in the same row.
+        assert_eq!(label_rows(&centres, &[150.0; 4], 400.0), 3);
+    }
 }
