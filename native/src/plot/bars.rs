@@ -19,6 +19,11 @@ const Y_LABEL_AREA: u32 = 70;
 /// Height of one line of group labels, and the most staggered rows a chart uses.
 const ROW_PX: u32 = LABEL_PX + 4;
 const MAX_LABEL_ROWS: usize = 6;
+/// The narrowest share of the x axis a group gets: the chart widens beyond the usual size
+/// rather than squeeze more groups in (a short label such as "(3 seeds)" fits on one line).
+const GROUP_PX: u32 = 80;
+/// The widest a bar chart grows, in pixels.
+const MAX_WIDTH: u32 = 2400;
 
 /// Estimated width of `text` in the label font, in pixels: plotters draws a font of `LABEL_PX`
 /// at `LABEL_PX / 1.24` pixels, and a sans-serif character is about 0.6 em wide on average.
@@ -88,6 +93,12 @@ struct BarChart<'a> {
 }
 
 impl Figure for BarChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        let groups = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
+        let wide = (2 * MARGIN + Y_LABEL_AREA).saturating_add(GROUP_PX.saturating_mul(groups));
+        (super::SIZE.0.max(wide).min(MAX_WIDTH), super::SIZE.1)
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(err)?;
         let n = self.groups.len() as f64;

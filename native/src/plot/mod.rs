@@ -24,7 +24,7 @@ pub use grid::Grid;
 pub use histogram::{Bins, Data, Sample, histogram};
 pub use lines::lines;
 
-/// Pixel size of every chart.
+/// Pixel size of a chart (bar charts widen to keep their groups apart).
 const SIZE: (u32, u32) = (900, 600);
 /// The embedded font (DejaVu Sans; licence in native/assets).
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -68,6 +68,11 @@ pub struct Axes {
 /// A chart that can draw itself on any plotters backend.
 pub(crate) trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
+
+    /// The image's size in pixels.
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
 }
 
 /// A plotters error as an anyhow one.
@@ -82,17 +87,18 @@ pub(crate) fn render(stem: &Path, figure: &impl Figure) -> Result<()> {
         // A valid TrueType file compiled in; the figure tests draw text with it.
         let _ = register_font("sans-serif", FontStyle::Normal, FONT);
     });
-    let mut pixels = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    let size = figure.size();
+    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         figure.draw(&root)?;
         root.present().map_err(err)?;
     }
-    let image = RgbImage::from_raw(SIZE.0, SIZE.1, pixels).ok_or_else(|| anyhow!("PNG buffer"))?;
+    let image = RgbImage::from_raw(size.0, size.1, pixels).ok_or_else(|| anyhow!("PNG buffer"))?;
     grid::save_png(&image, &suffixed(stem, "png"))?;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         figure.draw(&root)?;
         root.present().map_err(err)?;
     }
@@ -214,19 +220,22 @@ mod tests {
             count(&whiskers) > count(&bars),
             "the second group's ± 0.1 draws a whisker"
         );
-        // Ten long labels do not fit side by side: they wrap (or, with a single over-long
-        // word, also stagger); every word is still drawn, inside the image, and no two label
-        // lines on the same baseline overlap (widths estimated as the chart does).
-        let spaced: Vec<String> = (0..10)
+        // Twelve long labels do not fit side by side in the usual width: the chart widens, the
+        // labels wrap (or, with a single over-long word, also stagger); every word is still
+        // drawn, inside the image, and no two label lines on the same baseline overlap (widths
+        // estimated as the chart does).
+        let spaced: Vec<String> = (0..12)
             .map(|i| format!("method-{i} scratch-{i} seeds-{i}"))
             .collect();
-        let unbroken: Vec<String> = (0..10)
+        let unbroken: Vec<String> = (0..12)
             .map(|i| format!("a-single-long-method-name-{i}"))
             .collect();
         for (name, crowded) in [("wrapped", spaced), ("staggered", unbroken)] {
             let many = dir.path().join(name);
-            grouped_bars(&many, &axes, &crowded, &legend, &vec![vec![0.5]; 10], None).unwrap();
+            grouped_bars(&many, &axes, &crowded, &legend, &vec![vec![0.5]; 12], None).unwrap();
             let svg = std::fs::read_to_string(suffixed(&many, "svg")).unwrap();
+            let width = image::open(suffixed(&many, "png")).unwrap().width();
+            assert!(width > SIZE.0, "{name}: {width} px wide");
             let words: Vec<&str> = crowded.iter().flat_map(|g| g.split(' ')).collect();
             // (baseline, left, right, text) of every drawn label line.
             let spans: Vec<(i64, f64, f64, &str)> = svg
@@ -250,9 +259,21 @@ mod tests {
                 let drawn = spans.iter().any(|s| s.3.split(' ').any(|x| x == *w));
                 assert!(drawn, "{name}: {w} is not drawn");
             }
+            // At the widened share each spaced label wraps onto three lines with no need to
+            // stagger; the unbroken ones, about 2.5 shares wide, need at least three rows.
+            let mut baselines: Vec<i64> = spans.iter().map(|s| s.0).collect();
+            baselines.sort_unstable();
+            baselines.dedup();
+            let rows = baselines.len();
+            let expected = if name == "wrapped" {
+                rows == 3
+            } else {
+                rows >= 3
+            };
+            assert!(expected, "{name}: baselines {baselines:?}");
             for (i, a) in spans.iter().enumerate() {
                 assert!(
-                    a.1 >= 0.0 && a.2 <= f64::from(SIZE.0),
+                    a.1 >= 0.0 && a.2 <= f64::from(width),
                     "{name}: {a:?} clipped"
                 );
                 for b in &spans[i + 1..] {
