@@ -232,27 +232,5 @@ pub fn grouped_bars(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_wrap_at_spaces_outside_parentheses() {
-        let label = "pgd-at (scratch) (3 seeds)";
-        assert_eq!(wrap(label, text_px(label)), vec![label.to_string()]);
-        let narrow = wrap(label, text_px("(scratch)"));
-        assert_eq!(narrow, ["pgd-at", "(scratch)", "(3 seeds)"]);
-        let two = wrap(label, text_px("pgd-at (scratch)"));
-        assert_eq!(two, ["pgd-at (scratch)", "(3 seeds)"]);
-        // A word wider than the line keeps a line of its own.
-        assert_eq!(wrap("freeat-m4 x", 1.0), ["freeat-m4", "x"]);
-    }
-
-    #[test]
-    fn label_rows_stagger_only_when_neighbours_would_touch() {
-        let centres = [100.0, 180.0, 260.0, 340.0];
-        assert_eq!(label_rows(&centres, &[70.0; 4], 500.0), 1);
-        assert_eq!(label_rows(&centres, &[100.0; 4], 500.0), 2);
-        // Pushed inside the image, the last label would cover its neighbour in the same row.
-        assert_eq!(label_rows(&centres, &[150.0; 4], 400.0), 3);
-    }
-}
+#[path = "bars_tests.rs"]
+mod tests;
