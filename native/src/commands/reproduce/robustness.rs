@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hashguard_core::adv_train::{AdvTerm, Optimizer};
 use hashguard_core::experiments::robustness::{
-    Lead, MaskingChecks, RobustnessConfig, Row, RowSettings, Table3Report, cached_row,
+    Lead, MaskingChecks, RobustnessConfig, Row, RowSettings, StartEffect, Table3Report, cached_row,
     evaluate_row, paper_rows, table3_markdown, transfer_examples,
 };
 use hashguard_core::run::{RunDir, write_atomic};
@@ -265,6 +265,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     }
     let checks = results.iter().map(MaskingChecks::of).collect();
     let leads = Lead::all(&results);
+    let start = StartEffect::all(&results, &leads);
     let report = Table3Report {
         table: 3,
         base_run: c.run.clone(),
@@ -276,6 +277,7 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
         checks,
         pending,
         leads,
+        start,
     };
     write_atomic(
         &out.join("table3.json"),

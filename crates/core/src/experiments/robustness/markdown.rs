@@ -1,5 +1,6 @@
 //! `table3.md`: Table 3 rendered with mean ± std over seeds, the masking-proof block, its
-//! checks and each method's lead over FreeAT, then the paper's CIFAR-10 rows.
+//! checks, each method's lead over FreeAT and how that lead changes from scratch, then the
+//! paper's CIFAR-10 rows.
 
 use super::MASKING_TOLERANCE;
 use super::report::*;
@@ -161,6 +162,9 @@ pub fn table3_markdown(r: &Table3Report) -> String {
     if !r.leads.is_empty() {
         s.push_str(&leads_markdown(&r.leads));
     }
+    if !r.start.is_empty() {
+        s.push_str(&super::start::start_markdown(&r.start));
+    }
     s.push_str(
         "\nThe paper's CIFAR-10 rows (ResNet-50, FreeAT from scratch), for comparison:\n\n\
          | Training | Benign | PGD-8 | PGD-40 | PGD-100 |\n|---|---:|---:|---:|---:|\n",
@@ -267,7 +271,7 @@ fn robust_markdown(r: &Table3Report, groups: &[Vec<&RowReport>]) -> String {
 }
 
 /// `+1.8 ± 0.9` (points; the standard error when there is one).
-fn points(d: &Difference) -> String {
+pub(super) fn points(d: &Difference) -> String {
     match d.se {
         _ if d.mean.is_nan() => "–".into(),
         Some(se) => format!("{:+.1} ± {:.1}", 100.0 * d.mean, 100.0 * se),
@@ -275,17 +279,19 @@ fn points(d: &Difference) -> String {
     }
 }
 
+/// The distinct radii of `eps`, in first-seen order.
+pub(super) fn radii(eps: impl Iterator<Item = f32>) -> Vec<f32> {
+    eps.fold(Vec::new(), |mut v, e| {
+        if !v.iter().any(|&x| same_radius(x, e)) {
+            v.push(e);
+        }
+        v
+    })
+}
+
 /// The leads over FreeAT at equal updates, one row per method.
 fn leads_markdown(leads: &[Lead]) -> String {
-    let radii: Vec<f32> = leads
-        .iter()
-        .flat_map(|l| l.robust.iter().map(|p| p.eps))
-        .fold(Vec::new(), |mut v, e| {
-            if !v.iter().any(|&x: &f32| same_radius(x, e)) {
-                v.push(e);
-            }
-            v
-        });
+    let radii = radii(leads.iter().flat_map(|l| l.robust.iter().map(|p| p.eps)));
     let mut s = String::from(
         "\n## Against FreeAT at equal updates\n\n\
          Each method's mean minus FreeAT's, in mAP points, FreeAT trained with the same parameter \

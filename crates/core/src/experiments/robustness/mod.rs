@@ -14,12 +14,14 @@ use crate::{Error, Result};
 mod evaluate;
 mod markdown;
 mod report;
+mod start;
 #[cfg(test)]
 mod tests;
 
 pub use evaluate::{cached_row, evaluate_row, transfer_examples};
 pub use markdown::{grouped, mean_std, table3_markdown};
 pub use report::*;
+pub use start::StartEffect;
 
 /// Which adversarially trained rows Table 3 has and how they are evaluated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -251,6 +251,10 @@ pub struct Table3Report {
     /// ([`Lead::all`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leads: Vec<Lead>,
+    /// How each method's lead changes from the fine-tuned block to the from-scratch one
+    /// ([`super::StartEffect::all`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start: Vec<super::StartEffect>,
 }
 
 /// Whether two L∞ radii are the same (they round-trip through JSON as f32).

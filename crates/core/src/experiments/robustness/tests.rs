@@ -7,6 +7,9 @@ use crate::experiments::BackendInfo;
 use crate::experiments::detection::Selection;
 use crate::run::RunDir;
 
+#[path = "start_tests.rs"]
+mod start_tests;
+
 /// A Table 3 report of `rows` with `pending` rows not evaluated yet.
 fn table3(rows: Vec<RowReport>, pending: &[&str]) -> Table3Report {
     Table3Report {
@@ -23,6 +26,7 @@ fn table3(rows: Vec<RowReport>, pending: &[&str]) -> Table3Report {
         paper_cifar10_freeat: paper_rows(),
         pending: pending.iter().map(|p| p.to_string()).collect(),
         leads: Vec::new(),
+        start: Vec::new(),
     }
 }
 
