@@ -1140,10 +1140,12 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
         s(&base),
         "--out",
         s(&out_dir),
+        // m = 1 for one epoch: one update per batch, as one epoch of the others, so every
+        // method has a lead over FreeAT at equal updates.
         "--freeat-m",
-        "2",
+        "1",
         "--freeat-budget",
-        "2",
+        "1",
         "--at-epochs",
         "1",
         "--pgd-steps",
@@ -1164,7 +1166,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     );
     // Every adversarial row is a run of its own, started from the base run's weights.
     for (name, method, epochs) in [
-        ("freeat-m2", "free", 1),
+        ("freeat-m1", "free", 1),
         ("pgd-at", "pgd", 1),
         ("cgat", "cgat", 1),
         ("saat", "saat", 1),
@@ -1184,7 +1186,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert!((report["at_eps"].as_f64().unwrap() - 8.0 / 255.0).abs() < 1e-6);
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["row"].as_str().unwrap()).collect();
-    assert_eq!(names, ["no AT", "freeat-m2", "pgd-at", "cgat", "saat"]);
+    assert_eq!(names, ["no AT", "freeat-m1", "pgd-at", "cgat", "saat"]);
     for r in rows {
         let steps: Vec<u64> = r["pgd"]
             .as_array()
@@ -1220,14 +1222,23 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert!(checks.iter().all(|c| c["steps_monotone"].is_boolean()));
     assert!(checks[0]["transfer_weaker"].is_null() && checks[1]["transfer_weaker"].is_boolean());
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
-    assert!(md.contains("| freeat-m2 |") && md.contains("PGD-2"), "{md}");
+    assert!(md.contains("| freeat-m1 |") && md.contains("PGD-2"), "{md}");
     assert!(md.contains("updates / batch"), "{md}");
     assert!(md.contains("## Masking-proof evaluation"), "{md}");
     assert!(
         md.contains("transfer 16/255") && md.contains("falls with eps"),
         "{md}"
     );
-    for png in ["table3.png", "table3-robust.png"] {
+    let leads: Vec<&str> = report["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["row"].as_str().unwrap())
+        .collect();
+    assert_eq!(leads, ["pgd-at", "cgat", "saat"]);
+    assert!(md.contains("## Against FreeAT at equal updates"), "{md}");
+    assert!(report["start"].is_null(), "no from-scratch block yet");
+    for png in ["table3.png", "table3-robust.png", "table3-leads.png"] {
         let png = std::fs::read(out_dir.join(png)).unwrap();
         assert_eq!(&png[1..4], b"PNG");
     }
@@ -1274,7 +1285,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     other.extend(["--rows", "cgat,nosuch"]);
     assert_clean_error(
         &run(&other),
-        "--rows nosuch: this table has no such row; its rows are no-AT, freeat-m2, pgd-at",
+        "--rows nosuch: this table has no such row; its rows are no-AT, freeat-m1, pgd-at",
     );
     // Other training settings would silently mix runs: refused.
     let mut other = args.clone();
@@ -1330,7 +1341,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert_eq!(report["rows"].as_array().unwrap().len(), 6);
     assert_eq!(
         report["pending"],
-        serde_json::json!(["freeat-m2-r1", "pgd-at-r1", "saat-r1"])
+        serde_json::json!(["freeat-m1-r1", "pgd-at-r1", "saat-r1"])
     );
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("| saat (1 of 2 seeds) |"), "{md}");
@@ -1354,7 +1365,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     .unwrap()["train"]["seed"]
         .as_u64()
         .unwrap();
-    for name in ["freeat-m2-r1", "pgd-at-r1", "cgat-r1", "saat-r1"] {
+    for name in ["freeat-m1-r1", "pgd-at-r1", "cgat-r1", "saat-r1"] {
         let config: serde_json::Value = serde_json::from_slice(
             &std::fs::read(out_dir.join("models").join(name).join("config.json")).unwrap(),
         )
@@ -1363,9 +1374,10 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     }
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("mean ± sample std over 2 trainings"), "{md}");
+    // The rows, the masking-proof block, its checks and the leads over FreeAT.
     assert_eq!(
         md.matches("| cgat |").count(),
-        3,
+        4,
         "one line per table: {md}"
     );
     // The from-scratch block: every method again from random weights on the base run's split.
@@ -1376,7 +1388,7 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert!(out.status.success(), "{err}");
     let base_split = std::fs::read(base.join("split.json")).unwrap();
     for name in [
-        "freeat-m2-scratch",
+        "freeat-m1-scratch",
         "pgd-at-scratch",
         "cgat-scratch",
         "saat-scratch",
@@ -1394,6 +1406,18 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     }
     let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
     assert!(md.contains("| cgat (scratch) |"), "{md}");
+    // Each method's lead from scratch against fine-tuned.
+    assert!(
+        md.contains("## Start: from scratch against fine-tuned"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| cgat | cgat (scratch) | 1 / 1, 1 / 1 |"),
+        "{md}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("table3.json")).unwrap()).unwrap();
+    assert_eq!(report["start"].as_array().unwrap().len(), 3, "{report}");
     // A missing base run is refused before anything is trained or written under --out.
     let empty_out = work.path().join("t3-missing");
     assert_clean_error(

@@ -147,7 +147,7 @@ impl RobustnessArgs {
 
 /// Runs `hashguard reproduce --table 3` into `out`: trains the missing models of the rows
 /// `--rows` selects under `out/models/`, evaluates them (cached in `out/rows/`), adds the rows
-/// reported earlier, writes `table3.md`, `table3.json` and `table3.png`/`.svg`.
+/// reported earlier, writes `table3.md`, `table3.json` and the figures (`table3*.png`/`.svg`).
 pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selected) -> Result<()> {
     let config = r.config();
     config.validate()?;
@@ -285,13 +285,10 @@ pub fn run(c: &DetectionArgs, r: &RobustnessArgs, out: &Path, selected: &Selecte
     )?;
     let md = table3_markdown(&report);
     write_atomic(&out.join("table3.md"), md.as_bytes())?;
-    table3_figures::bars(&report, &out.join("table3"))?;
-    if !report.settings.robust_eps.is_empty() {
-        table3_figures::robust_bars(&report, &out.join("table3-robust"))?;
-    }
+    table3_figures::all(&report, out)?;
     println!("{md}");
     println!(
-        "table3.md, table3.json and table3.png (table3-robust.png) -> {}",
+        "table3.md, table3.json and table3*.png -> {}",
         out.display()
     );
     Ok(())

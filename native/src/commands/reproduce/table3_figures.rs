@@ -1,11 +1,14 @@
-//! Table 3's figures: `table3.png` (benign mAP and each PGD length per row) and
+//! Table 3's figures: `table3.png` (benign mAP and each PGD length per row),
 //! `table3-robust.png` (the masking-proof block), one group of bars per method with the mean
-//! over its seeds and, for several seeds, a ± one-standard-deviation whisker.
+//! over its seeds and a ± one-standard-deviation whisker, and `table3-leads.png` (each
+//! method's lead over FreeAT at equal updates, ± its standard error).
 
 use std::path::Path;
 
 use anyhow::Result;
-use hashguard_core::experiments::robustness::{RowReport, Table3Report, grouped, mean_std};
+use hashguard_core::experiments::robustness::{
+    Difference, RowReport, Table3Report, grouped, mean_std, same_radius,
+};
 
 use plotters::style::RGBColor;
 
@@ -70,8 +73,20 @@ impl PerMethod {
     }
 }
 
+/// Every figure the report has data for, as `out/table3*.png` (and `.svg`).
+pub(super) fn all(report: &Table3Report, out: &Path) -> Result<()> {
+    bars(report, &out.join("table3"))?;
+    if !report.settings.robust_eps.is_empty() {
+        robust_bars(report, &out.join("table3-robust"))?;
+    }
+    if !report.leads.is_empty() {
+        lead_bars(report, &out.join("table3-leads"))?;
+    }
+    Ok(())
+}
+
 /// One group of bars per row: benign mAP, then mAP under each PGD length.
-pub(super) fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
+fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
     let methods = PerMethod::of(report, |r| {
         std::iter::once(r.clean_map)
             .chain(r.pgd.iter().map(|p| p.map))
@@ -98,7 +113,7 @@ pub(super) fn bars(report: &Table3Report, stem: &Path) -> Result<()> {
 
 /// The masking-proof block: per row, benign mAP, then at each radius the random-restart PGD's
 /// and the transfer attack's mAP (the no-AT row's transfer bar is its white-box one).
-pub(super) fn robust_bars(report: &Table3Report, stem: &Path) -> Result<()> {
+fn robust_bars(report: &Table3Report, stem: &Path) -> Result<()> {
     let st = &report.settings;
     let methods = PerMethod::of(report, |r| {
         let mut v = vec![r.clean_map];
@@ -135,4 +150,60 @@ pub(super) fn robust_bars(report: &Table3Report, stem: &Path) -> Result<()> {
         y_range: 0.0..1.3,
     };
     methods.draw(stem, &axes, &legend)
+}
+
+/// Each method's lead over FreeAT at equal updates, in mAP points: clean, then the
+/// masking-proof PGD at each radius, with ± Welch's standard error where both sides have
+/// several seeds. Negative bars: the method trails FreeAT.
+fn lead_bars(report: &Table3Report, stem: &Path) -> Result<()> {
+    let radii = &report.settings.robust_eps;
+    let points =
+        |d: Option<&Difference>, f: fn(&Difference) -> f64| d.map_or(f64::NAN, |d| 100.0 * f(d));
+    let (mut names, mut means, mut errors): (Vec<String>, Vec<Vec<f64>>, Vec<Vec<f64>>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for l in &report.leads {
+        let diffs: Vec<Option<&Difference>> = std::iter::once(Some(&l.clean))
+            .chain(radii.iter().map(|&e| {
+                let at = l.robust.iter().find(|p| same_radius(p.eps, e));
+                at.map(|p| &p.pgd)
+            }))
+            .collect();
+        names.push(format!("{} ({}/{})", l.row, l.seeds, l.reference_seeds));
+        means.push(diffs.iter().map(|d| points(*d, |d| d.mean)).collect());
+        errors.push(
+            diffs
+                .iter()
+                .map(|d| points(*d, |d| d.se.unwrap_or(0.0)))
+                .collect(),
+        );
+    }
+    let legend: Vec<(String, RGBColor)> = std::iter::once("clean".to_string())
+        .chain(radii.iter().map(|e| {
+            format!(
+                "PGD-{} x{} {:.0}/255",
+                report.settings.robust_steps,
+                report.settings.restarts,
+                e * 255.0
+            )
+        }))
+        .zip(PALETTE.iter().cycle().copied())
+        .collect();
+    // Room for the largest bar and its whisker either side of 0, and the legend above.
+    let reach = means
+        .iter()
+        .flatten()
+        .zip(errors.iter().flatten())
+        .filter(|(m, _)| m.is_finite())
+        .fold(1.0_f64, |r, (m, e)| r.max(m.abs() + e));
+    let axes = Axes {
+        title: format!(
+            "Lead over FreeAT at equal updates (training eps {:.0}/255; whiskers ± 1 se)",
+            report.at_eps * 255.0
+        ),
+        x: "training (method / FreeAT seeds)".into(),
+        y: "mAP points minus FreeAT's".into(),
+        x_range: 0.0..1.0,
+        y_range: -1.1 * reach..1.6 * reach,
+    };
+    grouped_bars(stem, &axes, &names, &legend, &means, Some(&errors))
 }
