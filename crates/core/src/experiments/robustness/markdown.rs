@@ -271,7 +271,7 @@ fn robust_markdown(r: &Table3Report, groups: &[Vec<&RowReport>]) -> String {
 }
 
 /// `+1.8 ± 0.9` (points; the standard error when there is one).
-pub(super) fn points(d: &Difference) -> String {
+fn points(d: &Difference) -> String {
     match d.se {
         _ if d.mean.is_nan() => "–".into(),
         Some(se) => format!("{:+.1} ± {:.1}", 100.0 * d.mean, 100.0 * se),
@@ -280,7 +280,7 @@ pub(super) fn points(d: &Difference) -> String {
 }
 
 /// The distinct radii of `eps`, in first-seen order.
-pub(super) fn radii(eps: impl Iterator<Item = f32>) -> Vec<f32> {
+fn radii(eps: impl Iterator<Item = f32>) -> Vec<f32> {
     eps.fold(Vec::new(), |mut v, e| {
         if !v.iter().any(|&x| same_radius(x, e)) {
             v.push(e);
@@ -291,32 +291,46 @@ pub(super) fn radii(eps: impl Iterator<Item = f32>) -> Vec<f32> {
 
 /// The leads over FreeAT at equal updates, one row per method.
 fn leads_markdown(leads: &[Lead]) -> String {
-    let radii = radii(leads.iter().flat_map(|l| l.robust.iter().map(|p| p.eps)));
-    let mut s = String::from(
+    let lines: Vec<_> = leads
+        .iter()
+        .map(|l| {
+            let cells = format!(
+                "{} | {} | {} / {}",
+                l.row, l.reference, l.seeds, l.reference_seeds
+            );
+            (cells, &l.clean, l.robust.as_slice())
+        })
+        .collect();
+    difference_table(
         "\n## Against FreeAT at equal updates\n\n\
          Each method's mean minus FreeAT's, in mAP points, FreeAT trained with the same parameter \
          updates per batch from the same start (seeds: the method's / FreeAT's); ± Welch's \
          standard error of the difference (sample standard deviations over seeds) where both \
-         have two or more seeds — with two or three seeds a rough guide, not a test.\n\n| Training | against | seeds | clean |",
-    );
+         have two or more seeds — with two or three seeds a rough guide, not a test.\n\n\
+         | Training | against | seeds |",
+        &lines,
+    )
+}
+
+/// A table of differences in mAP points after `head` (its heading, text and first three column
+/// names, `| a | b | c |`): per line its first three cells, the clean difference, then one
+/// column per radius any line has.
+pub(super) fn difference_table(
+    head: &str,
+    lines: &[(String, &Difference, &[RadiusLead])],
+) -> String {
+    let radii = radii(lines.iter().flat_map(|(_, _, r)| r.iter().map(|p| p.eps)));
+    let mut s = format!("{head} clean |");
     for &e in &radii {
         s.push_str(&format!(" PGD {:.0}/255 |", e * 255.0));
     }
     s.push_str("\n|---|---|---:|---:|");
     s.push_str(&"---:|".repeat(radii.len()));
     s.push('\n');
-    for l in leads {
-        s.push_str(&format!(
-            "| {} | {} | {} / {} | {} |",
-            l.row,
-            l.reference,
-            l.seeds,
-            l.reference_seeds,
-            points(&l.clean)
-        ));
+    for (cells, clean, robust) in lines {
+        s.push_str(&format!("| {cells} | {} |", points(clean)));
         for &e in &radii {
-            let cell = l
-                .robust
+            let cell = robust
                 .iter()
                 .find(|p| same_radius(p.eps, e))
                 .map_or("–".into(), |p| points(&p.pgd));

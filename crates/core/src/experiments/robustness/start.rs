@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{points, radii};
+use super::markdown::difference_table;
 use super::report::{Difference, Lead, RadiusLead, RowReport, same_radius};
 
 impl Difference {
@@ -81,39 +81,22 @@ impl StartEffect {
 
 /// The start factor's section of `table3.md`, one row per method.
 pub(super) fn start_markdown(effects: &[StartEffect]) -> String {
-    let radii = radii(effects.iter().flat_map(|e| e.robust.iter().map(|p| p.eps)));
-    let mut s = String::from(
+    let lines: Vec<_> = effects
+        .iter()
+        .map(|e| {
+            let [a, b, c, d] = e.seeds;
+            let cells = format!("{} | {} | {a} / {b}, {c} / {d}", e.row, e.scratch_row);
+            (cells, &e.clean, e.robust.as_slice())
+        })
+        .collect();
+    difference_table(
         "\n## Start: from scratch against fine-tuned\n\n\
          Each method's lead over FreeAT from scratch minus its lead fine-tuned (the two rows of \
          the section above), in mAP points: negative when the method loses ground to FreeAT \
          once both start from random weights. ± the two leads' standard errors in quadrature \
          (independent trainings). The blocks may also differ in updates per batch (the table's \
          column), so this is the start and that budget together.\n\n\
-         | Training | from scratch | seeds | clean |",
-    );
-    for &e in &radii {
-        s.push_str(&format!(" PGD {:.0}/255 |", e * 255.0));
-    }
-    s.push_str("\n|---|---|---:|---:|");
-    s.push_str(&"---:|".repeat(radii.len()));
-    s.push('\n');
-    for e in effects {
-        let [a, b, c, d] = e.seeds;
-        s.push_str(&format!(
-            "| {} | {} | {a} / {b}, {c} / {d} | {} |",
-            e.row,
-            e.scratch_row,
-            points(&e.clean)
-        ));
-        for &r in &radii {
-            let cell = e
-                .robust
-                .iter()
-                .find(|p| same_radius(p.eps, r))
-                .map_or("–".into(), |p| points(&p.pgd));
-            s.push_str(&format!(" {cell} |"));
-        }
-        s.push('\n');
-    }
-    s
+         | Training | from scratch | seeds |",
+        &lines,
+    )
 }

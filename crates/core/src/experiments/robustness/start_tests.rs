@@ -3,30 +3,6 @@
 
 use super::*;
 
-/// A trained row: `method` (CgAT when `None`), `epochs`, from scratch or fine-tuned.
-fn trained(
-    name: &str,
-    replicate: usize,
-    (clean, map8): (f64, f64),
-    method: Option<AdvTraining>,
-    epochs: usize,
-    from_scratch: bool,
-) -> RowReport {
-    let mut r = report(
-        name,
-        replicate,
-        &[clean, 0.7, 0.7],
-        &[(map8, Some(0.74)), (0.55, Some(0.7))],
-    );
-    let t = r.training.as_mut().unwrap();
-    if let Some(m) = method {
-        t.method = m;
-    }
-    t.epochs = epochs;
-    t.from_scratch = from_scratch;
-    r
-}
-
 #[test]
 fn the_start_effect_pairs_each_method_with_itself_from_scratch() {
     let free = || {

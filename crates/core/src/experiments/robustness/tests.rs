@@ -418,38 +418,47 @@ fn report(name: &str, replicate: usize, maps: &[f64], robust: &[(f64, Option<f64
     }
 }
 
+/// A trained row: `method` (CgAT when `None`), `epochs`, from scratch or fine-tuned.
+fn trained(
+    name: &str,
+    replicate: usize,
+    (clean, map8): (f64, f64),
+    method: Option<AdvTraining>,
+    epochs: usize,
+    from_scratch: bool,
+) -> RowReport {
+    let mut r = report(
+        name,
+        replicate,
+        &[clean, 0.7, 0.7],
+        &[(map8, Some(0.74)), (0.55, Some(0.7))],
+    );
+    let t = r.training.as_mut().unwrap();
+    if let Some(m) = method {
+        t.method = m;
+    }
+    t.epochs = epochs;
+    t.from_scratch = from_scratch;
+    r
+}
+
 #[test]
 fn leads_compare_each_method_with_freeat_at_equal_updates_and_start() {
-    let trained = |name: &str, replicate, clean, map8, method: Option<AdvTraining>, epochs| {
-        let mut r = report(
-            name,
-            replicate,
-            &[clean, 0.7, 0.7],
-            &[(map8, Some(0.74)), (0.55, Some(0.7))],
-        );
-        let t = r.training.as_mut().unwrap();
-        if let Some(m) = method {
-            t.method = m;
-        }
-        t.epochs = epochs;
-        r
-    };
     let free = Some(AdvTraining::Free {
         eps: 8.0 / 255.0,
         replays: 4,
     });
-    let mut scratch = trained("cgat (scratch)", 0, 0.6, 0.6, None, 4);
-    scratch.training.as_mut().unwrap().from_scratch = true;
+    let scratch = trained("cgat (scratch)", 0, (0.6, 0.6), None, 4, true);
     let rows = vec![
         report("no AT", 0, &[0.8, 0.3, 0.3], &[(0.3, None), (0.1, None)]),
         // FreeAT: 4 replays in 1 epoch, 4 updates per batch, like 4 epochs of CgAT.
-        trained("freeat-m4", 0, 0.76, 0.69, free.clone(), 1),
-        trained("freeat-m4", 1, 0.76, 0.70, free, 1),
-        trained("cgat", 0, 0.78, 0.71, None, 4),
-        trained("cgat", 1, 0.78, 0.72, None, 4),
-        trained("saat", 0, 0.78, 0.73, Some(AdvTraining::saat()), 4),
+        trained("freeat-m4", 0, (0.76, 0.69), free.clone(), 1, false),
+        trained("freeat-m4", 1, (0.76, 0.70), free, 1, false),
+        trained("cgat", 0, (0.78, 0.71), None, 4, false),
+        trained("cgat", 1, (0.78, 0.72), None, 4, false),
+        trained("saat", 0, (0.78, 0.73), Some(AdvTraining::saat()), 4, false),
         // One update per batch: no FreeAT row has that budget.
-        trained("cgat-short", 0, 0.7, 0.6, None, 1),
+        trained("cgat-short", 0, (0.7, 0.6), None, 1, false),
         // From scratch: no FreeAT row started there.
         scratch,
     ];
