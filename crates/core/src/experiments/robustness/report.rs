@@ -284,6 +284,15 @@ impl Difference {
             se: (n >= 2.0 && nr >= 2.0).then(|| (s * s / n + sr * sr / nr).sqrt()),
         }
     }
+
+    /// `self − other` for two independent differences: the means subtract, the standard
+    /// errors add in quadrature (`None` unless both have one).
+    pub fn minus(&self, other: &Difference) -> Difference {
+        Difference {
+            mean: self.mean - other.mean,
+            se: self.se.zip(other.se).map(|(a, b)| a.hypot(b)),
+        }
+    }
 }
 
 /// A method's lead under the masking-proof PGD at one radius.

@@ -7,17 +7,6 @@ use serde::{Deserialize, Serialize};
 use super::markdown::difference_table;
 use super::report::{Difference, Lead, RadiusLead, RowReport, same_radius};
 
-impl Difference {
-    /// `self − other` for two independent differences: the means subtract, the standard
-    /// errors add in quadrature (`None` unless both have one).
-    pub fn minus(&self, other: &Difference) -> Difference {
-        Difference {
-            mean: self.mean - other.mean,
-            se: self.se.zip(other.se).map(|(a, b)| a.hypot(b)),
-        }
-    }
-}
-
 /// One method's lead over FreeAT from scratch minus its lead fine-tuned (negative: the method
 /// loses ground to FreeAT when both start from random weights).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
