@@ -88,6 +88,13 @@ impl AttackKind {
         }
     }
 
+    /// Whether a failed attack hands back the clean image itself (CW keeps an image only once
+    /// it succeeds, as Carlini and Wagner's search does); the others return their last or best
+    /// perturbed iterate either way.
+    pub fn returns_clean_on_failure(self) -> bool {
+        self == Self::Cw
+    }
+
     /// Iterations when none are given: 500 Adam steps for CW, 100 signed steps otherwise.
     pub fn default_steps(self) -> usize {
         if self == Self::Cw { 500 } else { 100 }

@@ -54,11 +54,38 @@ fn miss_percent(r: &Outcome) -> f64 {
     100.0 * r.miss_rate
 }
 
+/// For each attack whose failures are the clean images themselves (CW), how many failed and
+/// the miss rate no detector can go below: a benign image is flagged only as often as the
+/// target FPR allows, so at least `(1 − success) · (1 − FPR)` of the examples pass any detector
+/// (about: a detector's rate on those images is its benign FPR on a sample). Empty otherwise.
+fn failure_floor_notes(report: &DetectionReport) -> String {
+    let fpr = report.target_fpr;
+    report
+        .attacks
+        .iter()
+        .filter(|a| a.method.returns_clean_on_failure() && a.success_rate < 1.0)
+        .map(|a| {
+            let failed = 1.0 - a.success_rate;
+            format!(
+                "- {}: {:.1}% of its examples failed and are the clean images unchanged; no \
+                 detector flags a benign image more often than its FPR, so at {:.0}% FPR every \
+                 miss rate over all examples is at least about {:.1}% (compare detectors on \
+                 the successful attacks only).\n",
+                a.attack,
+                100.0 * failed,
+                100.0 * fpr,
+                100.0 * failed * (1.0 - fpr)
+            )
+        })
+        .collect()
+}
+
 /// Table 1's miss rates (%) alone, for a terminal.
 pub fn table1_miss_rates(report: &DetectionReport) -> String {
     format!(
-        "Miss rate (%) at the calibrated FPR:\n\n{}\n{}",
+        "Miss rate (%) at the calibrated FPR:\n\n{}\n{}{}",
         metric_table(&report.table1, &columns(report), 2, miss_percent),
+        failure_floor_notes(report),
         paper_protocol_markdown(report)
     )
 }
@@ -92,6 +119,10 @@ pub fn table1_markdown(report: &DetectionReport) -> String {
             a.adv_map,
             100.0 * a.success_rate
         );
+    }
+    let floors = failure_floor_notes(report);
+    if !floors.is_empty() {
+        s += &format!("\n{floors}");
     }
     if !report.paper_protocol.is_empty() {
         s += &format!("\n{}", paper_protocol_markdown(report));
@@ -284,6 +315,18 @@ mod tests {
                 "{md}"
             );
         }
+        // Half the CW examples failed (and are clean images): the floor at 5 % FPR is 47.5 %.
+        let floor = "- Untgt CW c 1000 lr 0.01: 50.0% of its examples failed and are the clean \
+                     images unchanged; no detector flags a benign image more often than its FPR, \
+                     so at 5% FPR every miss rate over all examples is at least about 47.5%";
+        for md in [&t1, &miss] {
+            assert!(md.contains(floor), "{md}");
+            // PGD's failed examples are perturbed images: no floor for them.
+            assert!(!md.contains("- Untgt eps 8/255:"), "{md}");
+        }
+        let mut all = r.clone();
+        all.attacks[1].success_rate = 1.0;
+        assert!(failure_floor_notes(&all).is_empty());
         let mut none = r.clone();
         none.paper_protocol.clear();
         assert!(!table1_markdown(&none).contains("paper's protocol"));
