@@ -21,7 +21,7 @@ mod flags;
 mod fresh;
 
 pub use adversarial::{AdvTrainArgs, ensure_trained, run_adversarial};
-use curve::loss_curve;
+use curve::{epoch_line, loss_curve};
 pub(crate) use flags::parse_optimizer;
 use fresh::{Weights, from_init, from_scratch, report_left_out};
 
@@ -257,17 +257,7 @@ pub(super) fn train_run(
             optim,
             loss_state: trainer.loss_state(),
         })?;
-        log(
-            &pb,
-            format!(
-                "epoch {:>3}/{epochs}: loss {:.4} (similarity {:.4}, quantisation {:.4}) in {:.1}s",
-                stats.epoch + 1,
-                stats.loss,
-                stats.bce,
-                stats.quantisation,
-                stats.seconds
-            ),
-        );
+        log(&pb, epoch_line(&stats, epochs));
     }
     pb.finish_and_clear();
     let total: f64 = trainer.history.iter().map(|h| h.seconds).sum();

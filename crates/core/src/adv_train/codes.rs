@@ -33,6 +33,42 @@ impl LabelCodes {
         Ok(out)
     }
 
+    /// Share of bits, over the items labelled `labels` (one entry per item), where an item's
+    /// target code equals `reference` of its label set (a ±1 code, e.g. CSQ's hash centre of
+    /// the same labels): 1 when the target codes are those references, about 0.5 when
+    /// unrelated to them.
+    pub fn agreement(
+        &self,
+        labels: &[LabelSet],
+        reference: impl Fn(LabelSet) -> Vec<i8>,
+    ) -> Result<f64> {
+        let bits = self.codes.bits();
+        let mut per_set: HashMap<LabelSet, usize> = HashMap::new();
+        let mut equal = 0usize;
+        for &l in labels {
+            if let Some(&n) = per_set.get(&l) {
+                equal += n;
+                continue;
+            }
+            let own = self.signs_for(&[l])?;
+            let want = reference(l);
+            if want.len() != bits {
+                return Err(Error::InvalidArgument(format!(
+                    "a {}-bit reference code for {bits}-bit target codes",
+                    want.len()
+                )));
+            }
+            let n = own
+                .iter()
+                .zip(&want)
+                .filter(|&(&a, &b)| (a > 0.0) == (b > 0))
+                .count();
+            per_set.insert(l, n);
+            equal += n;
+        }
+        Ok(equal as f64 / (labels.len().max(1) * bits) as f64)
+    }
+
     /// Number of distinct label sets.
     pub fn len(&self) -> usize {
         self.codes.len()
@@ -326,5 +362,45 @@ mod tests {
         }
         assert!(c.signs_for(&[LabelSet::single(9)]).is_err());
         assert!(centre_codes(&packed, &labels[..3]).is_err());
+    }
+
+    #[test]
+    fn agreement_counts_the_bits_each_item_shares_with_its_reference() {
+        // Two classes whose codes are exactly ±pattern: the centre codes are the patterns.
+        let bits = 16;
+        let pattern: Vec<i8> = (0..bits).map(|j| if j % 3 == 0 { 1 } else { -1 }).collect();
+        let signs = |k: usize| -> Vec<f32> {
+            let s = if k == 0 { 1.0 } else { -1.0 };
+            pattern.iter().map(|&v| s * f32::from(v)).collect()
+        };
+        let labels: Vec<LabelSet> = (0..10).map(|i| LabelSet::single(i % 2)).collect();
+        let dense: Vec<f32> = labels
+            .iter()
+            .flat_map(|l| signs(l.classes().next().unwrap()))
+            .collect();
+        let codes = centre_codes(&PackedCodes::from_signs(bits, &dense), &labels).unwrap();
+        let own = |l: LabelSet| -> Vec<i8> {
+            let k = l.classes().next().unwrap();
+            signs(k).iter().map(|&v| v as i8).collect()
+        };
+        assert_eq!(codes.agreement(&labels, own).unwrap(), 1.0);
+        let negated = |l: LabelSet| own(l).iter().map(|v| -v).collect();
+        assert_eq!(codes.agreement(&labels, negated).unwrap(), 0.0);
+        // Class 0's reference off in 4 of 16 bits: items [0, 0, 1] share 12 + 12 + 16 bits.
+        let off = |l: LabelSet| -> Vec<i8> {
+            let mut r = own(l);
+            if l == LabelSet::single(0) {
+                r[..4].iter_mut().for_each(|v| *v = -*v);
+            }
+            r
+        };
+        let some = [
+            LabelSet::single(0),
+            LabelSet::single(0),
+            LabelSet::single(1),
+        ];
+        assert_eq!(codes.agreement(&some, off).unwrap(), 40.0 / 48.0);
+        assert!(codes.agreement(&[LabelSet::single(5)], own).is_err());
+        assert!(codes.agreement(&some, |_| vec![1; 8]).is_err());
     }
 }

@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, PoisonError};
 
-use super::{AdvTerm, AdvTraining, LrSchedule, Optimizer, centre_codes, mainstay_codes};
+use super::{
+    AdvTerm, AdvTraining, LabelCodes, LrSchedule, Optimizer, centre_codes, mainstay_codes,
+};
 use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
 use crate::data::{Augment, ImageSet, batch_shape, prefetch_batches};
@@ -145,6 +147,12 @@ pub struct EpochStats {
     pub quantisation: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// CgAT/SAAT on CSQ: the share of bits where the target codes of the training images
+    /// (centre or mainstay codes of B) equal their hash centres, at the epoch's start and at
+    /// its end (1: the seeds' codes are CSQ's own targets; about 0.5: unrelated). Absent for
+    /// other runs and in histories written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_agreement: Option<[f64; 2]>,
 }
 
 /// CgAT/SAAT's codes B of every training image, encoded at the first adversarial epoch and
@@ -376,6 +384,25 @@ impl Trainer {
         &self.centres
     }
 
+    /// CgAT/SAAT on CSQ, once B is encoded: how far the target codes of B agree with the
+    /// training images' hash centres ([`EpochStats::target_agreement`]); `None` otherwise.
+    fn target_agreement(&self) -> Result<Option<f64>> {
+        let (Some(adv), Some(codes), HashMethod::Csq) = (
+            &self.config.adversarial,
+            &self.train_codes,
+            &self.config.method,
+        ) else {
+            return Ok(None);
+        };
+        if !matches!(adv, AdvTraining::CgAt { .. } | AdvTraining::Saat { .. }) {
+            return Ok(None);
+        }
+        let target = target_codes(adv, codes)?;
+        target
+            .agreement(&codes.labels, |l| self.centres.centre_of(l))
+            .map(Some)
+    }
+
     /// Epochs completed.
     pub fn epochs_done(&self) -> usize {
         self.history.len()
@@ -434,6 +461,7 @@ impl Trainer {
             }
             self.bank = Some(bank);
         }
+        let agreement_before = self.target_agreement()?;
         let mut order = train.to_vec();
         order.shuffle(&mut rng);
         let bs = self.config.batch_size;
@@ -507,6 +535,9 @@ impl Trainer {
             bce: sum_bce / n,
             quantisation: sum_q / n,
             seconds: start.elapsed().as_secs_f64(),
+            target_agreement: agreement_before
+                .zip(self.target_agreement()?)
+                .map(|(a, b)| [a, b]),
         };
         self.history.push(stats.clone());
         Ok(stats)
@@ -557,10 +588,7 @@ impl Trainer {
                 .train_codes
                 .as_mut()
                 .expect("codes encoded for CgAT/SAAT");
-            let target = match adv {
-                AdvTraining::Saat { .. } => mainstay_codes(&codes.codes, &codes.labels)?,
-                _ => centre_codes(&codes.codes, &codes.labels)?,
-            };
+            let target = target_codes(adv, codes)?;
             let flat = target.signs_for(labels)?;
             let shape = [idx.len(), self.config.model.bits];
             let c_inner =
@@ -784,6 +812,14 @@ struct Batch<'a> {
 }
 
 /// (total, similarity, quantisation) of a loss as numbers.
+/// CgAT's centre codes or SAAT's mainstay codes of the training codes B.
+fn target_codes(adv: &AdvTraining, codes: &TrainCodes) -> Result<LabelCodes> {
+    match adv {
+        AdvTraining::Saat { .. } => mainstay_codes(&codes.codes, &codes.labels),
+        _ => centre_codes(&codes.codes, &codes.labels),
+    }
+}
+
 pub(super) fn loss_values(parts: LossParts) -> Result<[f32; 3]> {
     let v = read_floats(
         Tensor::cat(vec![parts.total, parts.similarity, parts.quantisation], 0),
@@ -1193,6 +1229,22 @@ mod tests {
             }
             let codes = trainer.train_codes.as_ref().unwrap();
             assert_eq!(codes.codes.len(), idx.len());
+            // The agreement with the hash centres is recorded at each epoch's start and end;
+            // B carries over, so an epoch starts where the last one ended, and the last end is
+            // what B says now.
+            let h = &trainer.history;
+            let [a0, b0] = h[0].target_agreement.unwrap();
+            let [a1, b1] = h[1].target_agreement.unwrap();
+            assert!(
+                (0.0..=1.0).contains(&a0) && (0.0..=1.0).contains(&b0),
+                "{h:?}"
+            );
+            assert_eq!(a1, b0, "{method:?}");
+            let target = target_codes(&method, codes).unwrap();
+            let now = target
+                .agreement(&codes.labels, |l| trainer.centres.centre_of(l))
+                .unwrap();
+            assert_eq!(b1, now, "{method:?}");
         }
     }
 
@@ -1240,7 +1292,7 @@ mod tests {
         let mut t = Trainer::new(config, centres.clone(), &device).unwrap();
         let stats = t.train_epoch(&set, &idx, |_| {}).unwrap();
         assert!(stats.loss.is_finite(), "{stats:?}");
-        assert!(t.train_codes.is_none());
+        assert!(t.train_codes.is_none() && stats.target_agreement.is_none());
         // CSQ only: the inner attack moves away from hash centres.
         let dpsh = TrainConfig {
             method: HashMethod::Dpsh { alpha: 0.1 },

@@ -436,6 +436,7 @@ mod tests {
                 bce: 0.9,
                 quantisation: 0.1,
                 seconds: 2.0,
+                target_agreement: None,
             }],
             model: vec![1, 2, 3],
             optim: vec![4, 5],

@@ -1,5 +1,5 @@
-//! The training-loss figure of a run: `loss.png` and `loss.svg`, one line per loss term over
-//! the epochs.
+//! The training history of a run as people read it: one line per epoch for the terminal, and
+//! the loss figure `loss.png` / `loss.svg`, one line per loss term over the epochs.
 
 use std::path::Path;
 
@@ -8,6 +8,26 @@ use hashguard_core::adv_train::EpochStats;
 use plotters::prelude::SeriesLabelPosition;
 
 use crate::plot::{Axes, PALETTE, Series, lines};
+
+/// An epoch's terminal line: its loss terms and time, and for CgAT/SAAT on CSQ how far the
+/// target codes agree with the hash centres at the epoch's start and end.
+pub(super) fn epoch_line(stats: &EpochStats, epochs: usize) -> String {
+    let agreement = stats.target_agreement.map_or(String::new(), |[a, b]| {
+        format!(
+            "; target codes on hash centres {:.1}% → {:.1}%",
+            100.0 * a,
+            100.0 * b
+        )
+    });
+    format!(
+        "epoch {:>3}/{epochs}: loss {:.4} (similarity {:.4}, quantisation {:.4}) in {:.1}s{agreement}",
+        stats.epoch + 1,
+        stats.loss,
+        stats.bce,
+        stats.quantisation,
+        stats.seconds
+    )
+}
 
 /// The per-epoch training loss and its terms, as `loss.png` and `loss.svg`.
 pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
