@@ -30,6 +30,25 @@ impl AdvTerm {
     }
 }
 
+/// Where CgAT's target codes come from (absent from a saved config: the paper's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetSource {
+    /// The paper's: centre codes of the training codes B, refreshed with each batch's codes.
+    #[default]
+    Codes,
+    /// The items' CSQ hash centres, fixed (CSQ runs only): an ablation that keeps CgAT's loss
+    /// and inner attack but takes the codes' source out of the comparison. Not in the paper.
+    Centres,
+}
+
+impl TargetSource {
+    /// Whether this is the paper's source (left out of saved configs).
+    pub fn is_codes(&self) -> bool {
+        *self == TargetSource::Codes
+    }
+}
+
 /// The adversarial part of a training run (`None` in a config = standard training).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
@@ -69,6 +88,9 @@ pub enum AdvTraining {
         /// Form of the alignment term.
         #[serde(default, skip_serializing_if = "AdvTerm::is_tanh")]
         term: AdvTerm,
+        /// Source of the target codes.
+        #[serde(default, skip_serializing_if = "TargetSource::is_codes")]
+        targets: TargetSource,
     },
     /// SAAT: as CgAT with DMFL mainstay codes m, and the loss adds
     /// λ·(−mean(f(x_adv) ⊙ m)) + μ·mean((f(x_adv) − sign f(x_adv))²).
@@ -97,6 +119,7 @@ impl AdvTraining {
             step: 2.0 / 255.0,
             steps: 7,
             term: AdvTerm::Tanh,
+            targets: TargetSource::Codes,
         }
     }
 
@@ -152,6 +175,24 @@ impl AdvTraining {
         self
     }
 
+    /// The same method with CgAT's target codes taken from `new` (the others have no choice).
+    pub fn with_targets(mut self, new: TargetSource) -> Self {
+        if let AdvTraining::CgAt { targets, .. } = &mut self {
+            *targets = new;
+        }
+        self
+    }
+
+    /// Where the target codes come from: CgAT's choice, SAAT's mainstay codes of B
+    /// ([`TargetSource::Codes`]); `None` for FreeAT and PGD-AT.
+    pub fn targets(&self) -> Option<TargetSource> {
+        match *self {
+            AdvTraining::Free { .. } | AdvTraining::PgdAt { .. } => None,
+            AdvTraining::CgAt { targets, .. } => Some(targets),
+            AdvTraining::Saat { .. } => Some(TargetSource::Codes),
+        }
+    }
+
     /// CgAT's/SAAT's alignment term form; `None` for FreeAT and PGD-AT.
     pub fn term(&self) -> Option<AdvTerm> {
         match *self {
@@ -192,7 +233,7 @@ impl AdvTraining {
     }
 
     /// A short name for tables and logs: `freeat-m8`, `pgd-at`, `cgat`, `saat`, `cgat-logit`,
-    /// `saat-logit`.
+    /// `saat-logit`, and `cgat-centres` (`cgat-logit-centres`) for CgAT on the hash centres.
     pub fn label(&self) -> String {
         let suffix = match self.term() {
             Some(AdvTerm::Logit) => "-logit",
@@ -201,6 +242,10 @@ impl AdvTraining {
         match self {
             AdvTraining::Free { replays, .. } => format!("freeat-m{replays}"),
             AdvTraining::PgdAt { .. } => "pgd-at".into(),
+            AdvTraining::CgAt {
+                targets: TargetSource::Centres,
+                ..
+            } => format!("cgat{suffix}-centres"),
             AdvTraining::CgAt { .. } => format!("cgat{suffix}"),
             AdvTraining::Saat { .. } => format!("saat{suffix}"),
         }
@@ -280,5 +325,24 @@ mod tests {
         assert_eq!(serde_json::from_str::<AdvTraining>(&json).unwrap(), logit);
         assert_eq!(logit.label(), "saat-logit");
         assert_eq!(AdvTraining::free(2).with_term(AdvTerm::Logit).term(), None);
+    }
+
+    #[test]
+    fn the_target_source_is_kept_out_of_configs_unless_it_is_the_centres() {
+        let old = r#"{"method":"cgat","eps":0.03137255,"step":0.007843138,"steps":7}"#;
+        let cgat: AdvTraining = serde_json::from_str(old).unwrap();
+        assert_eq!(cgat.targets(), Some(TargetSource::Codes));
+        assert!(!serde_json::to_string(&cgat).unwrap().contains("targets"));
+        let centres = cgat
+            .with_term(AdvTerm::Logit)
+            .with_targets(TargetSource::Centres);
+        let json = serde_json::to_string(&centres).unwrap();
+        assert!(json.contains(r#""targets":"centres""#), "{json}");
+        assert_eq!(serde_json::from_str::<AdvTraining>(&json).unwrap(), centres);
+        assert_eq!(centres.label(), "cgat-logit-centres");
+        // Only CgAT has the choice; SAAT's are always codes of B, FreeAT and PGD-AT have none.
+        let saat = AdvTraining::saat().with_targets(TargetSource::Centres);
+        assert_eq!(saat.targets(), Some(TargetSource::Codes));
+        assert_eq!(AdvTraining::pgd_at().targets(), None);
     }
 }

@@ -9,6 +9,6 @@ mod schedule;
 mod standard;
 
 pub use codes::{LabelCodeKind, LabelCodes, centre_codes, label_codes_for, mainstay_codes};
-pub use method::{AdvTerm, AdvTraining};
+pub use method::{AdvTerm, AdvTraining, TargetSource};
 pub use schedule::{LrSchedule, Optimizer};
 pub use standard::{EpochStats, StepInfo, TrainConfig, Trainer};

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, PoisonError};
 
 use super::{
-    AdvTerm, AdvTraining, LabelCodes, LrSchedule, Optimizer, centre_codes, mainstay_codes,
+    AdvTerm, AdvTraining, LabelCodes, LrSchedule, Optimizer, TargetSource, centre_codes,
+    mainstay_codes,
 };
 use crate::attacks::{Objective, pgd};
 use crate::data::LabelSet;
@@ -109,6 +110,14 @@ impl TrainConfig {
         {
             return bad(format!(
                 "PGD-AT attacks CSQ's hash centres: train with --loss csq, not {}",
+                self.method.name()
+            ));
+        }
+        if self.adversarial.as_ref().and_then(AdvTraining::targets) == Some(TargetSource::Centres)
+            && self.method != HashMethod::Csq
+        {
+            return bad(format!(
+                "CgAT on hash centres needs CSQ's centres: train with --loss csq, not {}",
                 self.method.name()
             ));
         }
@@ -384,6 +393,15 @@ impl Trainer {
         &self.centres
     }
 
+    /// Whether the run keeps the training codes B: CgAT and SAAT on target codes of B.
+    fn needs_codes(&self) -> bool {
+        self.config
+            .adversarial
+            .as_ref()
+            .and_then(AdvTraining::targets)
+            == Some(TargetSource::Codes)
+    }
+
     /// CgAT/SAAT on CSQ, once B is encoded: how far the target codes of B agree with the
     /// training images' hash centres ([`EpochStats::target_agreement`]); `None` otherwise.
     fn target_agreement(&self) -> Result<Option<f64>> {
@@ -437,10 +455,7 @@ impl Trainer {
                 .seed
                 .wrapping_add(1_000_003 * (epoch as u64 + 1)),
         );
-        let needs_codes = matches!(
-            self.config.adversarial,
-            Some(AdvTraining::CgAt { .. } | AdvTraining::Saat { .. })
-        );
+        let needs_codes = self.needs_codes();
         if needs_codes && self.train_codes.as_ref().is_none_or(|c| c.train != train) {
             let restored = self
                 .restored_codes
@@ -584,12 +599,15 @@ impl Trainer {
         if let Some(adv) = &self.config.adversarial
             && let Some(budget) = adv.inner_pgd()
         {
-            let codes = self
-                .train_codes
-                .as_mut()
-                .expect("codes encoded for CgAT/SAAT");
-            let target = target_codes(adv, codes)?;
-            let flat = target.signs_for(labels)?;
+            let flat = match self.train_codes.as_ref() {
+                Some(codes) => target_codes(adv, codes)?.signs_for(labels)?,
+                // CgAT on the hash centres: fixed targets, no B.
+                None => labels
+                    .iter()
+                    .flat_map(|&l| self.centres.centre_of(l))
+                    .map(f32::from)
+                    .collect(),
+            };
             let shape = [idx.len(), self.config.model.bits];
             let c_inner =
                 Tensor::<2>::from_data(TensorData::new(flat.clone(), shape), &self.inner_device);
@@ -618,9 +636,11 @@ impl Trainer {
             };
             parts.total = parts.total + extra;
             // Refresh B with this batch's codes.
-            let z = read_floats(logits.detach(), "codes")?;
-            for (row, &i) in z.chunks(self.config.model.bits).zip(idx) {
-                codes.codes.set_signs(codes.position[&i], row);
+            if let Some(codes) = self.train_codes.as_mut() {
+                let z = read_floats(logits.detach(), "codes")?;
+                for (row, &i) in z.chunks(self.config.model.bits).zip(idx) {
+                    codes.codes.set_signs(codes.position[&i], row);
+                }
             }
         }
         let grads = GradientsParams::from_grads(parts.total.backward(), &model);
@@ -1246,6 +1266,20 @@ mod tests {
                 .unwrap();
             assert_eq!(b1, now, "{method:?}");
         }
+        // CgAT on the hash centres keeps no B and records no agreement (it is 1 by definition);
+        // it needs CSQ's centres.
+        let on_centres = AdvTraining::cgat().with_targets(TargetSource::Centres);
+        let config = tiny_config(1).with_adversarial(Some(on_centres.clone()));
+        let centres = HashCentres::new(4, 16, 0).unwrap();
+        let mut trainer = Trainer::new(config, centres, &device).unwrap();
+        let stats = trainer.train_epoch(&set, &idx, |_| {}).unwrap();
+        assert!(stats.loss.is_finite(), "{stats:?}");
+        assert!(trainer.train_codes.is_none() && stats.target_agreement.is_none());
+        let dpsh = TrainConfig {
+            method: HashMethod::Dpsh { alpha: 0.1 },
+            ..tiny_config(1).with_adversarial(Some(on_centres))
+        };
+        assert!(dpsh.validate().is_err());
     }
 
     #[test]

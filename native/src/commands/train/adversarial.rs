@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{AdvTerm, AdvTraining};
+use hashguard_core::adv_train::{AdvTerm, AdvTraining, TargetSource};
 use hashguard_core::experiments::robustness::RowTraining;
 use hashguard_core::run::RunDir;
 
@@ -59,6 +59,19 @@ pub struct AdvTrainArgs {
     /// inner attack flipped hard keep a gradient).
     #[arg(long, value_enum, default_value = "tanh")]
     adv_term: TermArg,
+    /// CgAT: where the target codes come from: `codes` (the paper's centre codes of the
+    /// training codes) or `centres` (the items' CSQ hash centres, fixed; an ablation).
+    #[arg(long, value_enum, default_value = "codes")]
+    adv_targets: TargetsArg,
+}
+
+/// `--adv-targets` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetsArg {
+    /// The paper's centre codes of the training codes, refreshed with each batch.
+    Codes,
+    /// The items' CSQ hash centres.
+    Centres,
 }
 
 /// `--adv-term` values.
@@ -90,6 +103,7 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
             step,
             steps,
             term: AdvTerm::Tanh,
+            targets: TargetSource::Codes,
         },
         AdvMethod::Saat => AdvTraining::Saat {
             eps,
@@ -108,6 +122,11 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
             )
         }
         (TermArg::Logit, _) => adversarial.with_term(AdvTerm::Logit),
+    };
+    let adversarial = match (args.adv_targets, args.method) {
+        (TargetsArg::Codes, _) => adversarial,
+        (TargetsArg::Centres, AdvMethod::Cgat) => adversarial.with_targets(TargetSource::Centres),
+        (TargetsArg::Centres, _) => bail!("--adv-targets centres is CgAT's: use --method cgat"),
     };
     adversarial.validate()?;
     train_run(train, Some(adversarial), selected, more)

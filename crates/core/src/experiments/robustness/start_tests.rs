@@ -11,12 +11,7 @@ fn the_start_effect_pairs_each_method_with_itself_from_scratch() {
             replays: 4,
         })
     };
-    let logit = AdvTraining::CgAt {
-        eps: 8.0 / 255.0,
-        step: 2.0 / 255.0,
-        steps: 7,
-        term: AdvTerm::Logit,
-    };
+    let logit = AdvTraining::cgat().with_term(AdvTerm::Logit);
     let rows = vec![
         report("no AT", 0, &[0.8, 0.3, 0.3], &[(0.3, None), (0.1, None)]),
         trained("freeat-m4", 0, (0.76, 0.69), free(), 1, false),
