@@ -402,7 +402,7 @@ impl Trainer {
             == Some(TargetSource::Codes)
     }
 
-    /// CgAT/SAAT on CSQ, once B is encoded: how far the target codes of B agree with the
+    /// CgAT/SAAT on CSQ, once B is encoded (only those keep B): how far the target codes of B agree with the
     /// training images' hash centres ([`EpochStats::target_agreement`]); `None` otherwise.
     fn target_agreement(&self) -> Result<Option<f64>> {
         let (Some(adv), Some(codes), HashMethod::Csq) = (
@@ -412,9 +412,6 @@ impl Trainer {
         ) else {
             return Ok(None);
         };
-        if !matches!(adv, AdvTraining::CgAt { .. } | AdvTraining::Saat { .. }) {
-            return Ok(None);
-        }
         let target = target_codes(adv, codes)?;
         target
             .agreement(&codes.labels, |l| self.centres.centre_of(l))
@@ -602,11 +599,7 @@ impl Trainer {
             let flat = match self.train_codes.as_ref() {
                 Some(codes) => target_codes(adv, codes)?.signs_for(labels)?,
                 // CgAT on the hash centres: fixed targets, no B.
-                None => labels
-                    .iter()
-                    .flat_map(|&l| self.centres.centre_of(l))
-                    .map(f32::from)
-                    .collect(),
+                None => self.centres.signs(labels),
             };
             let shape = [idx.len(), self.config.model.bits];
             let c_inner =

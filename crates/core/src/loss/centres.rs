@@ -143,12 +143,17 @@ impl HashCentres {
     /// # Shapes
     /// - output: `[labels.len(), bits]`
     pub fn targets(&self, labels: &[LabelSet], device: &Device) -> Tensor<2> {
-        let flat: Vec<f32> = labels
+        let flat = self.signs(labels);
+        Tensor::from_data(TensorData::new(flat, [labels.len(), self.bits]), device)
+    }
+
+    /// The centres of `labels` as ±1 values, `bits` per item, row after row.
+    pub fn signs(&self, labels: &[LabelSet]) -> Vec<f32> {
+        labels
             .iter()
             .flat_map(|&l| self.centre_of(l))
             .map(f32::from)
-            .collect();
-        Tensor::from_data(TensorData::new(flat, [labels.len(), self.bits]), device)
+            .collect()
     }
 }
 
