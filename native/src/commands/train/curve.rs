@@ -44,17 +44,23 @@ pub(super) fn loss_curve(history: &[EpochStats], stem: &Path) -> Result<()> {
         series("similarity term", PALETTE[1], |h| h.bce),
         series("quantisation term", PALETTE[2], |h| h.quantisation),
     ];
-    let top = curves
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(1e-9, f64::max);
+    // CgAT's and SAAT's total loss goes below 0 (their alignment term is negative): the axis
+    // reaches down to it, and keeps 0 in view otherwise.
+    let values = || {
+        curves
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+    };
+    let top = values().fold(1e-9, f64::max);
+    let bottom = values().fold(0.0, f64::min);
+    let margin = 0.1 * (top - bottom);
     let axes = Axes {
         title: format!("Training loss over {} epochs", history.len()),
         x: "epoch".into(),
         y: "mean loss per batch".into(),
         x_range: 0.5..history.len().max(1) as f64 + 0.5,
-        y_range: 0.0..top * 1.1,
+        y_range: if bottom < 0.0 { bottom - margin } else { 0.0 }..top + margin,
     };
     lines(stem, &axes, &curves, false, SeriesLabelPosition::UpperRight)
 }
