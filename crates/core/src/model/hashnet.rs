@@ -114,8 +114,11 @@ impl HashNetConfig {
                 self.std.len()
             ));
         }
-        if self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-            return bad("normalisation standard deviations must be positive".into());
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return bad("normalisation means must be finite numbers".into());
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return bad("normalisation standard deviations must be positive finite numbers".into());
         }
         if self.widths.is_empty()
             || self.widths.contains(&0)

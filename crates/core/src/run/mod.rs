@@ -305,7 +305,7 @@ impl RunDir {
 
 impl RunConfig {
     /// Parses `config.json`'s bytes (read from `path`, which errors name), checking the format
-    /// version and the model configuration.
+    /// version and every value training checks (model, loss, optimiser, adversarial budget).
     pub fn from_json(bytes: &[u8], path: &Path) -> Result<Self> {
         let cfg: RunConfig = serde_json::from_slice(bytes)
             .map_err(|e| Error::record(path, format!("unreadable run configuration ({e})")))?;
@@ -318,8 +318,9 @@ impl RunConfig {
                 ),
             ));
         }
+        // Every check training applies: a number out of f32's range reads as infinity, which
+        // would be written back as `null` and the file would no longer read.
         cfg.train
-            .model
             .validate()
             .map_err(|e| Error::record(path, e.to_string()))?;
         Ok(cfg)
@@ -475,6 +476,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    /// A number beyond f32's range reads as infinity and would be written back as `null`: such
+    /// a configuration is refused on reading, with the value named (found by the fuzzer).
+    #[test]
+    fn a_configuration_with_numbers_out_of_range_is_refused() {
+        let seed = include_str!("../../../../fuzz/seeds/run_config/csq.json");
+        let good = RunConfig::from_json(seed.as_bytes(), Path::new("config.json")).unwrap();
+        let again = serde_json::to_vec(&good).unwrap();
+        RunConfig::from_json(&again, Path::new("again")).unwrap();
+        let with = |pointer: &str, value: serde_json::Value| {
+            let mut json: serde_json::Value = serde_json::from_str(seed).unwrap();
+            *json.pointer_mut(pointer).unwrap() = value;
+            let bytes = serde_json::to_vec(&json).unwrap();
+            RunConfig::from_json(&bytes, Path::new("config.json"))
+                .unwrap_err()
+                .to_string()
+        };
+        let huge = serde_json::json!([1e39]);
+        let err = with("/train/model/mean", huge.clone());
+        assert!(
+            err.contains("config.json") && err.contains("means"),
+            "{err}"
+        );
+        let err = with("/train/model/std", huge);
+        assert!(err.contains("standard deviations"), "{err}");
+        let err = with("/train/lr", serde_json::json!(-1.0));
+        assert!(err.contains("--lr"), "{err}");
     }
 
     #[test]
