@@ -74,7 +74,8 @@ enum Command {
     /// Reproduce the UMCD paper's Tables 1 and 2 (detection: Markdown, JSON, ROC and
     /// histogram PNGs), its adversarial-training table (--table 3) or the white-box study
     /// (--table 4: Fig. 5 and Table 4).
-    Reproduce(commands::reproduce::ReproduceArgs),
+    // Boxed: its flags outweigh every other command's.
+    Reproduce(Box<commands::reproduce::ReproduceArgs>),
     /// Work with data sets: `data check` validates list files or an image folder.
     #[command(subcommand)]
     Data(commands::data::DataCommand),
@@ -143,7 +144,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => commands::eval::run(args, selected),
             Command::Attack(args) => commands::attack::run(args, selected),
             Command::Detect(args) => commands::detect::run(args, selected),
-            Command::Reproduce(args) => commands::reproduce::run(args, selected),
+            Command::Reproduce(args) => commands::reproduce::run(*args, selected),
             Command::Export(args) => commands::export::run(args, selected),
             Command::ExportWeb(args) => commands::export_web::run(args, selected),
             Command::Data(_) | Command::Devices => {

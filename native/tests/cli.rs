@@ -1304,7 +1304,25 @@ fn table_3_fine_tunes_every_method_from_one_run_and_reuses_its_work() {
     assert_clean_error(&run(&other), "holds a different run");
     let mut other = args.clone();
     other.extend(["--at-term", "tanh,cubic"]);
-    assert_rejected(&run(&other), "expected tanh or logit");
+    assert_rejected(&run(&other), "possible values: tanh, logit");
+    let mut other = args.clone();
+    other.extend(["--at-targets", "codes,book"]);
+    assert_rejected(&run(&other), "possible values: codes, centres");
+    // The target-code ablation: a CgAT row on the hash centres beside the paper's, the other
+    // rows carried over from their reports.
+    let mut other = args.clone();
+    other.extend(["--at-targets", "codes,centres", "--rows", "cgat-centres"]);
+    let out = run(&other);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("== cgat-centres: evaluating"), "{err}");
+    let config = std::fs::read_to_string(out_dir.join("models/cgat-centres/config.json")).unwrap();
+    assert!(config.contains(r#""targets": "centres""#), "{config}");
+    let md = std::fs::read_to_string(out_dir.join("table3.md")).unwrap();
+    assert!(
+        md.contains("| cgat-centres |") && md.contains("| cgat |"),
+        "{md}"
+    );
     // And another weight decay.
     let mut other = args.clone();
     other.extend(["--at-weight-decay", "5e-4"]);

@@ -20,7 +20,7 @@ mod curve;
 mod flags;
 mod fresh;
 
-pub use adversarial::{AdvTrainArgs, ensure_trained, run_adversarial};
+pub use adversarial::{AdvTrainArgs, TargetsArg, TermArg, ensure_trained, run_adversarial};
 use curve::{epoch_line, loss_curve};
 pub(crate) use flags::parse_optimizer;
 use fresh::{Weights, from_init, from_scratch, report_left_out};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hashguard_core::adv_train::{AdvTerm, Optimizer};
+use hashguard_core::adv_train::Optimizer;
 use hashguard_core::experiments::robustness::{
     Lead, MaskingChecks, RobustnessConfig, Row, RowSettings, StartEffect, Table3Report, cached_row,
     evaluate_row, paper_rows, table3_markdown, transfer_examples,
@@ -16,7 +16,7 @@ use hashguard_core::run::{RunDir, write_atomic};
 
 use super::{DetectionArgs, table3_figures};
 use crate::backend::Selected;
-use crate::commands::train::{ensure_trained, parse_optimizer};
+use crate::commands::train::{TargetsArg, TermArg, ensure_trained, parse_optimizer};
 use crate::commands::{open_with_database, pixel_budget};
 use crate::progress::Bars;
 
@@ -55,8 +55,13 @@ pub struct RobustnessArgs {
     pgd_steps: Vec<usize>,
     /// Table 3: CgAT's and SAAT's alignment terms, a row pair each: `tanh` (the papers'),
     /// `logit` (BCE on the adversarial logits), or `tanh,logit` for the ablation.
-    #[arg(long, value_delimiter = ',', default_value = "tanh", value_parser = parse_term)]
-    at_term: Vec<AdvTerm>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tanh")]
+    at_term: Vec<TermArg>,
+    /// Table 3: where CgAT's target codes come from, a row each: `codes` (the paper's centre
+    /// codes of the training codes), `centres` (the items' CSQ hash centres; CSQ base runs), or
+    /// `codes,centres` for the ablation (`cgat-centres` rows).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "codes")]
+    at_targets: Vec<TargetsArg>,
     /// Table 3: optimiser of the adversarial rows: `adam` or `sgd[:M]` (the reference code's
     /// SGD, momentum 0.9; pair with e.g. --at-lr 0.01).
     #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
@@ -114,14 +119,6 @@ fn robust_radius(s: &str) -> Result<Option<f32>, String> {
     pixel_budget(s).map(Some)
 }
 
-fn parse_term(s: &str) -> Result<AdvTerm, String> {
-    match s {
-        "tanh" => Ok(AdvTerm::Tanh),
-        "logit" => Ok(AdvTerm::Logit),
-        _ => Err(format!("{s}: expected tanh or logit")),
-    }
-}
-
 impl RobustnessArgs {
     /// The flags as the library's configuration.
     fn config(&self) -> RobustnessConfig {
@@ -134,7 +131,8 @@ impl RobustnessArgs {
             at_lr: self.at_lr,
             at_eps: self.at_eps,
             pgd_steps: self.pgd_steps.clone(),
-            at_terms: self.at_term.clone(),
+            at_terms: self.at_term.iter().map(|&t| t.into()).collect(),
+            at_targets: self.at_targets.iter().map(|&t| t.into()).collect(),
             at_optimizer: (self.at_optimizer != Optimizer::Adam).then_some(self.at_optimizer),
             at_weight_decay: self.at_weight_decay,
             at_seeds: self.at_seeds,

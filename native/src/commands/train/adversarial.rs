@@ -74,6 +74,15 @@ pub enum TargetsArg {
     Centres,
 }
 
+impl From<TargetsArg> for TargetSource {
+    fn from(arg: TargetsArg) -> Self {
+        match arg {
+            TargetsArg::Codes => TargetSource::Codes,
+            TargetsArg::Centres => TargetSource::Centres,
+        }
+    }
+}
+
 /// `--adv-term` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TermArg {
@@ -81,6 +90,15 @@ pub enum TermArg {
     Tanh,
     /// mean(softplus(−2 z_adv ⊙ c)), the BCE on the logits.
     Logit,
+}
+
+impl From<TermArg> for AdvTerm {
+    fn from(arg: TermArg) -> Self {
+        match arg {
+            TermArg::Tanh => AdvTerm::Tanh,
+            TermArg::Logit => AdvTerm::Logit,
+        }
+    }
 }
 
 /// Runs `hashguard adv-train`.
@@ -121,11 +139,11 @@ pub fn run_adversarial(args: AdvTrainArgs, selected: Selected, more: Vec<Selecte
                 "--adv-term is CgAT's and SAAT's: FreeAT and PGD-AT train on the hashing loss alone"
             )
         }
-        (TermArg::Logit, _) => adversarial.with_term(AdvTerm::Logit),
+        (term, _) => adversarial.with_term(term.into()),
     };
     let adversarial = match (args.adv_targets, args.method) {
         (TargetsArg::Codes, _) => adversarial,
-        (TargetsArg::Centres, AdvMethod::Cgat) => adversarial.with_targets(TargetSource::Centres),
+        (targets, AdvMethod::Cgat) => adversarial.with_targets(targets.into()),
         (TargetsArg::Centres, _) => bail!("--adv-targets centres is CgAT's: use --method cgat"),
     };
     adversarial.validate()?;

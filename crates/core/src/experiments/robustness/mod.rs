@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::detection::DetectionConfig;
-use crate::adv_train::{AdvTerm, AdvTraining, Optimizer};
+use crate::adv_train::{AdvTerm, AdvTraining, Optimizer, TargetSource};
 use crate::{Error, Result};
 
 mod evaluate;
@@ -49,6 +49,10 @@ pub struct RobustnessConfig {
     /// CgAT's and SAAT's alignment terms, one row pair each (the papers': tanh).
     #[serde(default = "papers_term")]
     pub at_terms: Vec<AdvTerm>,
+    /// Sources of CgAT's target codes, a row each (per term): the paper's centre codes of the
+    /// training codes, and the ablation's CSQ hash centres (CSQ base runs only).
+    #[serde(default = "papers_targets")]
+    pub at_targets: Vec<TargetSource>,
     /// Optimiser of every adversarial row (`None`: Adam).
     #[serde(default)]
     pub at_optimizer: Option<Optimizer>,
@@ -73,6 +77,10 @@ pub struct RobustnessConfig {
 
 fn papers_term() -> Vec<AdvTerm> {
     vec![AdvTerm::Tanh]
+}
+
+fn papers_targets() -> Vec<TargetSource> {
+    vec![TargetSource::Codes]
 }
 
 fn one() -> usize {
@@ -108,6 +116,7 @@ impl Default for RobustnessConfig {
             at_eps: 8.0 / 255.0,
             pgd_steps: vec![8, 40, 100],
             at_terms: papers_term(),
+            at_targets: papers_targets(),
             at_optimizer: None,
             at_weight_decay: None,
             at_seeds: 1,
@@ -178,6 +187,9 @@ impl RobustnessConfig {
         if self.at_terms.is_empty() {
             return bad("--at-term needs at least one of tanh, logit");
         }
+        if self.at_targets.is_empty() {
+            return bad("--at-targets needs at least one of codes, centres");
+        }
         self.at_optimizer.unwrap_or_default().validate()?;
         if let Some(wd) = self.at_weight_decay
             && !(wd >= 0.0 && wd.is_finite())
@@ -218,7 +230,8 @@ impl RobustnessConfig {
         s
     }
 
-    /// The table's rows in order: no AT, FreeAT per m, PGD-AT, CgAT, SAAT (each term), then
+    /// The table's rows in order: no AT, FreeAT per m, PGD-AT, CgAT (each target source and
+    /// term), SAAT (each term), then
     /// the same methods trained from scratch when a scratch budget is set; every adversarial
     /// row once per seed, its seeds adjacent.
     pub fn rows(&self) -> Vec<Row> {
@@ -234,7 +247,11 @@ impl RobustnessConfig {
             if self.pgd_at {
                 m.push((AdvTraining::pgd_at().with_eps(self.at_eps), epochs));
             }
-            for a in [AdvTraining::cgat(), AdvTraining::saat()] {
+            let cgat = self
+                .at_targets
+                .iter()
+                .map(|&t| AdvTraining::cgat().with_targets(t));
+            for a in cgat.chain([AdvTraining::saat()]) {
                 for &term in &self.at_terms {
                     m.push((a.clone().with_eps(self.at_eps).with_term(term), epochs));
                 }

@@ -37,6 +37,7 @@ fn rows_cover_each_term_and_count_updates_per_batch() {
         freeat_budget: 8,
         at_epochs: 8,
         at_terms: vec![AdvTerm::Tanh, AdvTerm::Logit],
+        at_targets: vec![TargetSource::Codes, TargetSource::Centres],
         at_optimizer: Some(Optimizer::Sgd { momentum: 0.9 }),
         ..RobustnessConfig::default()
     };
@@ -51,9 +52,25 @@ fn rows_cover_each_term_and_count_updates_per_batch() {
             "pgd-at",
             "cgat",
             "cgat-logit",
+            "cgat-centres",
+            "cgat-logit-centres",
             "saat",
             "saat-logit"
         ]
+    );
+    let targets: Vec<_> = rows[3..7]
+        .iter()
+        .map(|r| r.training.as_ref().unwrap().method.targets())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            TargetSource::Codes,
+            TargetSource::Codes,
+            TargetSource::Centres,
+            TargetSource::Centres
+        ]
+        .map(Some)
     );
     // Equal budgets: FreeAT m = 4 for 2 epochs and 8 epochs of PGD-AT/CgAT/SAAT all make 8.
     for row in &rows[1..] {
@@ -66,6 +83,7 @@ fn rows_cover_each_term_and_count_updates_per_batch() {
     let mut json = serde_json::to_value(RobustnessConfig::default()).unwrap();
     let map = json.as_object_mut().unwrap();
     map.remove("at_terms");
+    map.remove("at_targets");
     map.remove("at_optimizer");
     let old: RobustnessConfig = serde_json::from_value(json).unwrap();
     assert_eq!(old, RobustnessConfig::default());
@@ -74,6 +92,12 @@ fn rows_cover_each_term_and_count_updates_per_batch() {
         ..RobustnessConfig::default()
     };
     assert!(empty.validate().is_err());
+    let no_targets = RobustnessConfig {
+        at_targets: Vec::new(),
+        ..RobustnessConfig::default()
+    };
+    let err = no_targets.validate().unwrap_err().to_string();
+    assert!(err.contains("--at-targets"), "{err}");
     for bad in [
         RobustnessConfig {
             at_seeds: 0,
